@@ -1,0 +1,14 @@
+//! edgeward: an edge policy plugin for Envoy and other proxy-wasm hosts.
+//!
+//! The crate is a pure policy core (document types, validation, route selection, the checks, the
+//! decision; no host calls, no clock, no I/O) plus a thin proxy-wasm adapter compiled only for
+//! `wasm32-wasip1`. The native `edgeward` binary runs the same core.
+
+pub mod decision;
+pub mod error;
+pub mod ip;
+pub mod log;
+pub mod rate_limit;
+pub mod request;
+pub mod secret;
+pub mod signature;

@@ -1,0 +1,148 @@
+//! The request as the core sees it: built by the proxy-wasm adapter from one headers map and a few
+//! properties, or by `edgeward eval` from a raw HTTP/1.1 request.
+
+use std::net::IpAddr;
+
+/// TLS protocol version of the downstream connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    V1_0,
+    V1_1,
+    V1_2,
+    V1_3,
+}
+
+impl TlsVersion {
+    /// Parses Envoy's `connection.tls_version` values (`TLSv1.2`) and the short forms (`1.2`).
+    pub fn parse(s: &str) -> Option<TlsVersion> {
+        match s.trim().trim_start_matches("TLSv") {
+            "1" | "1.0" => Some(TlsVersion::V1_0),
+            "1.1" => Some(TlsVersion::V1_1),
+            "1.2" => Some(TlsVersion::V1_2),
+            "1.3" => Some(TlsVersion::V1_3),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::V1_0 => "1.0",
+            TlsVersion::V1_1 => "1.1",
+            TlsVersion::V1_2 => "1.2",
+            TlsVersion::V1_3 => "1.3",
+        }
+    }
+}
+
+/// The downstream connection's peer address, as parsed from Envoy's `source.address`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Ip(IpAddr),
+    /// Missing or unparseable: never trusted, never allowed by an allow list.
+    Invalid,
+}
+
+/// Request headers in arrival order, names lowercase (Envoy delivers them so; `eval` lowercases).
+/// Pseudo-headers (`:authority`, ...) may be present and are ignored by header lookups of regular names.
+#[derive(Debug, Clone, Copy)]
+pub struct Headers<'a>(pub &'a [(String, String)]);
+
+impl<'a> Headers<'a> {
+    /// The first value of a header, if present.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a header, in order.
+    pub fn get_all<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n
+    where
+        'a: 'n,
+    {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// How many times a header occurs.
+    pub fn count(&self, name: &str) -> usize {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// The request head: everything the checks need before the body.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:authority` (Host), as received, possibly with a port.
+    pub authority: &'a str,
+    /// `:path`: path and query exactly as received.
+    pub path: &'a str,
+    /// Envoy's route name (`xds.route_name`), when the route has one.
+    pub route_name: Option<&'a str>,
+    /// `None` for a plaintext connection, else the negotiated TLS version.
+    pub tls: Option<TlsVersion>,
+    pub peer: Peer,
+    pub headers: Headers<'a>,
+}
+
+impl<'a> RequestHead<'a> {
+    /// The authority without its port (`example.com:8080` → `example.com`, `[::1]:80` → `[::1]`), lowercased
+    /// comparison is left to the caller.
+    pub fn host(&self) -> &'a str {
+        split_host_port(self.authority).0
+    }
+}
+
+/// Splits `host[:port]`, keeping IPv6 brackets on the host.
+pub fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    if authority.starts_with('[') {
+        if let Some(end) = authority.find(']') {
+            let host = &authority[..=end];
+            let rest = &authority[end + 1..];
+            return match rest.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => (host, None),
+            };
+        }
+        return (authority, None);
+    }
+    match authority.rfind(':') {
+        Some(i) if !authority[..i].contains(':') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn host_port_split() {
+        assert_eq!(split_host_port("a.example:8080"), ("a.example", Some("8080")));
+        assert_eq!(split_host_port("a.example"), ("a.example", None));
+        assert_eq!(split_host_port("[::1]:443"), ("[::1]", Some("443")));
+        assert_eq!(split_host_port("[::1]"), ("[::1]", None));
+    }
+
+    #[test]
+    fn tls_versions() {
+        assert_eq!(TlsVersion::parse("TLSv1.2"), Some(TlsVersion::V1_2));
+        assert_eq!(TlsVersion::parse("1.3"), Some(TlsVersion::V1_3));
+        assert_eq!(TlsVersion::parse(""), None);
+        assert!(TlsVersion::V1_2 < TlsVersion::V1_3);
+    }
+}

@@ -1,0 +1,107 @@
+//! Secrets in the document: `{"env": "NAME"}` (read through the caller's environment) or `{"base64": "..."}`.
+//! A resolved [`Secret`] never prints its bytes.
+
+use crate::error::ConfigError;
+use base64::Engine as _;
+use serde::Deserialize;
+use std::fmt;
+
+/// The environment the document's `{"env": ...}` secrets are read from; the core never reads it itself.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+impl<F: Fn(&str) -> Option<String>> Env for F {
+    fn var(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+/// An environment with no variables (tests, documents without env secrets).
+pub struct NoEnv;
+
+impl Env for NoEnv {
+    fn var(&self, _name: &str) -> Option<String> {
+        None
+    }
+}
+
+/// The document form of a secret.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SecretInput {
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub base64: Option<String>,
+}
+
+/// Secret bytes; `Debug` shows only the length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn from_bytes(b: Vec<u8>) -> Self {
+        Secret(b)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<{} bytes>)", self.0.len())
+    }
+}
+
+/// Decodes standard or URL-safe base64, with or without padding.
+pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    let engines = [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    engines.iter().find_map(|e| e.decode(s).ok())
+}
+
+impl SecretInput {
+    /// Resolves the secret. An environment variable holds base64, like `{"base64": ...}`, so binary
+    /// keys can be passed. Errors name the variable, never its value.
+    pub fn resolve(&self, path: &str, env: &dyn Env, min_len: usize) -> Result<Secret, ConfigError> {
+        let bytes = match (&self.env, &self.base64) {
+            (Some(name), None) => {
+                let value = env.var(name).ok_or_else(|| {
+                    ConfigError::new(path, format!("environment variable {name} is not set"))
+                })?;
+                decode_base64(&value).ok_or_else(|| {
+                    ConfigError::new(
+                        path,
+                        format!("environment variable {name} is not valid base64"),
+                    )
+                })?
+            }
+            (None, Some(b64)) => decode_base64(b64)
+                .ok_or_else(|| ConfigError::new(path, "secret is not valid base64"))?,
+            _ => {
+                return Err(ConfigError::new(
+                    path,
+                    "a secret is exactly one of {\"env\": NAME} or {\"base64\": VALUE}",
+                ))
+            }
+        };
+        if bytes.len() < min_len {
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "secret is {} bytes after decoding; at least {min_len} are required",
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(Secret(bytes))
+    }
+}

@@ -1,0 +1,2 @@
+//! Echo upstream for tests and the demo. (Filled in by the harness work.)
+fn main() {}
