@@ -12,3 +12,4 @@ pub mod rate_limit;
 pub mod request;
 pub mod secret;
 pub mod signature;
+pub mod store;
