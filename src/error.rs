@@ -47,6 +47,10 @@ impl Errors {
         self.0.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn into_vec(self) -> Vec<ConfigError> {
         self.0
     }

@@ -5,11 +5,18 @@
 //! `wasm32-wasip1`. The native `edgeward` binary runs the same core.
 
 pub mod decision;
+pub mod document;
+pub mod engine;
 pub mod error;
+pub mod https;
 pub mod ip;
 pub mod log;
 pub mod rate_limit;
 pub mod request;
+pub mod route;
 pub mod secret;
 pub mod signature;
 pub mod store;
+
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod adapter;

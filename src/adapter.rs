@@ -1,0 +1,329 @@
+//! The proxy-wasm adapter: reads the request from the host (one headers map, a few properties), calls
+//! the core, and maps the evaluation to Envoy (local reply, header changes, filter state). Compiled only
+//! for `wasm32-wasip1`.
+
+use crate::decision::Reply;
+use crate::document::Document;
+use crate::engine::{Evaluation, HeaderOp};
+use crate::request::{Headers, Peer, RequestHead, TlsVersion};
+use crate::store::{Cas, SharedStore, StoreError};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, Status};
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    std::panic::set_hook(Box::new(|info| {
+        // Reached only through a bug; with panic=abort the VM traps after this line is logged.
+        let _ = hostcalls::log(LogLevel::Critical, &format!("edgeward: panic: {info}"));
+    }));
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(EdgewardRoot { doc: None }) });
+}}
+
+fn log(level: LogLevel, msg: &str) {
+    let _ = hostcalls::log(level, msg);
+}
+
+struct EdgewardRoot {
+    doc: Option<Rc<Document>>,
+}
+
+impl Context for EdgewardRoot {}
+
+impl RootContext for EdgewardRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = match hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        ) {
+            Ok(Some(b)) => b,
+            _ => {
+                log(
+                    LogLevel::Critical,
+                    "edgeward: no plugin configuration: refusing to start",
+                );
+                return false;
+            }
+        };
+        let Ok(json) = std::str::from_utf8(&raw) else {
+            log(
+                LogLevel::Critical,
+                "edgeward: configuration is not UTF-8: refusing to start",
+            );
+            return false;
+        };
+        let env = |name: &str| std::env::var(name).ok();
+        match Document::from_json(json, &env) {
+            Ok(doc) => {
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "edgeward: loaded {} policies, {} routes",
+                        doc.policies.len(),
+                        doc.routes.len()
+                    ),
+                );
+                self.doc = Some(Rc::new(doc));
+                true
+            }
+            Err(errors) => {
+                for e in &errors {
+                    log(
+                        LogLevel::Critical,
+                        &format!("edgeward: invalid policy document: {e}"),
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let doc = self.doc.clone()?;
+        Some(Box::new(EdgewardHttp {
+            doc,
+            req: None,
+            eval: None,
+            body_seen: 0,
+            replied: false,
+            logged: false,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// What the adapter keeps of the request between callbacks.
+struct RequestData {
+    headers: Vec<(String, String)>,
+    method: usize,
+    authority: usize,
+    path: usize,
+    route_name: Option<String>,
+    tls: Option<TlsVersion>,
+    peer: Peer,
+    now_ns: u64,
+}
+
+impl RequestData {
+    fn head(&self) -> RequestHead<'_> {
+        let value = |i: usize| self.headers.get(i).map_or("", |(_, v)| v.as_str());
+        RequestHead {
+            method: value(self.method),
+            authority: value(self.authority),
+            path: value(self.path),
+            route_name: self.route_name.as_deref(),
+            tls: self.tls,
+            peer: self.peer,
+            headers: Headers(&self.headers),
+        }
+    }
+}
+
+struct EdgewardHttp {
+    doc: Rc<Document>,
+    req: Option<RequestData>,
+    eval: Option<Evaluation>,
+    body_seen: usize,
+    replied: bool,
+    logged: bool,
+}
+
+impl Context for EdgewardHttp {}
+
+/// proxy-wasm shared data, shared by all worker threads of the Envoy process.
+struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), StoreError> {
+        hostcalls::get_shared_data(key).map_err(|_| StoreError::Unavailable)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|s| match s {
+            Status::CasMismatch => StoreError::CasMismatch,
+            _ => StoreError::Unavailable,
+        })
+    }
+}
+
+fn property_string(path: Vec<&str>) -> Option<String> {
+    match hostcalls::get_property(path) {
+        Ok(Some(b)) if !b.is_empty() => String::from_utf8(b).ok(),
+        _ => None,
+    }
+}
+
+fn parse_peer(addr: Option<&str>) -> Peer {
+    match addr.and_then(|a| a.parse::<std::net::SocketAddr>().ok()) {
+        Some(sa) => Peer::Ip(sa.ip().to_canonical()),
+        None => Peer::Invalid,
+    }
+}
+
+impl EdgewardHttp {
+    fn read_request(&self) -> RequestData {
+        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let find = |name: &str| {
+            headers
+                .iter()
+                .position(|(k, _)| k == name)
+                .unwrap_or(usize::MAX)
+        };
+        let (method, authority, path) = (find(":method"), find(":authority"), find(":path"));
+        let route_name = if self.doc.uses_route_name {
+            property_string(vec!["xds", "route_name"])
+        } else {
+            None
+        };
+        let tls =
+            property_string(vec!["connection", "tls_version"]).and_then(|v| TlsVersion::parse(&v));
+        let peer = parse_peer(property_string(vec!["source", "address"]).as_deref());
+        let now_ns = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        RequestData {
+            headers,
+            method,
+            authority,
+            path,
+            route_name,
+            tls,
+            peer,
+            now_ns,
+        }
+    }
+
+    fn apply_upstream_ops(ev: &Evaluation) {
+        for op in &ev.upstream_headers {
+            let _ = match op {
+                HeaderOp::Set(k, v) => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, k, Some(v))
+                }
+                HeaderOp::Remove(k) => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, k, None)
+                }
+            };
+        }
+    }
+
+    fn send_reply(&mut self, reply: &Reply, extra: &[(String, String)]) {
+        let mut headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let body = if reply.body.is_empty() {
+            None
+        } else {
+            Some(reply.body.as_bytes())
+        };
+        self.replied = true;
+        if hostcalls::send_http_response(u32::from(reply.status), headers, body).is_err() {
+            log(LogLevel::Error, "edgeward: could not send the local reply");
+        }
+    }
+
+    /// Sends the local reply if the evaluation has one, else lets the request go on.
+    fn finish(&mut self) -> Action {
+        let Some(ev) = self.eval.take() else {
+            return Action::Continue;
+        };
+        let action = if let Some(reply) = &ev.reply {
+            let reply = reply.clone();
+            self.send_reply(&reply, &ev.response_headers);
+            Action::Pause
+        } else {
+            Self::apply_upstream_ops(&ev);
+            Action::Continue
+        };
+        self.eval = Some(ev);
+        action
+    }
+
+    fn evaluate_body(&mut self) -> Action {
+        let body = hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::HttpRequestBody,
+            0,
+            usize::MAX,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        if let (Some(ev), Some(req)) = (self.eval.as_mut(), self.req.as_ref()) {
+            ev.evaluate_body(&self.doc, &req.head(), &body, req.now_ns, &mut HostStore);
+        }
+        self.finish()
+    }
+
+    fn pending_body(&self) -> Option<usize> {
+        self.eval.as_ref().and_then(|e| e.needs_body)
+    }
+}
+
+impl HttpContext for EdgewardHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let req = self.read_request();
+        let ev = self
+            .doc
+            .evaluate_head(&req.head(), req.now_ns, &mut HostStore);
+        self.req = Some(req);
+        self.eval = Some(ev);
+        if self.pending_body().is_some() {
+            if end_of_stream {
+                return self.evaluate_body();
+            }
+            return Action::Pause;
+        }
+        self.finish()
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(max) = self.pending_body() else {
+            return Action::Continue;
+        };
+        self.body_seen = body_size;
+        if body_size > max {
+            if let Some(ev) = self.eval.as_mut() {
+                ev.body_too_large();
+            }
+            return self.finish();
+        }
+        if end_of_stream {
+            return self.evaluate_body();
+        }
+        // Keep buffering: nothing reaches the upstream before the check passes.
+        Action::Pause
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // HTTP/2 bodies may end with trailers instead of an end-of-stream data frame.
+        if self.pending_body().is_some() {
+            return self.evaluate_body();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(ev) = &self.eval {
+            for (k, v) in &ev.response_headers {
+                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, k, Some(v));
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if self.logged {
+            return;
+        }
+        self.logged = true;
+    }
+}

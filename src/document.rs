@@ -1,0 +1,200 @@
+//! The policy document: JSON → typed input (unknown fields are errors) → compiled, immutable [`Document`].
+
+use crate::error::{index, join, ConfigError, Errors};
+use crate::https::{Https, HttpsInput};
+use crate::ip::{ClientIpInput, IpInput};
+use crate::log::LogInput;
+use crate::rate_limit::LimitInput;
+use crate::route::{HostMatch, RouteEntry, Target};
+use crate::secret::Env;
+use crate::signature::SignatureInput;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+
+/// The whole document as written.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentInput {
+    #[serde(default)]
+    pub client_ip: ClientIpInput,
+    #[serde(default)]
+    pub ip_lists: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub rate_limit_slots: Option<u32>,
+    pub policies: BTreeMap<String, PolicyInput>,
+    pub routes: Vec<RouteInput>,
+}
+
+/// `enforce` (default) or `shadow`.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Shadow,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Shadow => "shadow",
+        }
+    }
+}
+
+/// One named policy as written.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyInput {
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub https: Option<HttpsInput>,
+    #[serde(default)]
+    pub signature: Option<SignatureInput>,
+    #[serde(default)]
+    pub ip: Option<IpInput>,
+    #[serde(default)]
+    pub rate_limits: Option<Vec<LimitInput>>,
+    #[serde(default)]
+    pub log: Option<LogInput>,
+}
+
+/// One entry of `routes` as written. `policy` must be given: a name, or `null` for "no checks".
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RouteInput {
+    #[serde(default)]
+    pub route: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub policy: Option<Option<String>>,
+}
+
+/// Distinguishes `"policy": null` (Some(None)) from a missing field (None).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// A compiled policy.
+#[derive(Debug)]
+pub struct Policy {
+    pub name: String,
+    pub mode: Mode,
+    pub https: Option<Https>,
+}
+
+/// The compiled document, shared read-only by every request.
+#[derive(Debug)]
+pub struct Document {
+    pub policies: Vec<Policy>,
+    pub routes: Vec<RouteEntry>,
+    /// Whether any route entry matches on Envoy's route name (else the adapter skips that property read).
+    pub uses_route_name: bool,
+}
+
+/// Parses JSON text into the input types; errors carry the JSON path (`policies.p.ip: unknown field ...`).
+pub fn parse(json: &str) -> Result<DocumentInput, ConfigError> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigError::new(path, e.into_inner().to_string())
+    })
+}
+
+impl Document {
+    /// Parses and compiles a document; every error found is returned.
+    pub fn from_json(json: &str, env: &dyn Env) -> Result<Document, Vec<ConfigError>> {
+        let input = parse(json).map_err(|e| vec![e])?;
+        Document::compile(&input, env)
+    }
+
+    /// Validates and compiles parsed input.
+    pub fn compile(input: &DocumentInput, _env: &dyn Env) -> Result<Document, Vec<ConfigError>> {
+        let mut errs = Errors::default();
+        let mut policies = Vec::with_capacity(input.policies.len());
+        for (name, p) in &input.policies {
+            let path = join("policies", name);
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                errs.push(
+                    &path,
+                    format!("policy name {name:?} may only hold letters, digits, '-' and '_'"),
+                );
+            }
+            let https = p
+                .https
+                .as_ref()
+                .and_then(|h| Https::compile(h, &join(&path, "https"), &mut errs));
+            policies.push(Policy {
+                name: name.clone(),
+                mode: p.mode,
+                https,
+            });
+        }
+        let mut routes = Vec::with_capacity(input.routes.len());
+        for (i, r) in input.routes.iter().enumerate() {
+            let path = index("routes", i);
+            let target = match &r.policy {
+                None => {
+                    errs.push(
+                        &path,
+                        "missing field `policy` (a policy name, or null for no checks)",
+                    );
+                    continue;
+                }
+                Some(None) => Target::NoChecks,
+                Some(Some(name)) => match policies.iter().position(|p| &p.name == name) {
+                    Some(i) => Target::Policy(i),
+                    None => {
+                        errs.push(join(&path, "policy"), format!("unknown policy {name:?}"));
+                        continue;
+                    }
+                },
+            };
+            let host = r
+                .host
+                .as_ref()
+                .and_then(|h| HostMatch::compile(h, &join(&path, "host"), &mut errs));
+            if let Some(p) = &r.path_prefix {
+                if !p.starts_with('/') {
+                    errs.push(
+                        join(&path, "path_prefix"),
+                        format!("{p:?} must start with '/'"),
+                    );
+                }
+            }
+            if let Some(rn) = &r.route {
+                if rn.is_empty() {
+                    errs.push(join(&path, "route"), "an empty route name never matches");
+                }
+            }
+            routes.push(RouteEntry {
+                route: r.route.clone(),
+                host,
+                path_prefix: r.path_prefix.clone(),
+                target,
+            });
+        }
+        if input.routes.is_empty() {
+            errs.push("routes", "no routes: every request would be denied");
+        }
+        if !errs.is_empty() {
+            return Err(errs.into_vec());
+        }
+        let uses_route_name = routes.iter().any(|r| r.route.is_some());
+        Ok(Document {
+            policies,
+            routes,
+            uses_route_name,
+        })
+    }
+}
