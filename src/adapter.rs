@@ -9,7 +9,7 @@ use crate::request::{Headers, Peer, RequestHead, TlsVersion};
 use crate::store::{Cas, SharedStore, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType, Status};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -19,7 +19,7 @@ proxy_wasm::main! {{
         // Reached only through a bug; with panic=abort the VM traps after this line is logged.
         let _ = hostcalls::log(LogLevel::Critical, &format!("edgeward: panic: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(EdgewardRoot { doc: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(EdgewardRoot { doc: None, metrics: Rc::new(Vec::new()) }) });
 }}
 
 fn log(level: LogLevel, msg: &str) {
@@ -28,6 +28,15 @@ fn log(level: LogLevel, msg: &str) {
 
 struct EdgewardRoot {
     doc: Option<Rc<Document>>,
+    metrics: Rc<Vec<u32>>,
+}
+
+/// Defines every counter of the document once per VM; the request path only indexes the ids.
+fn define_metrics(doc: &Document) -> Vec<u32> {
+    crate::metrics::names(doc)
+        .iter()
+        .map(|n| hostcalls::define_metric(MetricType::Counter, n).unwrap_or(u32::MAX))
+        .collect()
 }
 
 impl Context for EdgewardRoot {}
@@ -66,6 +75,7 @@ impl RootContext for EdgewardRoot {
                         doc.routes.len()
                     ),
                 );
+                self.metrics = Rc::new(define_metrics(&doc));
                 self.doc = Some(Rc::new(doc));
                 true
             }
@@ -85,6 +95,7 @@ impl RootContext for EdgewardRoot {
         let doc = self.doc.clone()?;
         Some(Box::new(EdgewardHttp {
             doc,
+            metrics: self.metrics.clone(),
             req: None,
             eval: None,
             body_seen: 0,
@@ -127,6 +138,7 @@ impl RequestData {
 
 struct EdgewardHttp {
     doc: Rc<Document>,
+    metrics: Rc<Vec<u32>>,
     req: Option<RequestData>,
     eval: Option<Evaluation>,
     body_seen: usize,
@@ -325,5 +337,15 @@ impl HttpContext for EdgewardHttp {
             return;
         }
         self.logged = true;
+        if let Some(ev) = &self.eval {
+            for i in crate::metrics::counters(&self.doc, ev)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = self.metrics.get(i) {
+                    let _ = hostcalls::increment_metric(*id, 1);
+                }
+            }
+        }
     }
 }

