@@ -18,6 +18,7 @@ use crate::store::{SharedStore, StoreError};
 use gcra::Gcra;
 use serde::Deserialize;
 use siphasher::sip128::SipHasher13;
+use std::fmt;
 use std::hash::Hasher;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -96,7 +97,7 @@ pub struct RateLimits {
 }
 
 /// What the request offers as keys; the engine fills it from the IP and signature checks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct KeyInputs<'a> {
     pub client_ip: Option<IpAddr>,
     pub key_id: Option<&'a str>,
@@ -104,7 +105,7 @@ pub struct KeyInputs<'a> {
 }
 
 /// The key of one limit for one request (already grouped: IPv6 masked to its prefix).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum KeyValue<'a> {
     Ip(IpAddr),
     KeyId(&'a str),
@@ -114,6 +115,28 @@ pub enum KeyValue<'a> {
     Missing,
     /// `route` and `global`.
     Constant,
+}
+
+// Client addresses, key ids and header values never appear in Debug output.
+impl fmt::Debug for KeyInputs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyInputs")
+            .field("client_ip", &self.client_ip.map(|_| "<redacted>"))
+            .field("key_id", &self.key_id.map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for KeyValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyValue::Ip(_) => "Ip(<redacted>)",
+            KeyValue::KeyId(_) => "KeyId(<redacted>)",
+            KeyValue::Header(..) => "Header(<redacted>)",
+            KeyValue::Missing => "Missing",
+            KeyValue::Constant => "Constant",
+        })
+    }
 }
 
 /// One limit's bucket after a request, as a backend reports it.

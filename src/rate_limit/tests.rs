@@ -671,6 +671,25 @@ fn route_is_per_policy_and_global_is_per_document() {
 }
 
 #[test]
+fn debug_output_hides_keys() {
+    let h = hdrs(&[("x-user", "alice")]);
+    let k = KeyInputs {
+        client_ip: ip("192.0.2.77"),
+        key_id: Some("partner-secret-id"),
+        headers: Headers(&h),
+    };
+    let shown = format!(
+        "{k:?} {:?} {:?}",
+        KeyValue::Ip(k.client_ip.unwrap()),
+        KeyValue::Header(k.headers, "x-user")
+    );
+    for secret in ["192.0.2.77", "partner-secret-id", "alice"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(shown.contains("redacted"));
+}
+
+#[test]
 fn worker_vms_compiling_the_same_document_share_buckets() {
     let json = r#"[{"name": "c", "key": "client_ip", "limit": 3, "window_s": 60}]"#;
     let (vm1, vm2) = (limits(json), limits(json));
@@ -1037,4 +1056,54 @@ fn a_custom_backend_can_decide() {
         RateOutcome::Unavailable { .. }
     ));
     assert!(allowed(&RateLimits::default().decide(&mut Broken, &k, T0)));
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// However keys collide, take over and share slots in a tiny table, no key ever gets more than its
+        /// own bucket would give: in any interval, at most burst + interval × limit / window requests.
+        #[test]
+        fn sharing_never_loosens(
+            burst in 1u64..6,
+            limit in 1u64..5,
+            hot in 1usize..12,
+            ops in prop::collection::vec((0usize..200, 0u64..60_000_000, any::<bool>()), 1..800),
+        ) {
+            let window = 10u64;
+            let rl = compile_with(
+                &format!(r#"[{{"name": "u", "key": "header:x-user", "limit": {limit}, "window_s": {window}, "burst": {burst}}}]"#),
+                "p",
+                64,
+            );
+            let users: Vec<User> = (0..200).map(|i| User::new(&format!("u{i}"))).collect();
+            let mut store = MemoryStore::new();
+            let mut passed: Vec<Vec<u64>> = vec![Vec::new(); users.len()];
+            let mut now = T0;
+            for (who, gap, from_hot) in ops {
+                now += gap;
+                // Half the traffic comes from a few hot keys, the rest from many: sets fill and share.
+                let who = if from_hot { who % hot } else { who };
+                if allowed(&rl.acquire(&users[who].keys(), now, &mut store, &HK)) {
+                    passed[who].push(now);
+                }
+            }
+            let window_ns = u128::from(window * S);
+            for times in &passed {
+                for i in 0..times.len() {
+                    for j in i..times.len() {
+                        let span = u128::from(times[j] - times[i]);
+                        let bound = u128::from(burst) + span * u128::from(limit) / window_ns;
+                        prop_assert!((j - i + 1) as u128 <= bound, "{} requests in {} ns", j - i + 1, span);
+                    }
+                }
+            }
+            prop_assert!(store.len() <= 8);
+        }
+    }
 }
