@@ -1,0 +1,355 @@
+//! The local backend: buckets in proxy-wasm shared data, one fixed set-associative table per limit.
+//!
+//! Layout: a keyed limit has `ceil(slots / WAYS)` sets; each set is ONE shared-data key
+//! `edgeward.rl.<uid>.<set>` holding a header (parameter tag, share mark) and `WAYS` slots of
+//! (fingerprint, arrival time). A keyed SipHash-1-3 of the key picks the set, the fingerprint and a
+//! fallback way, so clients cannot aim at one set. `route` and `global` limits are one set of one slot.
+//!
+//! A key uses the slot holding its fingerprint; else it takes over the first idle (fully refilled) slot;
+//! else every slot is busy and it shares its fallback way's bucket. Sharing only makes limiting
+//! stricter: the sharer draws from a bucket that is at most full and always the same one, and the set
+//! remembers the latest arrival time it handed out while shared ("share mark"), so a key that later
+//! takes over an idle slot starts no fuller than the bucket it was drawing from
+//! (`min(fallback, share mark)`); sets that never shared start new keys full.
+//!
+//! Every update is a compare-and-swap. A request first reads and checks every limit (a denial writes
+//! nothing), then commits them in order; a lost race re-reads and re-checks that limit, at most
+//! `MAX_ATTEMPTS` times. If it fails partway, the tokens already taken are refunded (each by its own
+//! CAS loop; a refund that cannot land is dropped, which is again only stricter).
+
+use super::gcra::{Gcra, Step};
+use super::{BucketBackend, KeySpec, KeyValue, Limit, LimitState, Verdict};
+use crate::store::{Cas, SharedStore, StoreError};
+use siphasher::sip::SipHasher13;
+use std::hash::Hasher;
+
+/// Slots per set of a keyed limit.
+pub const WAYS: usize = 8;
+/// Compare-and-swap attempts per limit and request before failing closed.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+const HEADER_BYTES: usize = 8 + 16;
+const SLOT_BYTES: usize = 8 + 16;
+
+/// One limit's table: where its sets live and how they are laid out.
+#[derive(Debug, Clone)]
+pub(crate) struct Table {
+    /// `edgeward.rl.<uid>.`; the uid is stable across worker VMs (same document → same uid).
+    prefix: String,
+    sets: u32,
+    ways: usize,
+    /// Hash of the bucket parameters: a set written under other parameters reads as empty.
+    tag: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Slot {
+    fp: u64,
+    tat: u128,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SetImage {
+    /// The latest arrival time handed out to a key sharing another key's slot.
+    share_tat: u128,
+    slots: [Slot; WAYS],
+}
+
+/// Where a key lives in its limit's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub(crate) set: u32,
+    pub(crate) fp: u64,
+    pub(crate) fallback: usize,
+}
+
+/// A checked, not yet committed, update of one set.
+#[derive(Debug, Clone)]
+struct Plan {
+    key: String,
+    cas: Option<Cas>,
+    image: SetImage,
+    way: usize,
+    step: Step,
+}
+
+/// An unkeyed, stable hash (same value in every VM and on every architecture) for table names.
+fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut h = SipHasher13::new_with_keys(0, 0);
+    for p in parts {
+        h.write_u64(p.len() as u64);
+        h.write(p);
+    }
+    h.finish()
+}
+
+impl Table {
+    pub(crate) fn new(
+        policy: &str,
+        name: &str,
+        key: &KeySpec,
+        limit: u64,
+        window_s: u64,
+        burst: u64,
+        slots: u32,
+    ) -> Table {
+        let params = [
+            limit.to_le_bytes(),
+            window_s.to_le_bytes(),
+            burst.to_le_bytes(),
+        ];
+        let [l, w, b] = &params;
+        // Keyed tables keep their name when parameters change (the tag resets them instead, and no
+        // table leaks); single-slot tables include the parameters, so same-named globals of different
+        // sizes never fight over one slot.
+        let (uid, sets, ways) = match key {
+            KeySpec::Route => (
+                stable_hash(&[b"route", policy.as_bytes(), name.as_bytes(), l, w, b]),
+                1,
+                1,
+            ),
+            KeySpec::Global => (stable_hash(&[b"global", name.as_bytes(), l, w, b]), 1, 1),
+            _ => (
+                stable_hash(&[b"keyed", policy.as_bytes(), name.as_bytes()]),
+                slots.div_ceil(WAYS as u32).max(1),
+                WAYS,
+            ),
+        };
+        Table {
+            prefix: format!("edgeward.rl.{uid:016x}."),
+            sets,
+            ways,
+            tag: stable_hash(&[b"tag-v1", l, w, b, &(ways as u64).to_le_bytes()]),
+        }
+    }
+
+    /// Number of shared-data keys this table can ever use.
+    pub(crate) fn sets(&self) -> u32 {
+        self.sets
+    }
+
+    pub(crate) fn store_key(&self, set: u32) -> String {
+        format!("{}{set}", self.prefix)
+    }
+
+    fn bytes(&self) -> usize {
+        HEADER_BYTES + SLOT_BYTES * self.ways
+    }
+
+    pub(crate) fn place(&self, key: &KeyValue<'_>, hash_key: &[u8; 16]) -> Place {
+        if self.sets == 1 && self.ways == 1 {
+            return Place {
+                set: 0,
+                fp: 0,
+                fallback: 0,
+            };
+        }
+        let mut h = siphasher::sip128::SipHasher13::new_with_key(hash_key);
+        h.write(self.prefix.as_bytes());
+        key.hash_into_128(&mut h);
+        let (fp, spread) = siphasher::sip128::Hasher128::finish128(&h).as_u64();
+        let sets = u64::from(self.sets);
+        Place {
+            set: u32::try_from(spread % sets).unwrap_or(0),
+            fp,
+            fallback: usize::try_from((spread / sets) % self.ways as u64).unwrap_or(0),
+        }
+    }
+
+    fn decode(&self, value: Option<&[u8]>) -> SetImage {
+        let mut img = SetImage::default();
+        let Some(v) = value.filter(|v| v.len() == self.bytes()) else {
+            return img;
+        };
+        if read_u64(v, 0) != Some(self.tag) {
+            return img;
+        }
+        img.share_tat = read_u128(v, 8).unwrap_or(0);
+        for (w, slot) in img.slots.iter_mut().take(self.ways).enumerate() {
+            let at = HEADER_BYTES + w * SLOT_BYTES;
+            slot.fp = read_u64(v, at).unwrap_or(0);
+            slot.tat = read_u128(v, at + 8).unwrap_or(0);
+        }
+        img
+    }
+
+    fn encode(&self, img: &SetImage) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.bytes());
+        v.extend_from_slice(&self.tag.to_le_bytes());
+        v.extend_from_slice(&img.share_tat.to_le_bytes());
+        for s in img.slots.iter().take(self.ways) {
+            v.extend_from_slice(&s.fp.to_le_bytes());
+            v.extend_from_slice(&s.tat.to_le_bytes());
+        }
+        v
+    }
+
+    pub(crate) fn prepare(&self, store: &mut dyn SharedStore) -> Result<usize, StoreError> {
+        let empty = self.encode(&SetImage::default());
+        let mut written = 0;
+        for set in 0..self.sets {
+            let key = self.store_key(set);
+            if store.get(&key)?.0.is_none() {
+                store.set(&key, &empty, None)?;
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+}
+
+fn read_u64(v: &[u8], at: usize) -> Option<u64> {
+    let b: [u8; 8] = v.get(at..at + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+fn read_u128(v: &[u8], at: usize) -> Option<u128> {
+    let b: [u8; 16] = v.get(at..at + 16)?.try_into().ok()?;
+    Some(u128::from_le_bytes(b))
+}
+
+/// Reads a key's set and checks one token out of its bucket (nothing is written).
+fn plan(
+    limit: &Limit,
+    place: Place,
+    store: &dyn SharedStore,
+    now_ns: u64,
+) -> Result<Plan, StoreError> {
+    let t = &limit.table;
+    let key = t.store_key(place.set);
+    let (value, cas) = store.get(&key)?;
+    let mut image = t.decode(value.as_deref());
+    let now = limit.gcra.ticks(now_ns);
+    let ways = &image.slots[..t.ways.min(WAYS)];
+    let fallback_tat = ways.get(place.fallback).map_or(0, |s| s.tat);
+    // (way, arrival time to start from, sharing someone else's slot?)
+    let (way, start, shared) = if let Some(w) = ways.iter().position(|s| s.fp == place.fp) {
+        (w, ways.get(w).map_or(0, |s| s.tat), false)
+    } else if let Some(w) = ways.iter().position(|s| Gcra::idle(s.tat, now)) {
+        (w, fallback_tat.min(image.share_tat), false)
+    } else {
+        (place.fallback, fallback_tat, true)
+    };
+    let step = limit.gcra.take(start, now);
+    if step.allowed {
+        if shared {
+            image.share_tat = image.share_tat.max(step.tat);
+        }
+        if let Some(slot) = image.slots.get_mut(way) {
+            if !shared {
+                slot.fp = place.fp;
+            }
+            slot.tat = step.tat;
+        }
+    }
+    Ok(Plan {
+        key,
+        cas,
+        image,
+        way,
+        step,
+    })
+}
+
+/// Gives back the token a committed plan took, if its slot still holds what the plan wrote.
+fn refund(limit: &Limit, plan: &Plan, store: &mut dyn SharedStore) {
+    let Some(written) = plan.image.slots.get(plan.way) else {
+        return;
+    };
+    for _ in 0..MAX_ATTEMPTS {
+        let Ok((Some(value), cas)) = store.get(&plan.key) else {
+            return;
+        };
+        let mut image = limit.table.decode(Some(&value));
+        let Some(slot) = image.slots.get_mut(plan.way) else {
+            return;
+        };
+        if slot.fp != written.fp {
+            return; // taken over since: the token went back to the refill already
+        }
+        slot.tat = slot.tat.saturating_sub(limit.gcra.interval());
+        match store.set(&plan.key, &limit.table.encode(&image), cas) {
+            Err(StoreError::CasMismatch) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Buckets in the process's shared data (all Envoy workers), updated by compare-and-swap.
+pub struct LocalBackend<'s> {
+    store: &'s mut dyn SharedStore,
+    hash_key: [u8; 16],
+}
+
+impl<'s> LocalBackend<'s> {
+    /// `hash_key` keys the set/fingerprint hash: the same in every worker VM, unknown to clients.
+    pub fn new(store: &'s mut dyn SharedStore, hash_key: &[u8; 16]) -> LocalBackend<'s> {
+        LocalBackend {
+            store,
+            hash_key: *hash_key,
+        }
+    }
+}
+
+impl BucketBackend for LocalBackend<'_> {
+    fn take(&mut self, limits: &[Limit], keys: &[KeyValue<'_>], now_ns: u64) -> Verdict {
+        if limits.len() != keys.len() {
+            return Verdict::Unavailable;
+        }
+        let mut places = Vec::with_capacity(limits.len());
+        let mut plans = Vec::with_capacity(limits.len());
+        for (l, k) in limits.iter().zip(keys) {
+            let place = l.table.place(k, &self.hash_key);
+            match plan(l, place, &*self.store, now_ns) {
+                Ok(p) => plans.push(p),
+                Err(_) => return Verdict::Unavailable,
+            }
+            places.push(place);
+        }
+        let states = |plans: &[Plan]| {
+            plans
+                .iter()
+                .map(|p| p.step.state)
+                .collect::<Vec<LimitState>>()
+        };
+        if plans.iter().any(|p| !p.step.allowed) {
+            return Verdict::Limited(states(&plans));
+        }
+        for i in 0..plans.len() {
+            let (Some(l), Some(&place)) = (limits.get(i), places.get(i)) else {
+                return Verdict::Unavailable;
+            };
+            let mut attempts = 1;
+            loop {
+                let Some(p) = plans.get(i) else {
+                    return Verdict::Unavailable;
+                };
+                let failure = match self.store.set(&p.key, &l.table.encode(&p.image), p.cas) {
+                    Ok(()) => break,
+                    Err(StoreError::CasMismatch) if attempts < MAX_ATTEMPTS => {
+                        attempts += 1;
+                        match plan(l, place, &*self.store, now_ns) {
+                            Ok(np) => {
+                                let allowed = np.step.allowed;
+                                if let Some(slot) = plans.get_mut(i) {
+                                    *slot = np;
+                                }
+                                if allowed {
+                                    continue;
+                                }
+                                None // another worker emptied the bucket meanwhile
+                            }
+                            Err(_) => Some(Verdict::Unavailable),
+                        }
+                    }
+                    Err(_) => Some(Verdict::Unavailable),
+                };
+                for (done, lim) in plans.iter().zip(limits).take(i) {
+                    refund(lim, done, &mut *self.store);
+                }
+                return failure.unwrap_or_else(|| Verdict::Limited(states(&plans)));
+            }
+        }
+        Verdict::Allowed(states(&plans))
+    }
+}
