@@ -4,7 +4,7 @@ use crate::error::{index, join, ConfigError, Errors};
 use crate::https::{Https, HttpsInput};
 use crate::ip::{ClientIpInput, IpInput};
 use crate::log::LogInput;
-use crate::rate_limit::LimitInput;
+use crate::rate_limit::{self, LimitInput, RateLimits};
 use crate::route::{HostMatch, RouteEntry, Target};
 use crate::secret::Env;
 use crate::signature::SignatureInput;
@@ -86,6 +86,7 @@ pub struct Policy {
     pub name: String,
     pub mode: Mode,
     pub https: Option<Https>,
+    pub rate_limits: RateLimits,
 }
 
 /// The compiled document, shared read-only by every request.
@@ -95,6 +96,10 @@ pub struct Document {
     pub routes: Vec<RouteEntry>,
     /// Whether any route entry matches on Envoy's route name (else the adapter skips that property read).
     pub uses_route_name: bool,
+    /// Keys the hashes that place rate-limit buckets and nonces in shared data. Derived from the document
+    /// text and the optional `EDGEWARD_HASH_KEY` environment variable, so every worker VM of a process
+    /// computes the same key without racing to publish one.
+    pub hash_key: [u8; 16],
 }
 
 /// Parses JSON text into the input types; errors carry the JSON path (`policies.p.ip: unknown field ...`).
@@ -111,12 +116,19 @@ impl Document {
     /// Parses and compiles a document; every error found is returned.
     pub fn from_json(json: &str, env: &dyn Env) -> Result<Document, Vec<ConfigError>> {
         let input = parse(json).map_err(|e| vec![e])?;
-        Document::compile(&input, env)
+        let mut doc = Document::compile(&input, env)?;
+        doc.hash_key = derive_hash_key(json, env);
+        Ok(doc)
     }
 
     /// Validates and compiles parsed input.
     pub fn compile(input: &DocumentInput, _env: &dyn Env) -> Result<Document, Vec<ConfigError>> {
         let mut errs = Errors::default();
+        let slots = rate_limit::validate_slots(
+            input.rate_limit_slots.unwrap_or(rate_limit::DEFAULT_SLOTS),
+            "rate_limit_slots",
+            &mut errs,
+        );
         let mut policies = Vec::with_capacity(input.policies.len());
         for (name, p) in &input.policies {
             let path = join("policies", name);
@@ -134,10 +146,20 @@ impl Document {
                 .https
                 .as_ref()
                 .and_then(|h| Https::compile(h, &join(&path, "https"), &mut errs));
+            let rate_limits = rate_limit::compile(
+                p.rate_limits.as_deref().unwrap_or(&[]),
+                &join(&path, "rate_limits"),
+                name,
+                p.signature.is_some(),
+                slots,
+                &mut errs,
+            )
+            .unwrap_or_default();
             policies.push(Policy {
                 name: name.clone(),
                 mode: p.mode,
                 https,
+                rate_limits,
             });
         }
         let mut routes = Vec::with_capacity(input.routes.len());
@@ -190,11 +212,33 @@ impl Document {
         if !errs.is_empty() {
             return Err(errs.into_vec());
         }
+        let sections: Vec<&RateLimits> = policies.iter().map(|p| &p.rate_limits).collect();
+        rate_limit::check_globals(&sections, &mut errs);
+        if !errs.is_empty() {
+            return Err(errs.into_vec());
+        }
         let uses_route_name = routes.iter().any(|r| r.route.is_some());
         Ok(Document {
             policies,
             routes,
             uses_route_name,
+            hash_key: [0; 16],
         })
     }
+}
+
+/// SHA-256 of a domain label, the document text and `EDGEWARD_HASH_KEY` (when set), cut to 128 bits.
+fn derive_hash_key(json: &str, env: &dyn Env) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"edgeward hash key v1\0");
+    h.update(json.as_bytes());
+    h.update([0]);
+    if let Some(extra) = env.var("EDGEWARD_HASH_KEY") {
+        h.update(extra.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
 }

@@ -7,6 +7,7 @@
 use crate::decision::{Decision, Reason, Reply};
 use crate::document::{Document, Mode, Policy};
 use crate::https::{arrived_over_https, valid_authority};
+use crate::rate_limit::{KeyInputs, RateOutcome};
 use crate::request::RequestHead;
 use crate::route::{normalize_host, select, Target};
 use crate::store::SharedStore;
@@ -106,7 +107,7 @@ impl Evaluation {
             self.fail(Reply::deny(413, Reason::BodyTooLarge));
             return;
         }
-        self.after_body(policy, head, body, now_ns, store);
+        self.after_body(doc, policy, head, body, now_ns, store);
     }
 
     /// The body grew past the limit before it was complete.
@@ -118,13 +119,32 @@ impl Evaluation {
 
     fn after_body(
         &mut self,
-        _policy: &Policy,
-        _head: &RequestHead,
+        doc: &Document,
+        policy: &Policy,
+        head: &RequestHead,
         _body: &[u8],
-        _now_ns: u64,
-        _store: &mut dyn SharedStore,
+        now_ns: u64,
+        store: &mut dyn SharedStore,
     ) {
-        // Digest, nonce and rate limits run here once their sections are compiled in.
+        if !policy.rate_limits.is_empty() {
+            let keys = KeyInputs {
+                client_ip: match head.peer {
+                    crate::request::Peer::Ip(ip) => Some(ip),
+                    crate::request::Peer::Invalid => None,
+                },
+                key_id: self.key_id.as_deref(),
+                headers: head.headers,
+            };
+            match policy
+                .rate_limits
+                .acquire(&keys, now_ns, store, &doc.hash_key)
+            {
+                RateOutcome::Allowed { headers } => self.response_headers.extend(headers),
+                RateOutcome::Limited { reply, .. } | RateOutcome::Unavailable { reply } => {
+                    self.fail(reply)
+                }
+            }
+        }
     }
 }
 
@@ -190,7 +210,7 @@ impl Document {
             return ev;
         }
         if ev.needs_body.is_none() {
-            ev.after_body(policy, head, &[], now_ns, store);
+            ev.after_body(self, policy, head, &[], now_ns, store);
         }
         ev
     }
