@@ -377,7 +377,8 @@ pub fn compile(
 }
 
 /// Everything the record says about one request; strings are untrusted and are neutralized and capped.
-#[derive(Debug, Clone, Copy)]
+/// `Debug` leaves out the address, path, key id and headers (raw personal data and query secrets).
+#[derive(Clone, Copy)]
 pub struct RecordInput<'a> {
     /// Unix seconds of the request (the adapter's clock, an argument here).
     pub now_s: u64,
@@ -411,6 +412,21 @@ pub struct RecordInput<'a> {
     /// The verified signature key id, if any.
     pub key_id: Option<&'a str>,
     pub headers: Headers<'a>,
+}
+
+impl std::fmt::Debug for RecordInput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordInput")
+            .field("now_s", &self.now_s)
+            .field("route", &self.route)
+            .field("policy", &self.policy)
+            .field("mode", &self.mode)
+            .field("decision", &self.decision)
+            .field("reason", &self.reason)
+            .field("shadow_reason", &self.shadow_reason)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What to do with `X-Forwarded-For` toward the upstream.
