@@ -188,11 +188,8 @@ impl EdgewardHttp {
                 .unwrap_or(usize::MAX)
         };
         let (method, authority, path) = (find(":method"), find(":authority"), find(":path"));
-        let route_name = if self.doc.uses_route_name {
-            property_string(vec!["xds", "route_name"])
-        } else {
-            None
-        };
+        // Read always: the log record names the route.
+        let route_name = property_string(vec!["xds", "route_name"]);
         let tls =
             property_string(vec!["connection", "tls_version"]).and_then(|v| TlsVersion::parse(&v));
         let peer = parse_peer(property_string(vec!["source", "address"]).as_deref());
@@ -275,6 +272,33 @@ impl EdgewardHttp {
         self.finish()
     }
 
+    /// Sets the anonymized record (and, with `"fields": true`, each field) as filter state, once, and
+    /// counts the decision.
+    fn emit_log(&mut self, status: u16) {
+        if self.logged {
+            return;
+        }
+        self.logged = true;
+        let (Some(ev), Some(req)) = (self.eval.as_ref(), self.req.as_ref()) else {
+            return;
+        };
+        let head = req.head();
+        let record = ev.record(&self.doc, &head, status, req.now_ns);
+        let _ = hostcalls::set_property(vec!["edgeward.log"], Some(record.as_bytes()));
+        for (name, value) in ev.record_fields(&self.doc, &head, status, req.now_ns) {
+            let key = format!("edgeward.{name}");
+            let _ = hostcalls::set_property(vec![key.as_str()], Some(value.as_bytes()));
+        }
+        for i in crate::metrics::counters(&self.doc, ev)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(id) = self.metrics.get(i) {
+                let _ = hostcalls::increment_metric(*id, 1);
+            }
+        }
+    }
+
     fn pending_body(&self) -> Option<usize> {
         self.eval.as_ref().and_then(|e| e.needs_body)
     }
@@ -329,23 +353,24 @@ impl HttpContext for EdgewardHttp {
                 let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, k, Some(v));
             }
         }
+        let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok());
+        self.emit_log(status.unwrap_or(0));
         Action::Continue
     }
 
     fn on_log(&mut self) {
-        if self.logged {
-            return;
-        }
-        self.logged = true;
-        if let Some(ev) = &self.eval {
-            for i in crate::metrics::counters(&self.doc, ev)
-                .into_iter()
+        if !self.logged {
+            // No response headers passed through this filter (e.g. the client went away): the status
+            // comes from the stream info.
+            let status = hostcalls::get_property(vec!["response", "code"])
+                .ok()
                 .flatten()
-            {
-                if let Some(id) = self.metrics.get(i) {
-                    let _ = hostcalls::increment_metric(*id, 1);
-                }
-            }
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map_or(0, |b| u16::try_from(u64::from_le_bytes(b)).unwrap_or(0));
+            self.emit_log(status);
         }
     }
 }

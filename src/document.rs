@@ -3,7 +3,7 @@
 use crate::error::{index, join, ConfigError, Errors};
 use crate::https::{Https, HttpsInput};
 use crate::ip::{ClientIpInput, IpInput};
-use crate::log::LogInput;
+use crate::log::{self, LogInput, LogPolicy};
 use crate::rate_limit::{self, LimitInput, RateLimits};
 use crate::route::{HostMatch, RouteEntry, Target};
 use crate::secret::Env;
@@ -87,6 +87,8 @@ pub struct Policy {
     pub mode: Mode,
     pub https: Option<Https>,
     pub rate_limits: RateLimits,
+    /// The `log` section, or the defaults (/24 and /48 truncation, nothing else) when absent.
+    pub log: LogPolicy,
 }
 
 /// The compiled document, shared read-only by every request.
@@ -96,6 +98,8 @@ pub struct Document {
     pub routes: Vec<RouteEntry>,
     /// Whether any route entry matches on Envoy's route name (else the adapter skips that property read).
     pub uses_route_name: bool,
+    /// The log settings for requests without a policy (no route, or `"policy": null`).
+    pub default_log: LogPolicy,
     /// Keys the hashes that place rate-limit buckets and nonces in shared data. Derived from the document
     /// text and the optional `EDGEWARD_HASH_KEY` environment variable, so every worker VM of a process
     /// computes the same key without racing to publish one.
@@ -122,7 +126,7 @@ impl Document {
     }
 
     /// Validates and compiles parsed input.
-    pub fn compile(input: &DocumentInput, _env: &dyn Env) -> Result<Document, Vec<ConfigError>> {
+    pub fn compile(input: &DocumentInput, env: &dyn Env) -> Result<Document, Vec<ConfigError>> {
         let mut errs = Errors::default();
         let slots = rate_limit::validate_slots(
             input.rate_limit_slots.unwrap_or(rate_limit::DEFAULT_SLOTS),
@@ -155,11 +159,17 @@ impl Document {
                 &mut errs,
             )
             .unwrap_or_default();
+            let log = p
+                .log
+                .as_ref()
+                .and_then(|l| log::compile(l, &join(&path, "log"), env, &mut errs))
+                .unwrap_or_default();
             policies.push(Policy {
                 name: name.clone(),
                 mode: p.mode,
                 https,
                 rate_limits,
+                log,
             });
         }
         let mut routes = Vec::with_capacity(input.routes.len());
@@ -222,6 +232,7 @@ impl Document {
             policies,
             routes,
             uses_route_name,
+            default_log: LogPolicy::default(),
             hash_key: [0; 16],
         })
     }

@@ -7,10 +7,12 @@
 use crate::decision::{Decision, Reason, Reply};
 use crate::document::{Document, Mode, Policy};
 use crate::https::{arrived_over_https, valid_authority};
+use crate::log::{LogPolicy, RecordInput, XffAction};
 use crate::rate_limit::{KeyInputs, RateOutcome};
 use crate::request::RequestHead;
 use crate::route::{normalize_host, select, Target};
 use crate::store::SharedStore;
+use std::net::IpAddr;
 
 /// The prefix of headers edgeward sets toward the upstream; a client's own are always removed.
 pub const INTERNAL_HEADER_PREFIX: &str = "x-edgeward-";
@@ -43,6 +45,8 @@ pub struct Evaluation {
     pub key_id: Option<String>,
     /// Set while the body is still needed: the largest body accepted.
     pub needs_body: Option<usize>,
+    /// The client address per the document's `client_ip` model (`None`: unknown or unparseable).
+    pub client_ip: Option<IpAddr>,
 }
 
 impl Evaluation {
@@ -58,6 +62,7 @@ impl Evaluation {
             upstream_headers: Vec::new(),
             key_id: None,
             needs_body: None,
+            client_ip: None,
         }
     }
 
@@ -86,6 +91,60 @@ impl Evaluation {
 
     fn failed(&self) -> bool {
         self.reply.is_some() || self.shadow.is_some()
+    }
+
+    /// The log settings that apply to this request.
+    pub fn log_policy<'d>(&self, doc: &'d Document) -> &'d LogPolicy {
+        self.policy
+            .and_then(|i| doc.policies.get(i))
+            .map_or(&doc.default_log, |p| &p.log)
+    }
+
+    /// The anonymized log record, once the response status is known (`status`: what the client got).
+    pub fn record(&self, doc: &Document, head: &RequestHead, status: u16, now_ns: u64) -> String {
+        self.log_policy(doc)
+            .record(&self.record_input(doc, head, status, now_ns))
+    }
+
+    /// The record's fields one by one, for `"fields": true` (empty otherwise).
+    pub fn record_fields<'d>(
+        &self,
+        doc: &'d Document,
+        head: &RequestHead,
+        status: u16,
+        now_ns: u64,
+    ) -> Vec<(&'d str, String)> {
+        self.log_policy(doc)
+            .fields(&self.record_input(doc, head, status, now_ns))
+    }
+
+    fn record_input<'a>(
+        &'a self,
+        doc: &'a Document,
+        head: &RequestHead<'a>,
+        status: u16,
+        now_ns: u64,
+    ) -> RecordInput<'a> {
+        let policy = self.policy.and_then(|i| doc.policies.get(i));
+        RecordInput {
+            now_s: now_ns / 1_000_000_000,
+            now_nanos: u32::try_from(now_ns % 1_000_000_000).unwrap_or(0),
+            route: head.route_name,
+            policy: policy.map(|p| p.name.as_str()),
+            mode: self.mode.as_str(),
+            decision: self.decision().as_str(),
+            reason: self.reason().map(Reason::as_str),
+            shadow_decision: self.shadow.as_ref().map(|r| r.decision.as_str()),
+            shadow_reason: self.shadow.as_ref().map(|r| r.reason.as_str()),
+            status,
+            method: head.method,
+            host: head.host(),
+            path: head.path,
+            tls: head.tls.map(|t| t.as_str()),
+            client_ip: self.client_ip,
+            key_id: self.key_id.as_deref(),
+            headers: head.headers,
+        }
     }
 
     /// Continues after the whole body arrived (only when `needs_body` was set).
@@ -128,10 +187,7 @@ impl Evaluation {
     ) {
         if !policy.rate_limits.is_empty() {
             let keys = KeyInputs {
-                client_ip: match head.peer {
-                    crate::request::Peer::Ip(ip) => Some(ip),
-                    crate::request::Peer::Invalid => None,
-                },
+                client_ip: self.client_ip,
                 key_id: self.key_id.as_deref(),
                 headers: head.headers,
             };
@@ -157,6 +213,10 @@ impl Document {
         store: &mut dyn SharedStore,
     ) -> Evaluation {
         let mut ev = Evaluation::new();
+        ev.client_ip = match head.peer {
+            crate::request::Peer::Ip(ip) => Some(ip),
+            crate::request::Peer::Invalid => None,
+        };
         for (name, _) in head.headers.iter() {
             if starts_with_ignore_case(name, INTERNAL_HEADER_PREFIX)
                 && !ev
@@ -193,6 +253,22 @@ impl Document {
             }
         };
         ev.mode = policy.mode;
+        match policy
+            .log
+            .rewrite_xff(head.headers.get_all("x-forwarded-for"))
+        {
+            XffAction::Keep => {}
+            XffAction::Set(v) => ev
+                .upstream_headers
+                .push(HeaderOp::Set("x-forwarded-for".to_string(), v)),
+            XffAction::Remove => ev
+                .upstream_headers
+                .push(HeaderOp::Remove("x-forwarded-for".to_string())),
+        }
+        if policy.log.remove_external_address() {
+            ev.upstream_headers
+                .push(HeaderOp::Remove("x-envoy-external-address".to_string()));
+        }
         let peer_trusted = false;
         ev.arrived_https = arrived_over_https(head, peer_trusted);
         if let Some(https) = &policy.https {
