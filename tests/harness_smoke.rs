@@ -266,7 +266,7 @@ fn admin_stats_and_route_names_are_visible() {
     }
     // Counters are eventually consistent (flushed by the stats timer); wait for them.
     let mut total = None;
-    for _ in 0..100 {
+    for _ in 0..300 {
         total = envoy.stat("http.http.downstream_rq_total").unwrap();
         if total >= Some(3) {
             break;
@@ -404,4 +404,23 @@ fn tls_checks_the_test_certificate_names() {
         wrong.is_err(),
         "a name outside the test certificate was accepted"
     );
+}
+
+#[test]
+fn envoy_versions_are_compared_numerically() {
+    let line = |v: &str| {
+        format!(
+            "envoy  version: 9e5580933739775e8bce696a57a2e1bc99368f23/{v}/Clean/RELEASE/BoringSSL"
+        )
+    };
+    for (v, ok) in [
+        ("1.40.0", true),
+        ("1.41.2", true),
+        ("2.0.0", true),
+        ("1.39.9", false),
+        ("1.4.0", false),
+    ] {
+        assert_eq!(support::version_at_least(&line(v), (1, 40)), ok, "{v}");
+    }
+    assert!(!support::version_at_least("not an envoy", (1, 40)));
 }

@@ -157,7 +157,7 @@ fn find_envoy() -> Result<PathBuf, String> {
 }
 
 /// True when an `envoy --version` line names a version >= `min` (e.g. ".../1.40.0/Clean/...").
-fn version_at_least(text: &str, min: (u32, u32)) -> bool {
+pub fn version_at_least(text: &str, min: (u32, u32)) -> bool {
     text.split(['/', ' ', '\n'])
         .filter_map(|part| {
             let mut it = part.split('.');
@@ -263,18 +263,38 @@ pub fn free_port(v6: bool) -> io::Result<u16> {
 }
 
 /// The test PKI: a CA and a server certificate it signed, for localhost, 127.0.0.1, ::1,
-/// `*.test`, `example.com` and `*.example.com`. Generated once per test process.
+/// `*.test`, `example.com` and `*.example.com`. Generated once per test process, in memory.
 pub struct TestPki {
-    /// PEM files (server.crt, server.key, ca.crt) live here.
-    pub dir: PathBuf,
-    pub cert_pem_path: PathBuf,
-    pub key_pem_path: PathBuf,
-    pub ca_pem_path: PathBuf,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
     /// The CA certificate (DER), the client's only trust anchor.
     pub ca_der: Vec<u8>,
 }
 
-/// The process-wide test PKI (files in a temp dir that lives as long as the process).
+/// PEM files of the test PKI written into a directory.
+pub struct PkiFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+impl TestPki {
+    /// Writes server.crt, server.key and ca.crt into `dir`.
+    pub fn write_to(&self, dir: &Path) -> io::Result<PkiFiles> {
+        let files = PkiFiles {
+            cert: dir.join("server.crt"),
+            key: dir.join("server.key"),
+            ca: dir.join("ca.crt"),
+        };
+        std::fs::write(&files.cert, &self.cert_pem)?;
+        std::fs::write(&files.key, &self.key_pem)?;
+        std::fs::write(&files.ca, &self.ca_pem)?;
+        Ok(files)
+    }
+}
+
+/// The process-wide test PKI.
 pub fn test_pki() -> &'static TestPki {
     static PKI: OnceLock<TestPki> = OnceLock::new();
     PKI.get_or_init(|| match make_pki() {
@@ -310,24 +330,11 @@ fn make_pki() -> Result<TestPki, String> {
     let key = KeyPair::generate().map_err(err)?;
     let cert = params.signed_by(&key, &ca, &ca_key).map_err(err)?;
 
-    // Lives for the whole process: never removed (a few hundred bytes in the temp dir).
-    let dir = TempDir::new("pki").map_err(|e| e.to_string())?;
-    let dir = {
-        let p = dir.path().to_path_buf();
-        std::mem::forget(dir);
-        p
-    };
-    let write = |name: &str, data: &str| -> Result<PathBuf, String> {
-        let p = dir.join(name);
-        std::fs::write(&p, data).map_err(|e| format!("{}: {e}", p.display()))?;
-        Ok(p)
-    };
     Ok(TestPki {
-        cert_pem_path: write("server.crt", &cert.pem())?,
-        key_pem_path: write("server.key", &key.serialize_pem())?,
-        ca_pem_path: write("ca.crt", &ca.pem())?,
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        ca_pem: ca.pem(),
         ca_der: ca.der().to_vec(),
-        dir,
     })
 }
 
@@ -449,6 +456,8 @@ pub struct Rendered {
     pub dir: TempDir,
     pub config_path: PathBuf,
     pub access_log_path: PathBuf,
+    /// The test CA (PEM), e.g. for `curl --cacert`.
+    pub ca_path: PathBuf,
     pub ports: Ports,
 }
 
@@ -520,9 +529,11 @@ pub fn render(opts: &EnvoyOpts, ports: Ports, dir: TempDir) -> Result<Rendered, 
     if opts.upstream.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST) {
         return Err("the upstream must listen on 127.0.0.1".into());
     }
-    let pki = test_pki();
-    yaml = replace_required(&yaml, REF_CERT, &pki.cert_pem_path.to_string_lossy())?;
-    yaml = replace_required(&yaml, REF_KEY, &pki.key_pem_path.to_string_lossy())?;
+    let pki = test_pki()
+        .write_to(dir.path())
+        .map_err(|e| format!("writing certificates: {e}"))?;
+    yaml = replace_required(&yaml, REF_CERT, &pki.cert.to_string_lossy())?;
+    yaml = replace_required(&yaml, REF_KEY, &pki.key.to_string_lossy())?;
     let access_log_path = dir.path().join("access.log");
     yaml = replace_required(
         &yaml,
@@ -575,6 +586,7 @@ pub fn render(opts: &EnvoyOpts, ports: Ports, dir: TempDir) -> Result<Rendered, 
         dir,
         config_path,
         access_log_path,
+        ca_path: pki.ca,
         ports,
     })
 }
@@ -591,6 +603,8 @@ pub struct Envoy {
     pub log_path: PathBuf,
     pub out_path: PathBuf,
     pub access_log_path: PathBuf,
+    /// The test CA (PEM) that signed the server certificate.
+    pub ca_path: PathBuf,
     // Last: removed after the process is gone.
     dir: TempDir,
 }
@@ -653,6 +667,7 @@ impl Envoy {
             log_path,
             out_path,
             access_log_path: rendered.access_log_path.clone(),
+            ca_path: rendered.ca_path.clone(),
             dir: rendered.dir,
         };
         match envoy.wait_ready(opts.ready_timeout) {
