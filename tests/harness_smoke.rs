@@ -1,5 +1,6 @@
 //! The e2e harness itself: echo upstream, a real Envoy on envoy/envoy.yaml (wasm filter removed,
 //! the plugin is tested elsewhere), every client mode, and clean teardown.
+#![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;

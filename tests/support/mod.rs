@@ -1,8 +1,18 @@
 //! Real-Envoy test harness: finds or installs Envoy, renders envoy/envoy.yaml with free ports and
 //! temp paths, runs it, and talks to it over HTTP/1.1, h2c and TLS (1.2/1.3, h2 via ALPN).
 //!
-//! Use from an integration test with `mod support;`. Every Envoy started here is killed (by pid)
-//! when its `Envoy` value drops; a panicking test prints Envoy's log.
+//! Use from an integration test with `mod support;` (start the test file with
+//! `#![cfg(not(target_arch = "wasm32"))]`: the client deps are native-only). Every Envoy started
+//! here is killed (by pid) when its `Envoy` value drops; a panicking test prints Envoy's log.
+//!
+//! ```ignore
+//! let upstream = support::echo::spawn("127.0.0.1:0".parse().unwrap()).unwrap();
+//! let envoy = Envoy::start(&EnvoyOpts::new(upstream.addr()).policy(doc))
+//!     .unwrap_or_else(|log| panic!("{log}"));
+//! let resp = Client::h2c().tls(Tls::V1_3).send_blocking(envoy.https_addr(), &Req::get("/")).unwrap();
+//! assert_eq!(resp.echo().path, "/");
+//! let record = envoy.access_log_lines(1);
+//! ```
 #![allow(dead_code)]
 
 pub mod echo;
