@@ -6,6 +6,7 @@
 
 pub mod decision;
 pub mod error;
+pub mod http1;
 pub mod ip;
 pub mod log;
 pub mod rate_limit;
