@@ -1080,3 +1080,109 @@ fn header_values_cannot_inject_base_lines() {
     set_header(&mut r, "x-a", "ok\n\"@method\": GET");
     assert_eq!(verify(&p, &r, NOW), Err(Reason::SignatureInvalid));
 }
+
+#[test]
+fn round_trip_every_component_kind() {
+    let comps = [
+        "@method",
+        "@authority",
+        "@scheme",
+        "@target-uri",
+        "@request-target",
+        "@path",
+        "@query",
+        "@query-param;name=\"a\"",
+        "example-dict;sf",
+        "example-dict;key=\"b\"",
+        "example-dict",
+        "x-multi;bs",
+        "x-multi",
+    ];
+    let p = policy(json!({
+        "keys": [{"id": "k1", "alg": "hmac-sha256", "secret": {"base64": SECRET_B64}}],
+        "components": comps
+    }));
+    let r = req("GET /p?a=1&b=2 HTTP/1.1\nHost: API.example.com:443\nExample-Dict:  a=1,   b=2;x=1\nX-Multi: one\nX-Multi: two\n\n");
+    let mut hp = hmac_params(NOW);
+    hp.components = comps.iter().map(|c| c.to_string()).collect();
+    let s = signed(&r, &hp);
+    assert!(verify(&p, &s, NOW).is_ok());
+    // Each of these changes one component's value.
+    type Edit = Box<dyn Fn(&mut ParsedRequest)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        ("query-param", Box::new(|m| m.target = "/p?a=2&b=2".into())),
+        (
+            "dict member",
+            Box::new(|m| set_header(m, "example-dict", "a=1, b=3;x=1")),
+        ),
+        (
+            "line split",
+            Box::new(|m| {
+                m.headers.retain(|(k, _)| k != "x-multi");
+                m.headers.push(("x-multi".into(), "one, two".into()));
+            }),
+        ),
+        (
+            "port",
+            Box::new(|m| set_header(m, "host", "api.example.com:8443")),
+        ),
+    ];
+    for (what, edit) in edits {
+        let mut m = s.clone();
+        edit(&mut m);
+        assert_eq!(verify(&p, &m, NOW), Err(Reason::SignatureInvalid), "{what}");
+    }
+    // Whitespace inside a dictionary is not significant under `sf`/`key`, so only the raw field breaks.
+    let mut m = s.clone();
+    set_header(&mut m, "example-dict", "a=1, b=2;x=1");
+    let only_sf = policy(json!({
+        "keys": [{"id": "k1", "alg": "hmac-sha256", "secret": {"base64": SECRET_B64}}],
+        "components": ["example-dict;sf"]
+    }));
+    let mut hp2 = hmac_params(NOW);
+    hp2.components = vec!["example-dict;sf".into(), "example-dict;key=\"b\"".into()];
+    let s2 = signed(&r, &hp2);
+    let mut m2 = s2.clone();
+    set_header(&mut m2, "example-dict", "a=1, b=2;x=1");
+    assert!(verify(&only_sf, &m2, NOW).is_ok());
+    assert_eq!(verify(&p, &m, NOW), Err(Reason::SignatureInvalid));
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn verify_never_panics_on_hostile_headers(si in "[ -~]{0,80}", sig in "[ -~]{0,80}", dup in any::<bool>()) {
+            let p = std_policy();
+            let mut r = req(POST);
+            r.headers.push(("signature-input".into(), si.clone()));
+            r.headers.push(("signature".into(), sig.clone()));
+            if dup {
+                r.headers.push(("signature".into(), sig));
+            }
+            let got = verify(&p, &r, NOW);
+            prop_assert!(matches!(got, Err(Reason::SignatureInvalid | Reason::SignatureMissing)));
+            prop_assert_eq!(verify(&p, &r, NOW), got);
+        }
+
+        #[test]
+        fn http_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_http_request(&bytes);
+        }
+
+        #[test]
+        fn any_signed_request_verifies(path in "/[a-z0-9/%._-]{0,20}(\\?[a-z0-9=&%+]{0,20})?", body in "[ -~]{0,40}", created in 0u64..2_000_000_000) {
+            let p = policy(json!({"keys": [{"id": "k1", "alg": "hmac-sha256", "secret": {"base64": SECRET_B64}}]}));
+            let raw = format!("PUT {path} HTTP/1.1\nHost: h.example\nContent-Length: {}\n\n{body}", body.len());
+            let r = req(&raw);
+            let s = signed(&r, &hmac_params(created));
+            let v = verify(&p, &s, created);
+            prop_assert!(v.is_ok(), "{:?}", v);
+            let v = v.unwrap_or_else(|_| unreachable!());
+            prop_assert_eq!(v.needs_digest, !body.is_empty());
+        }
+    }
+}
