@@ -481,6 +481,10 @@ impl SignaturePolicy {
         };
         let inputs = sfv::parse_dictionary(&input_value).map_err(|_| Reason::SignatureInvalid)?;
         let sigs = sfv::parse_dictionary(&sig_value).map_err(|_| Reason::SignatureInvalid)?;
+        // Bound the work first (the checks below are quadratic in the number of labels).
+        if inputs.len() > MAX_SIGNATURES || sigs.len() > MAX_SIGNATURES {
+            return Err(Reason::SignatureInvalid);
+        }
         // Two lines carrying the same label are ambiguous (which one would another verifier pick?):
         // refused deterministically, as is any label without its counterpart.
         if sfv::has_duplicate_keys(&inputs)
@@ -490,9 +494,6 @@ impl SignaturePolicy {
                 .iter()
                 .all(|(l, _)| sigs.iter().any(|(l2, _)| l2 == l))
         {
-            return Err(Reason::SignatureInvalid);
-        }
-        if inputs.len() > MAX_SIGNATURES {
             return Err(Reason::SignatureInvalid);
         }
         let mut worst = Reason::SignatureInvalid;
