@@ -132,10 +132,7 @@ mod tests {
 
     #[test]
     fn host_port_split() {
-        assert_eq!(
-            split_host_port("a.example:8080"),
-            ("a.example", Some("8080"))
-        );
+        assert_eq!(split_host_port("a.example:8080"), ("a.example", Some("8080")));
         assert_eq!(split_host_port("a.example"), ("a.example", None));
         assert_eq!(split_host_port("[::1]:443"), ("[::1]", Some("443")));
         assert_eq!(split_host_port("[::1]"), ("[::1]", None));

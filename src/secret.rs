@@ -71,12 +71,7 @@ pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
 impl SecretInput {
     /// Resolves the secret. An environment variable holds base64, like `{"base64": ...}`, so binary
     /// keys can be passed. Errors name the variable, never its value.
-    pub fn resolve(
-        &self,
-        path: &str,
-        env: &dyn Env,
-        min_len: usize,
-    ) -> Result<Secret, ConfigError> {
+    pub fn resolve(&self, path: &str, env: &dyn Env, min_len: usize) -> Result<Secret, ConfigError> {
         let bytes = match (&self.env, &self.base64) {
             (Some(name), None) => {
                 let value = env.var(name).ok_or_else(|| {
