@@ -8,9 +8,11 @@ pub mod decision;
 pub mod document;
 pub mod engine;
 pub mod error;
+pub mod http1;
 pub mod https;
 pub mod ip;
 pub mod log;
+pub mod metrics;
 pub mod rate_limit;
 pub mod request;
 pub mod route;
@@ -20,4 +22,3 @@ pub mod store;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod adapter;
-pub mod metrics;

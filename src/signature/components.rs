@@ -1,0 +1,709 @@
+//! RFC 9421 §2: component identifiers, component values from a request, and the signature base (§2.5).
+
+use super::sfv::{self, BareItem, Item, Member, Params};
+use crate::request::{split_host_port, Headers, RequestHead};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+/// The derived components that exist for a request (RFC 9421 §2.2; `@status` is response-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Derived {
+    Method,
+    Authority,
+    Scheme,
+    TargetUri,
+    RequestTarget,
+    Path,
+    Query,
+    QueryParam,
+}
+
+impl Derived {
+    fn parse(name: &str) -> Option<Derived> {
+        Some(match name {
+            "@method" => Derived::Method,
+            "@authority" => Derived::Authority,
+            "@scheme" => Derived::Scheme,
+            "@target-uri" => Derived::TargetUri,
+            "@request-target" => Derived::RequestTarget,
+            "@path" => Derived::Path,
+            "@query" => Derived::Query,
+            "@query-param" => Derived::QueryParam,
+            _ => return None,
+        })
+    }
+}
+
+/// What a component identifier names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Derived(Derived),
+    /// A header field; `sf`, `key` and `bs` say how its value is rendered.
+    Field {
+        sf: bool,
+        key: Option<String>,
+        bs: bool,
+    },
+}
+
+/// A validated component identifier: its name, parameters as given (serialized back verbatim), and kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentId {
+    pub name: String,
+    pub params: Params,
+    pub kind: Kind,
+}
+
+impl ComponentId {
+    /// Validates an identifier taken from a covered-components inner list (an sf-string with parameters).
+    pub fn from_item(item: &Item) -> Result<ComponentId, String> {
+        match &item.bare {
+            BareItem::String(name) => ComponentId::new(name, item.params.clone()),
+            _ => Err("a component identifier must be a string".into()),
+        }
+    }
+
+    /// Parses the document form: `@method`, `content-digest`, `@query-param;name="id"`, `example-dict;key="a"`
+    /// (the quoted form `"@method"` is accepted too).
+    pub fn parse_config(s: &str) -> Result<ComponentId, String> {
+        if s.starts_with('"') {
+            let item = sfv::parse_item(s)
+                .map_err(|_| format!("{s:?} is not a valid component identifier"))?;
+            return ComponentId::from_item(&item);
+        }
+        let (name, params) = match s.find(';') {
+            Some(i) => (
+                s.get(..i).unwrap_or_default(),
+                s.get(i..).unwrap_or_default(),
+            ),
+            None => (s, ""),
+        };
+        let params = sfv::parse_params(params)
+            .map_err(|_| format!("{s:?} has malformed component parameters"))?;
+        ComponentId::new(name, params)
+    }
+
+    fn new(name: &str, params: Params) -> Result<ComponentId, String> {
+        let bool_param = |p: &str| -> Result<bool, String> {
+            match params.iter().find(|(k, _)| k == p) {
+                None => Ok(false),
+                Some((_, BareItem::Boolean(true))) => Ok(true),
+                Some(_) => Err(format!("component parameter `{p}` takes no value")),
+            }
+        };
+        if let Some(rest) = name.strip_prefix('@') {
+            let derived = Derived::parse(name).ok_or_else(|| {
+                if rest == "status" {
+                    "@status is a response component and cannot be used in a request".to_string()
+                } else {
+                    format!("unknown derived component {name:?}")
+                }
+            })?;
+            for (k, v) in &params {
+                match (derived, k.as_str(), v) {
+                    (Derived::QueryParam, "name", BareItem::String(_)) => {}
+                    (Derived::QueryParam, "name", _) => {
+                        return Err("@query-param's `name` must be a string".into())
+                    }
+                    _ => return Err(format!("parameter `{k}` is not allowed on {name}")),
+                }
+            }
+            if derived == Derived::QueryParam && !params.iter().any(|(k, _)| k == "name") {
+                return Err("@query-param needs a `name` parameter".into());
+            }
+            return Ok(ComponentId {
+                name: name.to_string(),
+                params,
+                kind: Kind::Derived(derived),
+            });
+        }
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|c| sfv::is_tchar(c) && !c.is_ascii_uppercase());
+        if !valid_name {
+            return Err(format!(
+                "{name:?} is not a lowercase header field name or a derived component"
+            ));
+        }
+        let mut key = None;
+        for (k, v) in &params {
+            match (k.as_str(), v) {
+                ("sf" | "bs", _) => {}
+                ("key", BareItem::String(s)) => key = Some(s.clone()),
+                ("key", _) => return Err("component parameter `key` must be a string".into()),
+                ("req", _) => return Err("`req` applies only to responses".into()),
+                ("tr", _) => return Err("trailer fields (`tr`) are not supported".into()),
+                _ => return Err(format!("unknown component parameter `{k}`")),
+            }
+        }
+        let sf = bool_param("sf")?;
+        let bs = bool_param("bs")?;
+        if bs && (sf || key.is_some()) {
+            return Err("`bs` cannot be combined with `sf` or `key`".into());
+        }
+        Ok(ComponentId {
+            name: name.to_string(),
+            params,
+            kind: Kind::Field { sf, key, bs },
+        })
+    }
+
+    /// Same component: same name and the same parameters in any order.
+    pub fn same_as(&self, other: &ComponentId) -> bool {
+        self.name == other.name
+            && self.params.len() == other.params.len()
+            && self
+                .params
+                .iter()
+                .all(|p| other.params.iter().any(|q| p == q))
+    }
+
+    /// The identifier as it appears in Signature-Input and the signature base: `"name";params`.
+    pub fn write(&self, out: &mut String) {
+        sfv::write_string(out, &self.name);
+        sfv::write_params(out, &self.params);
+    }
+
+    /// Whether this covers the Content-Digest header field.
+    pub fn is_content_digest(&self) -> bool {
+        self.name == "content-digest"
+    }
+
+    /// The component value for a request (§2.1, §2.2); `None` when the request cannot supply it.
+    pub fn value(&self, head: &RequestHead) -> Option<String> {
+        let v = match &self.kind {
+            Kind::Derived(d) => derived_value(*d, &self.params, head)?,
+            Kind::Field { sf, key, bs } => {
+                field_value(head.headers, &self.name, *sf, key.as_deref(), *bs)?
+            }
+        };
+        // §2.5: output must be ASCII; a line break would let a value forge further base lines.
+        if v.bytes().all(|c| c == b'\t' || (0x20..=0x7e).contains(&c)) {
+            Some(v)
+        } else {
+            None
+        }
+    }
+}
+
+/// The scheme as the core sees it: TLS means https.
+pub fn scheme(head: &RequestHead) -> &'static str {
+    if head.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// `@authority`: host lowercased, the scheme's default port dropped (RFC 9110 §4.2.3).
+pub fn normalized_authority(head: &RequestHead) -> Option<String> {
+    let (host, port) = split_host_port(head.authority.trim());
+    if host.is_empty() {
+        return None;
+    }
+    let host = host.to_ascii_lowercase();
+    let default = if head.tls.is_some() { "443" } else { "80" };
+    Some(match port {
+        Some(p) if p != default && !p.is_empty() => format!("{host}:{p}"),
+        _ => host,
+    })
+}
+
+/// The origin-form path and query of the request target (absolute-form reduced to its path).
+fn path_and_query<'a>(head: &RequestHead<'a>) -> &'a str {
+    let p = head.path;
+    if p.starts_with('/') || p == "*" {
+        return p;
+    }
+    if let Some(i) = p.find("://") {
+        let after = p.get(i + 3..).unwrap_or_default();
+        return match after.find(['/', '?']) {
+            Some(j) => after.get(j..).unwrap_or_default(),
+            None => "",
+        };
+    }
+    p
+}
+
+fn split_query(pq: &str) -> (&str, Option<&str>) {
+    match pq.find('?') {
+        Some(i) => (
+            pq.get(..i).unwrap_or_default(),
+            Some(pq.get(i + 1..).unwrap_or_default()),
+        ),
+        None => (pq, None),
+    }
+}
+
+fn derived_value(d: Derived, params: &Params, head: &RequestHead) -> Option<String> {
+    let pq = path_and_query(head);
+    let (path, query) = split_query(pq);
+    Some(match d {
+        Derived::Method => head.method.to_string(),
+        Derived::Authority => normalized_authority(head)?,
+        Derived::Scheme => scheme(head).to_string(),
+        Derived::TargetUri => {
+            if head.path.contains("://") {
+                head.path.to_string()
+            } else {
+                let pq = if pq == "*" { "" } else { pq };
+                format!("{}://{}{}", scheme(head), normalized_authority(head)?, pq)
+            }
+        }
+        Derived::RequestTarget => {
+            if head.method.eq_ignore_ascii_case("CONNECT") && head.path.is_empty() {
+                head.authority.to_string()
+            } else {
+                head.path.to_string()
+            }
+        }
+        Derived::Path => {
+            if path.is_empty() {
+                "/".to_string()
+            } else {
+                path.to_string()
+            }
+        }
+        Derived::Query => format!("?{}", query.unwrap_or_default()),
+        Derived::QueryParam => {
+            let wanted = params.iter().find_map(|(k, v)| match (k.as_str(), v) {
+                ("name", BareItem::String(s)) => Some(s.as_str()),
+                _ => None,
+            })?;
+            query_param(query.unwrap_or_default(), wanted)?
+        }
+    })
+}
+
+/// §2.2.8: the one value of the parameter whose re-encoded name is `wanted`; absent or repeated → `None`.
+pub fn query_param(query: &str, wanted: &str) -> Option<String> {
+    let mut found = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.find('=') {
+            Some(i) => (
+                pair.get(..i).unwrap_or_default(),
+                pair.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (pair, ""),
+        };
+        if reencode(name) == wanted {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(reencode(value));
+        }
+    }
+    found
+}
+
+/// WHATWG form-urlencoded decode (`+` is space, UTF-8 lossy), then percent-encode everything outside
+/// the form-urlencoded safe set, with `%20` for space as RFC 9421 §2.2.8 requires.
+fn reencode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut raw = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&c) = bytes.get(i) {
+        match c {
+            b'+' => raw.push(b' '),
+            b'%' => match (
+                bytes.get(i + 1).and_then(|h| hex(*h)),
+                bytes.get(i + 2).and_then(|h| hex(*h)),
+            ) {
+                (Some(h), Some(l)) => {
+                    raw.push(h * 16 + l);
+                    i += 2;
+                }
+                _ => raw.push(b'%'),
+            },
+            _ => raw.push(c),
+        }
+        i += 1;
+    }
+    let decoded = String::from_utf8_lossy(&raw);
+    let mut out = String::with_capacity(decoded.len());
+    for b in decoded.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// One field line's value as §2.1 wants it: obs-fold replaced by one space, OWS trimmed.
+fn clean_line(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' || c == '\n' {
+            let mut folded = false;
+            while let Some(&n) = chars.peek() {
+                if n == '\r' || n == '\n' || n == ' ' || n == '\t' {
+                    folded |= n == ' ' || n == '\t';
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            // A bare line break without continuation whitespace stays and is rejected later.
+            if folded {
+                while out.ends_with([' ', '\t']) {
+                    out.pop();
+                }
+                out.push(' ');
+            } else {
+                out.push('\n');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.trim_matches([' ', '\t']).to_string()
+}
+
+/// §2.1: all field lines of `name`, cleaned, joined with ", "; then the `sf`/`key`/`bs` transforms.
+pub fn field_value(
+    headers: Headers,
+    name: &str,
+    sf: bool,
+    key: Option<&str>,
+    bs: bool,
+) -> Option<String> {
+    if headers.count(name) == 0 {
+        return None;
+    }
+    let lines: Vec<String> = headers.get_all(name).map(clean_line).collect();
+    if bs {
+        let parts: Vec<String> = lines
+            .iter()
+            .map(|l| format!(":{}:", STANDARD.encode(l.as_bytes())))
+            .collect();
+        return Some(parts.join(", "));
+    }
+    let joined = lines.join(", ");
+    if let Some(key) = key {
+        let dict = sfv::dedup(sfv::parse_dictionary(&joined).ok()?);
+        let (_, member) = dict.iter().find(|(k, _)| k == key)?;
+        let mut out = String::new();
+        sfv::write_member(&mut out, member);
+        return Some(out);
+    }
+    if sf {
+        // The field's type is not known here; a dictionary and a list of the same text serialize alike,
+        // and an item serializes as a one-member list, so dictionary-then-list covers all three.
+        let mut out = String::new();
+        if let Ok(d) = sfv::parse_dictionary(&joined) {
+            sfv::write_dictionary(&mut out, &sfv::dedup(d));
+        } else {
+            let l: Vec<Member> = sfv::parse_list(&joined).ok()?;
+            sfv::write_list(&mut out, &l);
+        }
+        return Some(out);
+    }
+    Some(joined)
+}
+
+/// §2.5: the signature base for `covered` with the serialized `@signature-params` value.
+/// `None` when a component cannot be produced from this request.
+pub fn signature_base(
+    head: &RequestHead,
+    covered: &[ComponentId],
+    params_value: &str,
+) -> Option<String> {
+    let mut base = String::with_capacity(256);
+    for c in covered {
+        c.write(&mut base);
+        base.push_str(": ");
+        base.push_str(&c.value(head)?);
+        base.push('\n');
+    }
+    base.push_str("\"@signature-params\": ");
+    base.push_str(params_value);
+    Some(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{Peer, TlsVersion};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const VECTORS: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/vectors/rfc9421/component-values.json"
+    ));
+
+    fn head<'a>(
+        method: &'a str,
+        authority: &'a str,
+        path: &'a str,
+        tls: bool,
+        headers: &'a [(String, String)],
+    ) -> RequestHead<'a> {
+        RequestHead {
+            method,
+            authority,
+            path,
+            route_name: None,
+            tls: tls.then_some(TlsVersion::V1_3),
+            peer: Peer::Invalid,
+            headers: Headers(headers),
+        }
+    }
+
+    /// Parses "Name: value" lines with obs-fold continuation kept raw (as a CRLF + the indent).
+    fn fields(lines: &[&str]) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for l in lines {
+            if l.starts_with(' ') || l.starts_with('\t') {
+                if let Some(last) = out.last_mut() {
+                    last.1.push_str("\r\n");
+                    last.1.push_str(l);
+                }
+                continue;
+            }
+            let (n, v) = l.split_once(':').unwrap();
+            out.push((n.to_ascii_lowercase(), v.to_string()));
+        }
+        out
+    }
+
+    fn line(id: &str, h: &RequestHead) -> Option<String> {
+        let c = ComponentId::parse_config(id).unwrap();
+        let mut s = String::new();
+        c.write(&mut s);
+        Some(format!("{s}: {}", c.value(h)?))
+    }
+
+    fn str_vec(v: &serde_json::Value) -> Vec<&str> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn rfc9421_2_1_http_fields() {
+        let v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        let f = &v["http_fields_2_1"];
+        let hs = fields(&str_vec(&f["message_fragment_lines"]));
+        let h = head("GET", "www.example.com", "/", false, &hs);
+        let names = [
+            "host",
+            "date",
+            "x-ows-header",
+            "x-obs-fold-header",
+            "cache-control",
+            "example-dict",
+        ];
+        for (name, expected) in names.iter().zip(str_vec(&f["expected_base_lines"])) {
+            assert_eq!(line(name, &h).as_deref(), Some(expected), "{name}");
+        }
+        let hs = fields(&[f["empty_field"]["message_line"].as_str().unwrap()]);
+        let h = head("GET", "a", "/", false, &hs);
+        assert_eq!(
+            line("x-empty-header", &h).as_deref(),
+            f["empty_field"]["base_line"].as_str()
+        );
+        // Absent field: no value (signature invalid), never an empty line.
+        assert_eq!(line("x-absent", &h), None);
+    }
+
+    #[test]
+    fn rfc9421_2_1_1_to_2_1_3_sf_key_bs() {
+        let v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        let sf = &v["sf_param_2_1_1"];
+        let hs = fields(&[sf["field"].as_str().unwrap()]);
+        let h = head("GET", "a", "/", false, &hs);
+        assert_eq!(
+            line("example-dict", &h).as_deref(),
+            sf["base_line_without_sf"].as_str()
+        );
+        assert_eq!(
+            line("example-dict;sf", &h).as_deref(),
+            sf["base_line_with_sf"].as_str()
+        );
+
+        let kp = &v["key_param_2_1_2"];
+        let hs = fields(&[kp["field"].as_str().unwrap()]);
+        let h = head("GET", "a", "/", false, &hs);
+        for (k, expected) in ["a", "d", "b", "c"].iter().zip(str_vec(&kp["base_lines"])) {
+            assert_eq!(
+                line(&format!("example-dict;key=\"{k}\""), &h).as_deref(),
+                Some(expected)
+            );
+        }
+        assert_eq!(line("example-dict;key=\"zz\"", &h), None);
+
+        let bs = &v["bs_param_2_1_3"];
+        let two = fields(&str_vec(&bs["two_lines"]));
+        let one = fields(&[bs["one_line"].as_str().unwrap()]);
+        let h2 = head("GET", "a", "/", false, &two);
+        let h1 = head("GET", "a", "/", false, &one);
+        let plain = bs["base_line_plain_either_case"].as_str();
+        assert_eq!(line("example-header", &h2).as_deref(), plain);
+        assert_eq!(line("example-header", &h1).as_deref(), plain);
+        assert_eq!(
+            line("example-header;bs", &h2).as_deref(),
+            bs["base_line_bs_two_lines"].as_str()
+        );
+        assert_eq!(
+            line("example-header;bs", &h1).as_deref(),
+            bs["base_line_bs_one_line"].as_str()
+        );
+    }
+
+    #[test]
+    fn rfc9421_2_2_derived() {
+        let v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        let none: Vec<(String, String)> = Vec::new();
+        let var_path = "/parameters?var=this%20is%20a%20big%0Amultiline%20value&bar=with+plus+whitespace&fa%C3%A7ade%22%3A%20=something";
+        for case in v["derived_2_2"].as_array().unwrap() {
+            let comp = case["component"].as_str().unwrap();
+            let req = case.get("request").and_then(|r| r.as_str()).unwrap_or("");
+            let expected = case["base_line"].as_str().unwrap();
+            if comp == "@status" {
+                assert!(ComponentId::parse_config(comp).is_err());
+                continue;
+            }
+            let tls = req.contains("HTTPS");
+            let (method, path, authority) = if req == "(no query string)" {
+                ("GET", "/path", "www.example.com")
+            } else if req == "(same)" || req.starts_with("GET /parameters") {
+                ("GET", var_path, "www.example.com")
+            } else {
+                let mut parts = req.split(' ');
+                let m = parts.next().unwrap();
+                let p = parts.next().unwrap();
+                let a = if m == "CONNECT" { p } else { "www.example.com" };
+                (m, if m == "CONNECT" { "" } else { p }, a)
+            };
+            let h = head(method, authority, path, tls, &none);
+            assert_eq!(
+                line(comp, &h).as_deref(),
+                Some(expected),
+                "{comp} for {req}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_and_query_are_verbatim() {
+        let none: Vec<(String, String)> = Vec::new();
+        let cases = [
+            ("/a%2Fb/../c?x=%41&b=2&a=1", "/a%2Fb/../c", "?x=%41&b=2&a=1"),
+            ("?a=1", "/", "?a=1"),
+            ("/p?", "/p", "?"),
+            ("https://h.example/p/q?z", "/p/q", "?z"),
+        ];
+        for (target, path, query) in cases {
+            let h = head("GET", "h.example", target, true, &none);
+            assert_eq!(line("@path", &h).unwrap(), format!("\"@path\": {path}"));
+            assert_eq!(line("@query", &h).unwrap(), format!("\"@query\": {query}"));
+        }
+    }
+
+    #[test]
+    fn authority_normalized() {
+        let none: Vec<(String, String)> = Vec::new();
+        let cases = [
+            ("Example.COM", false, "example.com"),
+            ("example.com:80", false, "example.com"),
+            ("example.com:443", true, "example.com"),
+            ("example.com:443", false, "example.com:443"),
+            ("example.com:8443", true, "example.com:8443"),
+            ("[::1]:443", true, "[::1]"),
+        ];
+        for (a, tls, expected) in cases {
+            let h = head("GET", a, "/", tls, &none);
+            assert_eq!(normalized_authority(&h).as_deref(), Some(expected), "{a}");
+        }
+        let h = head("GET", "", "/", false, &none);
+        assert_eq!(line("@authority", &h), None);
+    }
+
+    #[test]
+    fn query_param_absent_or_repeated_has_no_value() {
+        assert_eq!(query_param("a=1&b=2", "a").as_deref(), Some("1"));
+        assert_eq!(query_param("a=1&b=2", "c"), None);
+        assert_eq!(query_param("a=1&a=2", "a"), None);
+        assert_eq!(query_param("a", "a").as_deref(), Some(""));
+        assert_eq!(query_param("a=%zz", "a").as_deref(), Some("%25zz"));
+    }
+
+    #[test]
+    fn identifiers_validated() {
+        let ok = [
+            "@method",
+            "@authority",
+            "@scheme",
+            "@target-uri",
+            "@request-target",
+            "@path",
+            "@query",
+            "@query-param;name=\"x\"",
+            "content-digest",
+            "example-dict;sf",
+            "example-dict;key=\"a\"",
+            "x;bs",
+            "\"@method\"",
+        ];
+        for s in ok {
+            assert!(ComponentId::parse_config(s).is_ok(), "{s}");
+        }
+        let bad = [
+            "@status",
+            "@signature-params",
+            "@foo",
+            "@method;sf",
+            "@query-param",
+            "@query-param;name=x",
+            "Content-Type",
+            "content type",
+            "",
+            "x;req",
+            "x;tr",
+            "x;bs;sf",
+            "x;bs;key=\"a\"",
+            "x;key=1",
+            "x;sf=?0",
+            "x;unknown",
+            "x;;",
+        ];
+        for s in bad {
+            assert!(ComponentId::parse_config(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn line_breaks_in_values_are_rejected() {
+        let hs = vec![("x".to_string(), "a\nb".to_string())];
+        let h = head("GET", "a", "/", false, &hs);
+        assert_eq!(line("x", &h), None);
+        let hs = vec![("x".to_string(), "caf\u{e9}".to_string())];
+        let h = head("GET", "a", "/", false, &hs);
+        assert_eq!(line("x", &h), None);
+    }
+
+    #[test]
+    fn same_as_ignores_param_order() {
+        let a = ComponentId::parse_config("x;sf;key=\"a\"").unwrap();
+        let b = ComponentId::parse_config("x;key=\"a\";sf").unwrap();
+        let c = ComponentId::parse_config("x;key=\"a\"").unwrap();
+        assert!(a.same_as(&b));
+        assert!(!a.same_as(&c));
+    }
+}

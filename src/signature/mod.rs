@@ -1,0 +1,618 @@
+//! RFC 9421 HTTP Message Signatures (hmac-sha256, ed25519), RFC 9530 Content-Digest, nonce replay table.
+//!
+//! [`compile`] turns a policy's `signature` section into a [`SignaturePolicy`] (keys decoded, HMAC states
+//! pre-keyed); [`SignaturePolicy::verify_head`] checks a request head; [`check_content_digest`] checks the
+//! body when `content-digest` is covered; [`check_nonce`] records nonces in shared data; [`sign_request`]
+//! is the client side.
+
+pub mod components;
+pub mod digest;
+pub mod nonce;
+pub mod sfv;
+pub mod sign;
+
+pub use components::ComponentId;
+pub use digest::{check_content_digest, content_digest_header, DigestAlg};
+pub use nonce::{check_nonce, init_nonce_table, NonceOutcome, NonceTableConfig};
+pub use sign::{sign_request, SignParams, SignedHeaders, SigningKey};
+
+use crate::decision::{Reason, Reply};
+use crate::error::{index, join, Errors};
+use crate::request::RequestHead;
+use crate::secret::{decode_base64, Env, SecretInput};
+use ed25519_dalek::pkcs8::DecodePublicKey as _;
+use ed25519_dalek::VerifyingKey;
+use hmac::{Hmac, Mac as _};
+use serde::Deserialize;
+use sfv::{BareItem, Item, Member};
+use sha2::Sha256;
+use std::fmt;
+
+/// Minimum HMAC secret length after decoding (the issue: ≥ 32 bytes).
+pub const MIN_HMAC_SECRET: usize = 32;
+/// More labels than this in one request are refused outright (bounds the work per request).
+const MAX_SIGNATURES: usize = 8;
+/// More covered components than this are refused outright.
+const MAX_COMPONENTS: usize = 32;
+/// Longest accepted nonce, in bytes.
+const MAX_NONCE_LEN: usize = 256;
+
+/// Signature algorithm, as named in the document and in the `alg` signature parameter.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alg {
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    #[serde(rename = "ed25519")]
+    Ed25519,
+}
+
+impl Alg {
+    /// The RFC 9421 registry name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::HmacSha256 => "hmac-sha256",
+            Alg::Ed25519 => "ed25519",
+        }
+    }
+
+    /// Parses a registry name.
+    pub fn parse(s: &str) -> Option<Alg> {
+        match s {
+            "hmac-sha256" => Some(Alg::HmacSha256),
+            "ed25519" => Some(Alg::Ed25519),
+            _ => None,
+        }
+    }
+}
+
+/// `nonce`: whether every signature must carry one.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NonceMode {
+    Required,
+    #[default]
+    Optional,
+}
+
+/// One entry of `keys`.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct KeyInput {
+    pub id: String,
+    pub alg: Alg,
+    #[serde(default)]
+    pub secret: Option<SecretInput>,
+    #[serde(default)]
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub not_before: Option<u64>,
+    #[serde(default)]
+    pub not_after: Option<u64>,
+}
+
+impl fmt::Debug for KeyInput {
+    /// Never prints secret material (an inline `base64` secret would otherwise show).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyInput")
+            .field("id", &self.id)
+            .field("alg", &self.alg)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("public_key", &self.public_key.as_ref().map(|_| "<pem>"))
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .finish()
+    }
+}
+
+fn default_components() -> Vec<String> {
+    ["@method", "@authority", "@path", "@query"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+fn default_max_age() -> u64 {
+    300
+}
+fn default_skew() -> u64 {
+    5
+}
+fn default_max_body() -> u64 {
+    1_048_576
+}
+
+/// A policy's `signature` section.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureInput {
+    pub keys: Vec<KeyInput>,
+    #[serde(default = "default_components")]
+    pub components: Vec<String>,
+    #[serde(default = "default_max_age")]
+    pub max_age_s: u64,
+    #[serde(default = "default_skew")]
+    pub clock_skew_s: u64,
+    #[serde(default)]
+    pub nonce: NonceMode,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+impl Default for SignatureInput {
+    fn default() -> Self {
+        SignatureInput {
+            keys: Vec::new(),
+            components: default_components(),
+            max_age_s: default_max_age(),
+            clock_skew_s: default_skew(),
+            nonce: NonceMode::Optional,
+            max_body_bytes: default_max_body(),
+            label: None,
+        }
+    }
+}
+
+enum Verifier {
+    /// Pre-keyed state, cloned per request (saves re-deriving the padded key blocks).
+    Hmac(Hmac<Sha256>),
+    Ed25519(VerifyingKey),
+}
+
+struct Key {
+    id: String,
+    alg: Alg,
+    not_before: Option<u64>,
+    not_after: Option<u64>,
+    verifier: Verifier,
+}
+
+impl Key {
+    /// Valid when `not_before <= now <= not_after` (both inclusive, like X.509).
+    fn valid_at(&self, now: u64) -> bool {
+        self.not_before.is_none_or(|nb| now >= nb) && self.not_after.is_none_or(|na| now <= na)
+    }
+
+    fn verify(&self, base: &[u8], sig: &[u8]) -> bool {
+        match &self.verifier {
+            Verifier::Hmac(keyed) => {
+                let mut mac = keyed.clone();
+                mac.update(base);
+                // Constant time, exact length (no truncated tags).
+                mac.verify_slice(sig).is_ok()
+            }
+            Verifier::Ed25519(vk) => match ed25519_dalek::Signature::from_slice(sig) {
+                Ok(s) => vk.verify_strict(base, &s).is_ok(),
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+/// The compiled `signature` section.
+pub struct SignaturePolicy {
+    keys: Vec<Key>,
+    /// Components every accepted signature must cover.
+    pub components: Vec<ComponentId>,
+    pub max_age_s: u64,
+    pub clock_skew_s: u64,
+    pub nonce_required: bool,
+    /// The largest body held for a Content-Digest check (larger: 413 `body_too_large`).
+    pub max_body_bytes: u64,
+    pub label: Option<String>,
+    accept_signature: String,
+}
+
+impl fmt::Debug for SignaturePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<(&str, &str)> = self
+            .keys
+            .iter()
+            .map(|k| (k.id.as_str(), k.alg.as_str()))
+            .collect();
+        f.debug_struct("SignaturePolicy")
+            .field("keys", &keys)
+            .field("accept_signature", &self.accept_signature)
+            .field("max_age_s", &self.max_age_s)
+            .field("clock_skew_s", &self.clock_skew_s)
+            .field("nonce_required", &self.nonce_required)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// What a verified signature established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub key_id: String,
+    /// The `nonce` parameter, to be recorded with [`check_nonce`] whenever present.
+    pub nonce: Option<String>,
+    pub created: u64,
+    /// `created + max_age_s`: after this the signature is refused anyway (nonce entries live until then).
+    pub expires_at: u64,
+    /// `content-digest` is covered: the body must be checked with [`check_content_digest`].
+    pub needs_digest: bool,
+}
+
+fn parse_public_key(s: &str) -> Result<VerifyingKey, String> {
+    let key = if s.trim_start().starts_with("-----BEGIN") {
+        VerifyingKey::from_public_key_pem(s.trim())
+            .map_err(|_| "public_key is not a valid ed25519 PEM public key (SPKI)".to_string())?
+    } else {
+        let raw =
+            decode_base64(s).ok_or_else(|| "public_key is neither PEM nor base64".to_string())?;
+        let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| {
+            format!(
+                "public_key is {} bytes after base64 decoding; ed25519 needs 32",
+                raw.len()
+            )
+        })?;
+        VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| "public_key is not a valid ed25519 point".to_string())?
+    };
+    if key.is_weak() {
+        return Err("public_key is a weak (small-order) ed25519 key".into());
+    }
+    Ok(key)
+}
+
+/// Compiles a `signature` section; errors are pushed with their JSON paths under `path`.
+pub fn compile(
+    input: &SignatureInput,
+    path: &str,
+    env: &dyn Env,
+    errs: &mut Errors,
+) -> Option<SignaturePolicy> {
+    let mut local = Errors::default();
+    let policy = compile_inner(input, path, env, &mut local);
+    let ok = local.is_empty();
+    for e in local.into_vec() {
+        errs.add(e);
+    }
+    policy.filter(|_| ok)
+}
+
+fn compile_inner(
+    input: &SignatureInput,
+    path: &str,
+    env: &dyn Env,
+    errs: &mut Errors,
+) -> Option<SignaturePolicy> {
+    let keys_path = join(path, "keys");
+    if input.keys.is_empty() {
+        errs.push(&keys_path, "at least one key is required");
+    }
+    let mut keys = Vec::new();
+    for (i, k) in input.keys.iter().enumerate() {
+        let kp = index(&keys_path, i);
+        if k.id.is_empty() {
+            errs.push(join(&kp, "id"), "key id must not be empty");
+        } else if k.id.bytes().any(|c| !(0x20..=0x7e).contains(&c)) {
+            errs.push(join(&kp, "id"), "key id must be printable ASCII");
+        }
+        if let (Some(nb), Some(na)) = (k.not_before, k.not_after) {
+            if nb > na {
+                errs.push(
+                    kp.clone(),
+                    format!("not_before ({nb}) is after not_after ({na})"),
+                );
+            }
+        }
+        let verifier = match k.alg {
+            Alg::HmacSha256 => {
+                if k.public_key.is_some() {
+                    errs.push(
+                        join(&kp, "public_key"),
+                        "hmac-sha256 keys take `secret`, not `public_key`",
+                    );
+                }
+                match &k.secret {
+                    None => {
+                        errs.push(join(&kp, "secret"), "hmac-sha256 keys need a `secret`");
+                        None
+                    }
+                    Some(s) => match s.resolve(&join(&kp, "secret"), env, MIN_HMAC_SECRET) {
+                        Err(e) => {
+                            errs.add(e);
+                            None
+                        }
+                        Ok(secret) => match Hmac::<Sha256>::new_from_slice(secret.bytes()) {
+                            Ok(m) => Some(Verifier::Hmac(m)),
+                            Err(_) => {
+                                errs.push(join(&kp, "secret"), "secret cannot key HMAC-SHA256");
+                                None
+                            }
+                        },
+                    },
+                }
+            }
+            Alg::Ed25519 => {
+                if k.secret.is_some() {
+                    errs.push(
+                        join(&kp, "secret"),
+                        "ed25519 keys take only `public_key`; the edge never holds a client's private key",
+                    );
+                }
+                match &k.public_key {
+                    None => {
+                        errs.push(join(&kp, "public_key"), "ed25519 keys need a `public_key`");
+                        None
+                    }
+                    Some(pk) => match parse_public_key(pk) {
+                        Ok(vk) => Some(Verifier::Ed25519(vk)),
+                        Err(e) => {
+                            errs.push(join(&kp, "public_key"), e);
+                            None
+                        }
+                    },
+                }
+            }
+        };
+        if let Some(verifier) = verifier {
+            keys.push(Key {
+                id: k.id.clone(),
+                alg: k.alg,
+                not_before: k.not_before,
+                not_after: k.not_after,
+                verifier,
+            });
+        }
+    }
+
+    let comp_path = join(path, "components");
+    if input.components.is_empty() {
+        errs.push(&comp_path, "at least one component must be required");
+    }
+    let mut components: Vec<ComponentId> = Vec::new();
+    for (i, c) in input.components.iter().enumerate() {
+        match ComponentId::parse_config(c) {
+            Ok(id) if components.iter().any(|x| x.same_as(&id)) => {
+                errs.push(index(&comp_path, i), format!("{c:?} is listed twice"))
+            }
+            Ok(id) => components.push(id),
+            Err(e) => errs.push(index(&comp_path, i), e),
+        }
+    }
+    if input.max_age_s == 0 {
+        errs.push(join(path, "max_age_s"), "must be greater than 0");
+    }
+    if input.clock_skew_s > input.max_age_s {
+        errs.push(join(path, "clock_skew_s"), "must not exceed max_age_s");
+    }
+    if input.max_body_bytes == 0 {
+        errs.push(join(path, "max_body_bytes"), "must be greater than 0");
+    }
+    if let Some(l) = &input.label {
+        if !sfv::is_key(l) {
+            errs.push(
+                join(path, "label"),
+                format!("{l:?} is not a valid signature label (lowercase letters, digits, _-.*; starting with a letter)"),
+            );
+        }
+    }
+    if !errs.is_empty() {
+        return None;
+    }
+
+    // RFC 9421 §5.1: tell the client what to cover; boolean params mean "include this parameter".
+    let mut accept = String::new();
+    accept.push_str(input.label.as_deref().unwrap_or("sig1"));
+    accept.push_str("=(");
+    for (i, c) in components.iter().enumerate() {
+        if i > 0 {
+            accept.push(' ');
+        }
+        c.write(&mut accept);
+    }
+    accept.push_str(");created");
+    if input.nonce == NonceMode::Required {
+        accept.push_str(";nonce");
+    }
+    accept.push_str(";keyid");
+
+    Some(SignaturePolicy {
+        keys,
+        components,
+        max_age_s: input.max_age_s,
+        clock_skew_s: input.clock_skew_s,
+        nonce_required: input.nonce == NonceMode::Required,
+        max_body_bytes: input.max_body_bytes,
+        label: input.label.clone(),
+        accept_signature: accept,
+    })
+}
+
+/// Field lines of `name` joined as RFC 9110 §5.3 combines them; `None` when absent.
+fn combined(head: &RequestHead, name: &str) -> Option<String> {
+    if head.headers.count(name) == 0 {
+        return None;
+    }
+    let parts: Vec<&str> = head.headers.get_all(name).map(str::trim).collect();
+    Some(parts.join(", "))
+}
+
+/// The signature parameters RFC 9421 §2.3 defines, typed.
+struct SigParams {
+    created: Option<u64>,
+    expires: Option<u64>,
+    nonce: Option<String>,
+    alg: Option<Alg>,
+    keyid: Option<String>,
+}
+
+fn sig_params(params: &sfv::Params) -> Option<SigParams> {
+    let mut p = SigParams {
+        created: None,
+        expires: None,
+        nonce: None,
+        alg: None,
+        keyid: None,
+    };
+    for (k, v) in params {
+        match (k.as_str(), v) {
+            ("created", BareItem::Integer(i)) => p.created = Some(u64::try_from(*i).ok()?),
+            ("expires", BareItem::Integer(i)) => p.expires = Some(u64::try_from(*i).ok()?),
+            ("nonce", BareItem::String(s)) if !s.is_empty() && s.len() <= MAX_NONCE_LEN => {
+                p.nonce = Some(s.clone())
+            }
+            ("alg", BareItem::String(s)) => p.alg = Some(Alg::parse(s)?),
+            ("keyid", BareItem::String(s)) => p.keyid = Some(s.clone()),
+            ("tag", BareItem::String(_)) => {}
+            ("created" | "expires" | "nonce" | "alg" | "keyid" | "tag", _) => return None,
+            // Unknown parameters are signed (they are in @signature-params) and otherwise ignored.
+            _ => {}
+        }
+    }
+    Some(p)
+}
+
+impl SignaturePolicy {
+    /// Verifies the request's signature(s) against this policy (RFC 9421 §3.2) at time `now`.
+    ///
+    /// Missing `Signature`/`Signature-Input` (or no signature with the configured label) →
+    /// `SignatureMissing`; authentic but stale → `SignatureExpired`; anything else → `SignatureInvalid`.
+    /// A label repeated across field lines, or present in one header and not the other, is invalid.
+    pub fn verify_head(&self, head: &RequestHead, now: u64) -> Result<Verified, Reason> {
+        let (Some(input_value), Some(sig_value)) = (
+            combined(head, "signature-input"),
+            combined(head, "signature"),
+        ) else {
+            return Err(Reason::SignatureMissing);
+        };
+        let inputs = sfv::parse_dictionary(&input_value).map_err(|_| Reason::SignatureInvalid)?;
+        let sigs = sfv::parse_dictionary(&sig_value).map_err(|_| Reason::SignatureInvalid)?;
+        // Bound the work first (the checks below are quadratic in the number of labels).
+        if inputs.len() > MAX_SIGNATURES || sigs.len() > MAX_SIGNATURES {
+            return Err(Reason::SignatureInvalid);
+        }
+        // Two lines carrying the same label are ambiguous (which one would another verifier pick?):
+        // refused deterministically, as is any label without its counterpart.
+        if sfv::has_duplicate_keys(&inputs)
+            || sfv::has_duplicate_keys(&sigs)
+            || inputs.len() != sigs.len()
+            || !inputs
+                .iter()
+                .all(|(l, _)| sigs.iter().any(|(l2, _)| l2 == l))
+        {
+            return Err(Reason::SignatureInvalid);
+        }
+        let mut worst = Reason::SignatureInvalid;
+        let mut tried = 0usize;
+        for (label, input) in &inputs {
+            if self.label.as_ref().is_some_and(|l| l != label) {
+                continue;
+            }
+            tried += 1;
+            let Some((_, sig)) = sigs.iter().find(|(l, _)| l == label) else {
+                continue;
+            };
+            match self.verify_one(head, now, input, sig) {
+                Ok(v) => return Ok(v),
+                Err(Reason::SignatureExpired) => worst = Reason::SignatureExpired,
+                Err(_) => {}
+            }
+        }
+        if tried == 0 {
+            return Err(Reason::SignatureMissing);
+        }
+        Err(worst)
+    }
+
+    fn verify_one(
+        &self,
+        head: &RequestHead,
+        now: u64,
+        input: &Member,
+        sig: &Member,
+    ) -> Result<Verified, Reason> {
+        const INVALID: Reason = Reason::SignatureInvalid;
+        let Member::InnerList(items, params) = input else {
+            return Err(INVALID);
+        };
+        let Member::Item(Item {
+            bare: BareItem::ByteSeq(sig_bytes),
+            ..
+        }) = sig
+        else {
+            return Err(INVALID);
+        };
+        if items.len() > MAX_COMPONENTS {
+            return Err(INVALID);
+        }
+        let mut covered: Vec<ComponentId> = Vec::with_capacity(items.len());
+        for item in items {
+            let id = ComponentId::from_item(item).map_err(|_| INVALID)?;
+            if covered.iter().any(|c| c.same_as(&id)) {
+                return Err(INVALID);
+            }
+            covered.push(id);
+        }
+        if !self
+            .components
+            .iter()
+            .all(|req| covered.iter().any(|c| c.same_as(req)))
+        {
+            return Err(INVALID);
+        }
+        let p = sig_params(params).ok_or(INVALID)?;
+        let created = p.created.ok_or(INVALID)?;
+        let key_id = p.keyid.ok_or(INVALID)?;
+        if self.nonce_required && p.nonce.is_none() {
+            return Err(INVALID);
+        }
+
+        let mut params_value = String::with_capacity(128);
+        sfv::write_member(&mut params_value, input);
+        let base = components::signature_base(head, &covered, &params_value).ok_or(INVALID)?;
+
+        let authentic = self
+            .keys
+            .iter()
+            .filter(|k| k.id == key_id && k.valid_at(now) && p.alg.is_none_or(|a| a == k.alg))
+            .any(|k| k.verify(base.as_bytes(), sig_bytes));
+        if !authentic {
+            return Err(INVALID);
+        }
+        // Freshness after authenticity, so `signature_expired` in a log means a genuine but stale request.
+        if created > now.saturating_add(self.clock_skew_s)
+            || created < now.saturating_sub(self.max_age_s)
+            || p.expires
+                .is_some_and(|e| e < now.saturating_sub(self.clock_skew_s))
+        {
+            return Err(Reason::SignatureExpired);
+        }
+        Ok(Verified {
+            key_id,
+            nonce: p.nonce,
+            created,
+            expires_at: created.saturating_add(self.max_age_s),
+            needs_digest: covered.iter().any(ComponentId::is_content_digest),
+        })
+    }
+
+    /// The 401 for any signature failure: same body and `Accept-Signature` whatever `reason` is.
+    pub fn unauthorized_reply(&self, reason: Reason) -> Reply {
+        Reply::deny(401, reason).with_header("accept-signature", self.accept_signature.clone())
+    }
+
+    /// The `Accept-Signature` value (RFC 9421 §5.1) this policy advertises.
+    pub fn accept_signature(&self) -> &str {
+        &self.accept_signature
+    }
+
+    /// The reply for a nonce outcome: `None` when fresh; a replay gets the usual 401; a nonce that cannot
+    /// be vouched for gets 503 `nonce_store_full` with `Retry-After: 1` (re-signing with a fresh `created`
+    /// passes), since the client did nothing wrong.
+    pub fn nonce_reply(&self, outcome: NonceOutcome) -> Option<Reply> {
+        match outcome {
+            NonceOutcome::Fresh => None,
+            NonceOutcome::Replayed => Some(self.unauthorized_reply(Reason::SignatureReplayed)),
+            NonceOutcome::StoreFull => {
+                Some(Reply::deny(503, Reason::NonceStoreFull).with_header("retry-after", "1"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,257 @@
+//! The client side: sign a request (used by `edgeward sign`, by tests, and by Rust clients).
+
+use super::components::{self, ComponentId};
+use super::digest::{content_digest_header, DigestAlg};
+use super::sfv::{self, BareItem, Item, Member};
+use super::{Alg, MIN_HMAC_SECRET};
+use crate::http1::ParsedRequest;
+use crate::request::{Headers, Peer, RequestHead, TlsVersion};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+use ed25519_dalek::Signer as _;
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
+use std::fmt;
+
+/// A signing key: an HMAC secret or an ed25519 private key. `Debug` never shows the key.
+#[derive(Clone)]
+pub enum SigningKey {
+    Hmac(Vec<u8>),
+    Ed25519(ed25519_dalek::SigningKey),
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SigningKey::Hmac(k) => write!(f, "SigningKey::Hmac(<{} bytes>)", k.len()),
+            SigningKey::Ed25519(_) => f.write_str("SigningKey::Ed25519(<private>)"),
+        }
+    }
+}
+
+impl SigningKey {
+    /// An HMAC-SHA256 secret (at least 32 bytes, as the verifier requires).
+    pub fn hmac(secret: &[u8]) -> Result<SigningKey, String> {
+        if secret.len() < MIN_HMAC_SECRET {
+            return Err(format!(
+                "the HMAC secret is {} bytes; at least {MIN_HMAC_SECRET} are required",
+                secret.len()
+            ));
+        }
+        Ok(SigningKey::Hmac(secret.to_vec()))
+    }
+
+    /// An ed25519 private key from PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+    pub fn ed25519_from_pem(pem: &str) -> Result<SigningKey, String> {
+        ed25519_dalek::SigningKey::from_pkcs8_pem(pem.trim())
+            .map(SigningKey::Ed25519)
+            .map_err(|_| "not an ed25519 private key in PKCS#8 PEM form".to_string())
+    }
+
+    /// The algorithm this key signs with.
+    pub fn alg(&self) -> Alg {
+        match self {
+            SigningKey::Hmac(_) => Alg::HmacSha256,
+            SigningKey::Ed25519(_) => Alg::Ed25519,
+        }
+    }
+
+    fn sign(&self, base: &[u8]) -> Result<Vec<u8>, String> {
+        match self {
+            SigningKey::Hmac(secret) => {
+                let mut mac = Hmac::<Sha256>::new_from_slice(secret)
+                    .map_err(|_| "the secret cannot key HMAC-SHA256".to_string())?;
+                mac.update(base);
+                Ok(mac.finalize().into_bytes().to_vec())
+            }
+            SigningKey::Ed25519(k) => Ok(k.sign(base).to_bytes().to_vec()),
+        }
+    }
+}
+
+/// What to sign and how.
+#[derive(Debug, Clone)]
+pub struct SignParams {
+    pub key_id: String,
+    pub key: SigningKey,
+    /// Emit the `alg` parameter (must match the key).
+    pub alg: Option<Alg>,
+    /// Signature label; `sig1` by convention.
+    pub label: String,
+    /// Component identifiers in the document form, order kept. Empty: `@method @authority @path @query`,
+    /// plus `content-digest` when the request has a body.
+    pub components: Vec<String>,
+    pub created: u64,
+    pub expires: Option<u64>,
+    pub nonce: Option<String>,
+    /// Compute and add `Content-Digest`. When `content-digest` is covered and the request has none, sha-256
+    /// is added even without this.
+    pub content_digest: Option<DigestAlg>,
+    /// The request goes over TLS (affects `@scheme`, `@target-uri`, and the default port of `@authority`).
+    pub https: bool,
+}
+
+impl SignParams {
+    /// Parameters with the defaults (`sig1`, default components, no expires/nonce/alg, https).
+    pub fn new(key_id: impl Into<String>, key: SigningKey, created: u64) -> SignParams {
+        SignParams {
+            key_id: key_id.into(),
+            key,
+            alg: None,
+            label: "sig1".into(),
+            components: Vec::new(),
+            created,
+            expires: None,
+            nonce: None,
+            content_digest: None,
+            https: true,
+        }
+    }
+}
+
+/// The header values to add: `Signature-Input`, `Signature`, and `Content-Digest` when computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHeaders {
+    pub signature_input: String,
+    pub signature: String,
+    pub content_digest: Option<String>,
+}
+
+impl SignedHeaders {
+    /// As (name, value) pairs for [`crate::http1::render`].
+    pub fn headers(&self) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(3);
+        if let Some(d) = &self.content_digest {
+            out.push(("Content-Digest".to_string(), d.clone()));
+        }
+        out.push(("Signature-Input".to_string(), self.signature_input.clone()));
+        out.push(("Signature".to_string(), self.signature.clone()));
+        out
+    }
+}
+
+fn printable(s: &str) -> bool {
+    s.bytes().all(|c| (0x20..=0x7e).contains(&c))
+}
+
+/// Signs `req`: builds the RFC 9421 signature base from the request as it will be sent (including a
+/// computed Content-Digest) and returns the headers to add.
+pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHeaders, String> {
+    if !sfv::is_key(&params.label) {
+        return Err(format!("{:?} is not a valid signature label", params.label));
+    }
+    if params.key_id.is_empty() || !printable(&params.key_id) {
+        return Err("the key id must be non-empty printable ASCII".into());
+    }
+    if let Some(a) = params.alg {
+        if a != params.key.alg() {
+            return Err(format!(
+                "alg {} does not match the key type ({})",
+                a.as_str(),
+                params.key.alg().as_str()
+            ));
+        }
+    }
+    if let Some(n) = &params.nonce {
+        if n.is_empty() || n.len() > super::MAX_NONCE_LEN || !printable(n) {
+            return Err("the nonce must be 1-256 printable ASCII characters".into());
+        }
+    }
+    let names: Vec<String> = if params.components.is_empty() {
+        let mut d: Vec<String> = ["@method", "@authority", "@path", "@query"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if !req.body.is_empty() {
+            d.push("content-digest".into());
+        }
+        d
+    } else {
+        params.components.clone()
+    };
+    let mut covered: Vec<ComponentId> = Vec::with_capacity(names.len());
+    for n in &names {
+        let id = ComponentId::parse_config(n.trim())?;
+        if covered.iter().any(|c| c.same_as(&id)) {
+            return Err(format!("component {n:?} is listed twice"));
+        }
+        covered.push(id);
+    }
+
+    let has_digest = req.headers.iter().any(|(k, _)| k == "content-digest");
+    let digest_alg = match params.content_digest {
+        Some(a) => Some(a),
+        None if !has_digest && covered.iter().any(ComponentId::is_content_digest) => {
+            Some(DigestAlg::Sha256)
+        }
+        None => None,
+    };
+    let content_digest = digest_alg.map(|a| content_digest_header(a, &req.body));
+    let mut headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| content_digest.is_none() || k != "content-digest")
+        .cloned()
+        .collect();
+    if let Some(d) = &content_digest {
+        headers.push(("content-digest".into(), d.clone()));
+    }
+    let authority = req.authority();
+    let head = RequestHead {
+        method: &req.method,
+        authority: &authority,
+        path: req.path(),
+        route_name: None,
+        tls: params.https.then_some(TlsVersion::V1_3),
+        peer: Peer::Invalid,
+        headers: Headers(&headers),
+    };
+
+    let mut sig_params: sfv::Params = vec![("created".into(), int(params.created)?)];
+    if let Some(e) = params.expires {
+        sig_params.push(("expires".into(), int(e)?));
+    }
+    if let Some(n) = &params.nonce {
+        sig_params.push(("nonce".into(), BareItem::String(n.clone())));
+    }
+    if let Some(a) = params.alg {
+        sig_params.push(("alg".into(), BareItem::String(a.as_str().into())));
+    }
+    sig_params.push(("keyid".into(), BareItem::String(params.key_id.clone())));
+    let items = covered
+        .iter()
+        .map(|c| Item {
+            bare: BareItem::String(c.name.clone()),
+            params: c.params.clone(),
+        })
+        .collect();
+    let member = Member::InnerList(items, sig_params);
+    let mut params_value = String::new();
+    sfv::write_member(&mut params_value, &member);
+    let base = components::signature_base(&head, &covered, &params_value).ok_or_else(|| {
+        let missing: Vec<&str> = covered
+            .iter()
+            .filter(|c| c.value(&head).is_none())
+            .map(|c| c.name.as_str())
+            .collect();
+        format!(
+            "the request cannot supply component(s) {}",
+            missing.join(", ")
+        )
+    })?;
+    let sig = params.key.sign(base.as_bytes())?;
+    Ok(SignedHeaders {
+        signature_input: format!("{}={params_value}", params.label),
+        signature: format!("{}=:{}:", params.label, STANDARD.encode(sig)),
+        content_digest,
+    })
+}
+
+fn int(v: u64) -> Result<BareItem, String> {
+    // RFC 8941 integers have at most 15 digits.
+    match i64::try_from(v) {
+        Ok(i) if i <= 999_999_999_999_999 => Ok(BareItem::Integer(i)),
+        _ => Err(format!("timestamp {v} is out of range")),
+    }
+}
