@@ -7,7 +7,8 @@ use crate::log::{self, LogInput, LogPolicy};
 use crate::rate_limit::{self, LimitInput, RateLimits};
 use crate::route::{HostMatch, RouteEntry, Target};
 use crate::secret::Env;
-use crate::signature::SignatureInput;
+use crate::signature::{self, NonceTableConfig, SignatureInput, SignaturePolicy};
+use crate::store::{SharedStore, StoreError};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
@@ -86,6 +87,7 @@ pub struct Policy {
     pub name: String,
     pub mode: Mode,
     pub https: Option<Https>,
+    pub signature: Option<SignaturePolicy>,
     pub rate_limits: RateLimits,
     /// The `log` section, or the defaults (/24 and /48 truncation, nothing else) when absent.
     pub log: LogPolicy,
@@ -98,6 +100,8 @@ pub struct Document {
     pub routes: Vec<RouteEntry>,
     /// Whether any route entry matches on Envoy's route name (else the adapter skips that property read).
     pub uses_route_name: bool,
+    /// The shared replay table of signature nonces (one per Envoy process).
+    pub nonce_table: NonceTableConfig,
     /// The log settings for requests without a policy (no route, or `"policy": null`).
     pub default_log: LogPolicy,
     /// Keys the hashes that place rate-limit buckets and nonces in shared data. Derived from the document
@@ -150,6 +154,10 @@ impl Document {
                 .https
                 .as_ref()
                 .and_then(|h| Https::compile(h, &join(&path, "https"), &mut errs));
+            let signature = p
+                .signature
+                .as_ref()
+                .and_then(|sig| signature::compile(sig, &join(&path, "signature"), env, &mut errs));
             let rate_limits = rate_limit::compile(
                 p.rate_limits.as_deref().unwrap_or(&[]),
                 &join(&path, "rate_limits"),
@@ -168,6 +176,7 @@ impl Document {
                 name: name.clone(),
                 mode: p.mode,
                 https,
+                signature,
                 rate_limits,
                 log,
             });
@@ -233,8 +242,23 @@ impl Document {
             routes,
             uses_route_name,
             default_log: LogPolicy::default(),
+            nonce_table: NonceTableConfig::default(),
             hash_key: [0; 16],
         })
+    }
+}
+
+impl Document {
+    /// Creates the shared-data tables (nonce buckets, rate-limit sets) that do not exist yet. Called once
+    /// per worker at configure time, before traffic, so that no first write races a request.
+    pub fn prepare(&self, store: &mut dyn SharedStore) -> Result<(), StoreError> {
+        if self.policies.iter().any(|p| p.signature.is_some()) {
+            signature::init_nonce_table(store, &self.nonce_table)?;
+        }
+        for p in &self.policies {
+            p.rate_limits.prepare(store)?;
+        }
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ use crate::log::{LogPolicy, RecordInput, XffAction};
 use crate::rate_limit::{KeyInputs, RateOutcome};
 use crate::request::RequestHead;
 use crate::route::{normalize_host, select, Target};
+use crate::signature::{check_content_digest, check_nonce, Verified};
 use crate::store::SharedStore;
 use std::net::IpAddr;
 
@@ -45,6 +46,8 @@ pub struct Evaluation {
     pub key_id: Option<String>,
     /// Set while the body is still needed: the largest body accepted.
     pub needs_body: Option<usize>,
+    /// A signature that verified on the head, waiting for its digest and nonce checks.
+    pending_signature: Option<Verified>,
     /// The client address per the document's `client_ip` model (`None`: unknown or unparseable).
     pub client_ip: Option<IpAddr>,
 }
@@ -63,6 +66,7 @@ impl Evaluation {
             key_id: None,
             needs_body: None,
             client_ip: None,
+            pending_signature: None,
         }
     }
 
@@ -181,10 +185,39 @@ impl Evaluation {
         doc: &Document,
         policy: &Policy,
         head: &RequestHead,
-        _body: &[u8],
+        body: &[u8],
         now_ns: u64,
         store: &mut dyn SharedStore,
     ) {
+        if let (Some(sig), Some(v)) = (&policy.signature, self.pending_signature.take()) {
+            if v.needs_digest {
+                if let Err(reason) = check_content_digest(head.headers, body) {
+                    self.fail(sig.unauthorized_reply(reason));
+                    return;
+                }
+            }
+            if let Some(nonce) = &v.nonce {
+                let now_s = now_ns / 1_000_000_000;
+                let outcome = check_nonce(
+                    store,
+                    &doc.nonce_table,
+                    &v.key_id,
+                    nonce,
+                    v.created,
+                    v.expires_at,
+                    now_s,
+                );
+                if let Some(reply) = sig.nonce_reply(outcome) {
+                    self.fail(reply);
+                    return;
+                }
+            }
+            self.upstream_headers.push(HeaderOp::Set(
+                "x-edgeward-key-id".to_string(),
+                v.key_id.clone(),
+            ));
+            self.key_id = Some(v.key_id);
+        }
         if !policy.rate_limits.is_empty() {
             let keys = KeyInputs {
                 client_ip: self.client_ip,
@@ -284,6 +317,21 @@ impl Document {
         }
         if ev.failed() {
             return ev;
+        }
+        if let Some(sig) = &policy.signature {
+            match sig.verify_head(head, now_ns / 1_000_000_000) {
+                Err(reason) => {
+                    ev.fail(sig.unauthorized_reply(reason));
+                    return ev;
+                }
+                Ok(v) => {
+                    if v.needs_digest {
+                        ev.needs_body =
+                            Some(usize::try_from(sig.max_body_bytes).unwrap_or(usize::MAX));
+                    }
+                    ev.pending_signature = Some(v);
+                }
+            }
         }
         if ev.needs_body.is_none() {
             ev.after_body(self, policy, head, &[], now_ns, store);

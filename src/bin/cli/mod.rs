@@ -1,9 +1,12 @@
 //! Command-line parsing and the subcommands.
 
+mod eval;
+mod sign;
+
 use edgeward::document::Document;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage:
+pub const USAGE: &str = "usage:
   edgeward check FILE...
   edgeward eval POLICY --request FILE|- [--route NAME] [--client-ip IP] [--scheme http|https]
                 [--tls-version 1.2|1.3] [--now UNIX_SECONDS]
@@ -16,6 +19,8 @@ const USAGE: &str = "usage:
 pub fn run(args: &[String]) -> Result<ExitCode, String> {
     match args.first().map(String::as_str) {
         Some("check") => check(&args[1..]),
+        Some("eval") => eval::eval(&args[1..]),
+        Some("sign") => sign::sign(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -74,4 +79,46 @@ fn check(files: &[String]) -> Result<ExitCode, String> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Splits arguments into positionals and `--flag value` pairs (`switches` take no value).
+pub fn parse_flags(
+    args: &[String],
+    flags: &[&str],
+    switches: &[&str],
+) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+    let mut positional = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        if switches.contains(&name) {
+            out.push((name.to_string(), String::new()));
+        } else if flags.contains(&name) {
+            let value = match inline {
+                Some(v) => v,
+                None => it.next().ok_or(format!("{name} needs a value"))?.clone(),
+            };
+            if out.iter().any(|(k, _)| k == name) {
+                return Err(format!("{name} given twice"));
+            }
+            out.push((name.to_string(), value));
+        } else if name.starts_with("--") {
+            return Err(format!("unknown option {name}\n{USAGE}"));
+        } else {
+            positional.push(a.clone());
+        }
+    }
+    Ok((positional, out))
+}
+
+/// The value of a flag, if given.
+pub fn flag_value<'a>(flags: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    flags
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
