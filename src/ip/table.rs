@@ -1,11 +1,11 @@
 //! Compiled prefix tables: sorted disjoint prefixes per family, plus a direct-indexed first level so that a
 //! 100k-entry list costs about what a 10-entry list costs per lookup.
 //!
-//! Layout per family: `starts` (ascending network addresses) and `lens` (prefix lengths) in two arrays,
-//! 5 bytes per IPv4 prefix and 17 per IPv6 prefix. Covered prefixes are dropped and sibling pairs merged
+//! Layout per family: one array of packed (network address, prefix length) slots, ascending, 5 bytes per
+//! IPv4 prefix and 17 per IPv6 prefix. Covered prefixes are dropped and sibling pairs merged
 //! into their parent at compile time, so prefixes are disjoint: the only candidate for an address is the
 //! prefix with the greatest start not above it. The first level maps the 16 bits below the common
-//! prefix of all starts to a slice of the arrays, so the binary search runs over a bucket (~2 entries),
+//! prefix of all starts to a slice of the array, so the binary search runs over a bucket (~2 entries),
 //! not the whole list.
 
 use std::fmt;
@@ -91,11 +91,18 @@ fn holds<W: Word>(start: W, len: u8, x: W) -> bool {
     start.xor(x).shr(W::BITS - u32::from(len)).is_zero()
 }
 
+/// One prefix, packed so that the start and the length share a cache line (17 bytes for IPv6, not 32).
+#[derive(Clone, Copy)]
+#[repr(C, packed)]
+struct Slot<W> {
+    start: W,
+    len: u8,
+}
+
 /// One family's disjoint prefixes with an optional first-level index.
 #[derive(Clone, Default)]
-struct PrefixSet<W> {
-    starts: Vec<W>,
-    lens: Vec<u8>,
+struct PrefixSet<W: Copy> {
+    slots: Vec<Slot<W>>,
     /// Bucket index: `index[b]..index[b + 1]` are the entries whose start falls in bucket b. Empty when the
     /// list is small.
     index: Vec<u32>,
@@ -145,11 +152,13 @@ impl<W: Word> PrefixSet<W> {
                 }
             }
         }
-        starts.shrink_to_fit();
-        lens.shrink_to_fit();
+        let slots = starts
+            .into_iter()
+            .zip(lens)
+            .map(|(start, len)| Slot { start, len })
+            .collect();
         let mut set = PrefixSet {
-            starts,
-            lens,
+            slots,
             index: Vec::new(),
             high: W::ZERO,
             high_shift: W::BITS,
@@ -161,10 +170,11 @@ impl<W: Word> PrefixSet<W> {
     }
 
     fn build_index(&mut self) {
-        let n = self.starts.len();
-        let (Some(&first), Some(&last)) = (self.starts.first(), self.starts.last()) else {
+        let n = self.slots.len();
+        let (Some(first), Some(last)) = (self.slots.first(), self.slots.last()) else {
             return;
         };
+        let (first, last) = (first.start, last.start);
         if n < INDEX_MIN || u32::try_from(n).is_err() {
             return;
         }
@@ -186,9 +196,9 @@ impl<W: Word> PrefixSet<W> {
         let mut i = 0usize;
         for b in 0..buckets {
             while self
-                .starts
+                .slots
                 .get(i)
-                .is_some_and(|&s| (self.key(s) as usize) < b)
+                .is_some_and(|s| (self.key(s.start) as usize) < b)
             {
                 i += 1;
             }
@@ -204,11 +214,11 @@ impl<W: Word> PrefixSet<W> {
 
     fn contains(&self, x: W) -> bool {
         let (lo, hi) = if self.index.is_empty() {
-            (0, self.starts.len())
+            (0, self.slots.len())
         } else {
             match x.shr(self.high_shift).cmp(&self.high) {
                 std::cmp::Ordering::Less => return false,
-                std::cmp::Ordering::Greater => (self.starts.len(), self.starts.len()),
+                std::cmp::Ordering::Greater => (self.slots.len(), self.slots.len()),
                 std::cmp::Ordering::Equal => {
                     let b = self.key(x) as usize;
                     match (self.index.get(b), self.index.get(b + 1)) {
@@ -219,22 +229,18 @@ impl<W: Word> PrefixSet<W> {
             }
         };
         // Entries before `lo` all start below x; the candidate is the last start <= x.
-        let p = match self.starts.get(lo..hi) {
-            Some(bucket) => lo + bucket.partition_point(|&s| s <= x),
+        let p = match self.slots.get(lo..hi) {
+            Some(bucket) => lo + bucket.partition_point(|s| ({ s.start }) <= x),
             None => return false,
         };
-        match p.checked_sub(1) {
-            Some(i) => match (self.starts.get(i), self.lens.get(i)) {
-                (Some(&s), Some(&l)) => holds(s, l, x),
-                _ => false,
-            },
+        match p.checked_sub(1).and_then(|i| self.slots.get(i)) {
+            Some(s) => holds(s.start, s.len, x),
             None => false,
         }
     }
 
     fn bytes(&self) -> usize {
-        self.starts.capacity() * std::mem::size_of::<W>()
-            + self.lens.capacity()
+        self.slots.capacity() * std::mem::size_of::<Slot<W>>()
             + self.index.capacity() * std::mem::size_of::<u32>()
     }
 }
@@ -273,7 +279,7 @@ impl IpTable {
 
     /// Number of disjoint prefixes after merging.
     pub fn len(&self) -> usize {
-        self.v4.starts.len() + self.v6.starts.len()
+        self.v4.slots.len() + self.v6.slots.len()
     }
 
     /// Whether the table holds no address at all.
@@ -283,18 +289,10 @@ impl IpTable {
 
     /// The merged prefixes, IPv4 first, ascending.
     pub fn nets(&self) -> impl Iterator<Item = Net> + '_ {
-        let v4 = self
-            .v4
-            .starts
-            .iter()
-            .zip(&self.v4.lens)
-            .filter_map(|(&s, &l)| Net::new(IpAddr::V4(s.into()), l).ok());
-        let v6 = self
-            .v6
-            .starts
-            .iter()
-            .zip(&self.v6.lens)
-            .filter_map(|(&s, &l)| Net::new(IpAddr::V6(s.into()), l).ok());
+        let v4 =
+            (self.v4.slots.iter()).filter_map(|s| Net::new(IpAddr::V4(s.start.into()), s.len).ok());
+        let v6 =
+            (self.v6.slots.iter()).filter_map(|s| Net::new(IpAddr::V6(s.start.into()), s.len).ok());
         v4.chain(v6)
     }
 
@@ -307,8 +305,8 @@ impl IpTable {
 impl fmt::Debug for IpTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IpTable")
-            .field("v4_prefixes", &self.v4.starts.len())
-            .field("v6_prefixes", &self.v6.starts.len())
+            .field("v4_prefixes", &self.v4.slots.len())
+            .field("v6_prefixes", &self.v6.slots.len())
             .finish()
     }
 }
