@@ -67,6 +67,13 @@ impl RootContext for EdgewardRoot {
         let env = |name: &str| std::env::var(name).ok();
         match Document::from_json(json, &env) {
             Ok(doc) => {
+                if doc.prepare(&mut HostStore).is_err() {
+                    log(
+                        LogLevel::Critical,
+                        "edgeward: shared data unavailable: refusing to start",
+                    );
+                    return false;
+                }
                 log(
                     LogLevel::Info,
                     &format!(
@@ -171,13 +178,6 @@ fn property_string(path: Vec<&str>) -> Option<String> {
     }
 }
 
-fn parse_peer(addr: Option<&str>) -> Peer {
-    match addr.and_then(|a| a.parse::<std::net::SocketAddr>().ok()) {
-        Some(sa) => Peer::Ip(sa.ip().to_canonical()),
-        None => Peer::Invalid,
-    }
-}
-
 impl EdgewardHttp {
     fn read_request(&self) -> RequestData {
         let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
@@ -192,7 +192,8 @@ impl EdgewardHttp {
         let route_name = property_string(vec!["xds", "route_name"]);
         let tls =
             property_string(vec!["connection", "tls_version"]).and_then(|v| TlsVersion::parse(&v));
-        let peer = parse_peer(property_string(vec!["source", "address"]).as_deref());
+        let peer = property_string(vec!["source", "address"])
+            .map_or(Peer::Invalid, |a| crate::ip::peer_from_socket_addr(&a));
         let now_ns = hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())

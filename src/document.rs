@@ -2,7 +2,7 @@
 
 use crate::error::{index, join, ConfigError, Errors};
 use crate::https::{Https, HttpsInput};
-use crate::ip::{ClientIpInput, IpInput};
+use crate::ip::{ClientIpConfig, ClientIpInput, IpInput, IpLists, IpPolicy};
 use crate::log::{self, LogInput, LogPolicy};
 use crate::rate_limit::{self, LimitInput, RateLimits};
 use crate::route::{HostMatch, RouteEntry, Target};
@@ -87,6 +87,7 @@ pub struct Policy {
     pub name: String,
     pub mode: Mode,
     pub https: Option<Https>,
+    pub ip: Option<IpPolicy>,
     pub signature: Option<SignaturePolicy>,
     pub rate_limits: RateLimits,
     /// The `log` section, or the defaults (/24 and /48 truncation, nothing else) when absent.
@@ -100,6 +101,8 @@ pub struct Document {
     pub routes: Vec<RouteEntry>,
     /// Whether any route entry matches on Envoy's route name (else the adapter skips that property read).
     pub uses_route_name: bool,
+    /// How the client address is found (peer, trusted XFF hops, or trusted proxies).
+    pub client_ip: ClientIpConfig,
     /// The shared replay table of signature nonces (one per Envoy process).
     pub nonce_table: NonceTableConfig,
     /// The log settings for requests without a policy (no route, or `"policy": null`).
@@ -132,6 +135,8 @@ impl Document {
     /// Validates and compiles parsed input.
     pub fn compile(input: &DocumentInput, env: &dyn Env) -> Result<Document, Vec<ConfigError>> {
         let mut errs = Errors::default();
+        let client_ip = ClientIpConfig::compile(&input.client_ip, "client_ip", &mut errs);
+        let ip_lists = IpLists::compile(&input.ip_lists, "ip_lists", &mut errs);
         let slots = rate_limit::validate_slots(
             input.rate_limit_slots.unwrap_or(rate_limit::DEFAULT_SLOTS),
             "rate_limit_slots",
@@ -154,6 +159,9 @@ impl Document {
                 .https
                 .as_ref()
                 .and_then(|h| Https::compile(h, &join(&path, "https"), &mut errs));
+            let ip =
+                p.ip.as_ref()
+                    .and_then(|i| IpPolicy::compile(i, &join(&path, "ip"), &ip_lists, &mut errs));
             let signature = p
                 .signature
                 .as_ref()
@@ -176,6 +184,7 @@ impl Document {
                 name: name.clone(),
                 mode: p.mode,
                 https,
+                ip,
                 signature,
                 rate_limits,
                 log,
@@ -241,6 +250,7 @@ impl Document {
             policies,
             routes,
             uses_route_name,
+            client_ip,
             default_log: LogPolicy::default(),
             nonce_table: NonceTableConfig::default(),
             hash_key: [0; 16],

@@ -246,10 +246,8 @@ impl Document {
         store: &mut dyn SharedStore,
     ) -> Evaluation {
         let mut ev = Evaluation::new();
-        ev.client_ip = match head.peer {
-            crate::request::Peer::Ip(ip) => Some(ip),
-            crate::request::Peer::Invalid => None,
-        };
+        let client = self.client_ip.resolve(head.peer, head.headers);
+        ev.client_ip = client.ip();
         for (name, _) in head.headers.iter() {
             if starts_with_ignore_case(name, INTERNAL_HEADER_PREFIX)
                 && !ev
@@ -302,8 +300,7 @@ impl Document {
             ev.upstream_headers
                 .push(HeaderOp::Remove("x-envoy-external-address".to_string()));
         }
-        let peer_trusted = false;
-        ev.arrived_https = arrived_over_https(head, peer_trusted);
+        ev.arrived_https = arrived_over_https(head, self.client_ip.peer_is_trusted(head.peer));
         if let Some(https) = &policy.https {
             if let Err(reply) = https.check(head, ev.arrived_https) {
                 ev.fail(reply);
@@ -312,6 +309,13 @@ impl Document {
                 if let Some(v) = https.hsts_header() {
                     ev.response_headers
                         .push(("strict-transport-security".to_string(), v.to_string()));
+                }
+            }
+        }
+        if !ev.failed() {
+            if let Some(ip) = &policy.ip {
+                if let Err(reply) = ip.check(client) {
+                    ev.fail(reply);
                 }
             }
         }

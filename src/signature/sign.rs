@@ -18,7 +18,7 @@ use std::fmt;
 #[derive(Clone)]
 pub enum SigningKey {
     Hmac(Vec<u8>),
-    Ed25519(ed25519_dalek::SigningKey),
+    Ed25519(Box<ed25519_dalek::SigningKey>),
 }
 
 impl fmt::Debug for SigningKey {
@@ -45,7 +45,7 @@ impl SigningKey {
     /// An ed25519 private key from PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
     pub fn ed25519_from_pem(pem: &str) -> Result<SigningKey, String> {
         ed25519_dalek::SigningKey::from_pkcs8_pem(pem.trim())
-            .map(SigningKey::Ed25519)
+            .map(|k| SigningKey::Ed25519(Box::new(k)))
             .map_err(|_| "not an ed25519 private key in PKCS#8 PEM form".to_string())
     }
 

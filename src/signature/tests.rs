@@ -836,7 +836,7 @@ fn labels_and_multiple_signatures() {
     let r = req(POST);
     let s1 = signed(&r, &hmac_params(NOW));
     // A second, independent signature under another label.
-    let mut ep = SignParams::new("ed", SigningKey::Ed25519(ed_key()), NOW);
+    let mut ep = SignParams::new("ed", SigningKey::Ed25519(Box::new(ed_key())), NOW);
     ep.label = "edsig".into();
     let h2 = sign_request(&r, &ep).unwrap();
     let mut both = s1.clone();

@@ -81,12 +81,11 @@ fn check(files: &[String]) -> Result<ExitCode, String> {
     })
 }
 
+/// Positional arguments and `(flag, value)` pairs.
+pub type Parsed = (Vec<String>, Vec<(String, String)>);
+
 /// Splits arguments into positionals and `--flag value` pairs (`switches` take no value).
-pub fn parse_flags(
-    args: &[String],
-    flags: &[&str],
-    switches: &[&str],
-) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+pub fn parse_flags(args: &[String], flags: &[&str], switches: &[&str]) -> Result<Parsed, String> {
     let mut positional = Vec::new();
     let mut out: Vec<(String, String)> = Vec::new();
     let mut it = args.iter();
