@@ -303,7 +303,6 @@ fn the_rendered_reference_config_validates() {
 }
 
 #[test]
-#[ignore = "needs the proxy-wasm adapter: remove this ignore when src/adapter.rs lands"]
 fn the_reference_config_with_the_plugin_validates() {
     let server = echo_server();
     let out =

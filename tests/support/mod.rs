@@ -190,6 +190,14 @@ pub fn wasm_path() -> PathBuf {
 }
 
 fn build_wasm() -> Result<PathBuf, String> {
+    // scripts/test.sh builds the optimized plugin once (dist/edgeward.wasm) and points here.
+    if let Some(p) = std::env::var_os("EDGEWARD_WASM").map(PathBuf::from) {
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("EDGEWARD_WASM={} is not a file", p.display()))
+        };
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
