@@ -350,3 +350,332 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
             .get(..prefix.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{Headers, Peer, TlsVersion};
+    use crate::secret::NoEnv;
+    use crate::store::MemoryStore;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const DOC: &str = r#"{
+      "policies": {
+        "public":  { "https": { "action": "redirect" } },
+        "partner": { "mode": "shadow", "https": { "action": "reject" } },
+        "admin":   { "ip": { "allow": ["127.0.0.0/8"] } }
+      },
+      "routes": [
+        { "route": "partner-api", "policy": "partner" },
+        { "host": "admin.example.com", "path_prefix": "/admin/", "policy": "admin" },
+        { "host": "open.example.com", "policy": null },
+        { "host": "*.example.com", "policy": "public" }
+      ]
+    }"#;
+
+    struct Req<'a> {
+        route: Option<&'a str>,
+        authority: &'a str,
+        path: &'a str,
+        tls: bool,
+        peer: [u8; 4],
+        headers: Vec<(String, String)>,
+    }
+
+    impl<'a> Req<'a> {
+        fn new(authority: &'a str, path: &'a str) -> Self {
+            Req {
+                route: None,
+                authority,
+                path,
+                tls: false,
+                peer: [127, 0, 0, 1],
+                headers: Vec::new(),
+            }
+        }
+        fn eval(&self, doc: &Document) -> Evaluation {
+            let head = RequestHead {
+                method: "GET",
+                authority: self.authority,
+                path: self.path,
+                route_name: self.route,
+                tls: self.tls.then_some(TlsVersion::V1_3),
+                peer: Peer::Ip(self.peer.into()),
+                headers: Headers(&self.headers),
+            };
+            doc.evaluate_head(&head, 1_700_000_000_000_000_000, &mut MemoryStore::new())
+        }
+    }
+
+    fn doc() -> Document {
+        Document::from_json(DOC, &NoEnv).unwrap()
+    }
+
+    fn policy_name(doc: &Document, ev: &Evaluation) -> Option<String> {
+        ev.policy.map(|i| doc.policies[i].name.clone())
+    }
+
+    #[test]
+    fn route_selection_through_the_engine() {
+        let d = doc();
+        let cases: &[(Option<&str>, &str, &str, Option<&str>, u16, Option<Reason>)] = &[
+            // route name wins first, whatever the host
+            (
+                Some("partner-api"),
+                "admin.example.com",
+                "/admin/x",
+                Some("partner"),
+                200,
+                None,
+            ),
+            // exact host + path prefix
+            (
+                None,
+                "admin.example.com",
+                "/admin/users",
+                Some("admin"),
+                200,
+                None,
+            ),
+            (
+                None,
+                "ADMIN.example.com:8443",
+                "/admin/?q=1",
+                Some("admin"),
+                200,
+                None,
+            ),
+            // prefix must match: falls through to the wildcard
+            (
+                None,
+                "admin.example.com",
+                "/administrator",
+                Some("public"),
+                301,
+                Some(Reason::HttpsRequired),
+            ),
+            // explicit opt-out
+            (None, "open.example.com", "/anything", None, 200, None),
+            // wildcard, any depth
+            (
+                None,
+                "a.b.example.com",
+                "/",
+                Some("public"),
+                301,
+                Some(Reason::HttpsRequired),
+            ),
+            // no match: fail closed
+            (None, "example.com", "/", None, 403, Some(Reason::NoRoute)),
+            (
+                None,
+                "evil.test",
+                "/admin/",
+                None,
+                403,
+                Some(Reason::NoRoute),
+            ),
+        ];
+        for (route, authority, path, policy, status, reason) in cases {
+            let mut r = Req::new(authority, path);
+            r.route = *route;
+            let ev = r.eval(&d);
+            assert_eq!(
+                policy_name(&d, &ev).as_deref(),
+                *policy,
+                "{authority}{path}"
+            );
+            assert_eq!(ev.status(), *status, "{authority}{path}");
+            assert_eq!(ev.reason(), *reason, "{authority}{path}");
+        }
+    }
+
+    #[test]
+    fn shadow_mode_records_but_lets_through() {
+        let d = doc();
+        let mut r = Req::new("x.test", "/p");
+        r.route = Some("partner-api");
+        let ev = r.eval(&d);
+        assert_eq!(ev.decision(), Decision::Allow);
+        assert_eq!(ev.status(), 200);
+        let shadow = ev.shadow.as_ref().expect("shadow outcome recorded");
+        assert_eq!((shadow.status, shadow.reason), (403, Reason::HttpsRequired));
+        let record = ev.record(
+            &d,
+            &RequestHead {
+                method: "GET",
+                authority: "x.test",
+                path: "/p",
+                route_name: Some("partner-api"),
+                tls: None,
+                peer: Peer::Ip([127, 0, 0, 1].into()),
+                headers: Headers(&[]),
+            },
+            200,
+            0,
+        );
+        let v: serde_json::Value = serde_json::from_str(&record).unwrap();
+        assert_eq!(v["mode"], "shadow");
+        assert_eq!(v["decision"], "allow");
+        assert_eq!(v["shadow_decision"], "deny");
+        assert_eq!(v["shadow_reason"], "https_required");
+        // The same policy in enforce mode denies.
+        let enforced =
+            Document::from_json(&DOC.replace("\"mode\": \"shadow\", ", ""), &NoEnv).unwrap();
+        let ev = r.eval(&enforced);
+        assert_eq!(
+            (ev.status(), ev.reason()),
+            (403, Some(Reason::HttpsRequired))
+        );
+        assert!(ev.shadow.is_none());
+    }
+
+    #[test]
+    fn client_sent_internal_headers_are_always_removed() {
+        let d = doc();
+        for (authority, path) in [
+            ("open.example.com", "/"),
+            ("admin.example.com", "/admin/"),
+            ("nowhere.test", "/"),
+        ] {
+            let mut r = Req::new(authority, path);
+            r.headers = vec![
+                ("x-edgeward-key-id".into(), "admin".into()),
+                ("X-Edgeward-Other".into(), "1".into()),
+                ("x-edgeward-key-id".into(), "again".into()),
+                ("x-other".into(), "kept".into()),
+            ];
+            let ev = r.eval(&d);
+            assert_eq!(
+                ev.upstream_headers,
+                vec![
+                    HeaderOp::Remove("x-edgeward-key-id".into()),
+                    HeaderOp::Remove("x-edgeward-other".into())
+                ],
+                "{authority}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_host_is_400_before_any_policy() {
+        let d = doc();
+        for authority in [
+            "",
+            "a b",
+            "x@admin.example.com",
+            "admin.example.com:99999",
+            "a\r\nb",
+        ] {
+            let ev = Req::new(authority, "/").eval(&d);
+            assert_eq!(
+                (ev.status(), ev.reason()),
+                (400, Some(Reason::BadHost)),
+                "{authority:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ip_check_runs_on_the_resolved_client() {
+        let d = doc();
+        let mut r = Req::new("admin.example.com", "/admin/");
+        r.peer = [10, 1, 2, 3];
+        let ev = r.eval(&d);
+        assert_eq!((ev.status(), ev.reason()), (403, Some(Reason::IpDenied)));
+        r.peer = [127, 0, 0, 9];
+        assert_eq!(r.eval(&d).status(), 200);
+    }
+
+    #[test]
+    fn hsts_only_over_https() {
+        let d = Document::from_json(
+            r#"{"policies":{"p":{"https":{"hsts":{"max_age_s":600}}}},"routes":[{"policy":"p"}]}"#,
+            &NoEnv,
+        )
+        .unwrap();
+        let mut r = Req::new("a.test", "/");
+        let ev = r.eval(&d);
+        assert_eq!(ev.status(), 301);
+        assert!(ev.response_headers.is_empty(), "no HSTS over plain HTTP");
+        r.tls = true;
+        let ev = r.eval(&d);
+        assert_eq!(ev.status(), 200);
+        assert_eq!(
+            ev.response_headers,
+            vec![("strict-transport-security".into(), "max-age=600".into())]
+        );
+    }
+
+    #[test]
+    fn document_errors_name_paths() {
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"policies":{},"routes":[{"policy":"nope"}]}"#,
+                "routes[0].policy",
+            ),
+            (
+                r#"{"policies":{"p":{"ip":{"allow":["010.0.0.0/8"]}}},"routes":[{"policy":"p"}]}"#,
+                "policies.p.ip.allow[0]",
+            ),
+            (
+                r#"{"policies":{"p":{"bogus":1}},"routes":[{"policy":"p"}]}"#,
+                "policies.p",
+            ),
+            (
+                r#"{"policies":{"p":{}},"routes":[{"host":"a"}]}"#,
+                "routes[0]",
+            ),
+            (
+                r#"{"policies":{"p":{"log":{"pseudonymize":["client_ip"],"pseudonym_key":{"env":"MISSING_KEY_VAR"}}}},"routes":[{"policy":"p"}]}"#,
+                "policies.p.log.pseudonym_key",
+            ),
+            (r#"{"policies":{"p":{}},"routes":[]}"#, "routes"),
+            (
+                r#"{"policies":{"p":{}},"routes":[{"policy":"p","path_prefix":"x"}]}"#,
+                "routes[0].path_prefix",
+            ),
+        ];
+        for (json, path) in cases {
+            let errs = Document::from_json(json, &NoEnv).unwrap_err();
+            assert!(
+                errs.iter().any(|e| e.path.starts_with(path)),
+                "{json}: {errs:?}"
+            );
+        }
+        let errs = Document::from_json("{\"policies\":", &NoEnv).unwrap_err();
+        assert_eq!(errs.len(), 1);
+    }
+
+    #[test]
+    fn missing_env_secret_error_names_the_variable_not_a_value() {
+        let json = r#"{"policies":{"p":{"log":{"pseudonymize":["client_ip"],"pseudonym_key":{"env":"EW_TEST_KEY"}}}},"routes":[{"policy":"p"}]}"#;
+        let errs = Document::from_json(json, &NoEnv).unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.reason.contains("EW_TEST_KEY")),
+            "{errs:?}"
+        );
+        let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0x";
+        let env = |n: &str| (n == "EW_TEST_KEY").then(|| secret.to_string());
+        assert!(Document::from_json(json, &env).is_ok());
+        let short = |n: &str| (n == "EW_TEST_KEY").then(|| "c2hvcnQ=".to_string());
+        let errs = Document::from_json(json, &short).unwrap_err();
+        assert!(
+            errs.iter()
+                .all(|e| !e.reason.contains("c2hvcnQ") && !e.reason.contains("short")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn hash_key_depends_on_document_and_optional_env() {
+        let a = doc();
+        let b = doc();
+        assert_eq!(a.hash_key, b.hash_key);
+        let c = Document::from_json(&DOC.replace("127.0.0.0/8", "127.0.0.0/16"), &NoEnv).unwrap();
+        assert_ne!(a.hash_key, c.hash_key);
+        let env = |n: &str| (n == "EDGEWARD_HASH_KEY").then(|| "k".to_string());
+        assert_ne!(Document::from_json(DOC, &env).unwrap().hash_key, a.hash_key);
+    }
+}
