@@ -5,11 +5,12 @@
 use crate::decision::Reply;
 use crate::document::Document;
 use crate::engine::{Evaluation, HeaderOp};
+use crate::host;
 use crate::request::{Headers, Peer, RequestHead, TlsVersion};
 use crate::store::{Cas, SharedStore, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -106,6 +107,7 @@ impl RootContext for EdgewardRoot {
             req: None,
             eval: None,
             body_seen: 0,
+            ops_applied: 0,
             replied: false,
             logged: false,
         }))
@@ -149,6 +151,8 @@ struct EdgewardHttp {
     req: Option<RequestData>,
     eval: Option<Evaluation>,
     body_seen: usize,
+    /// How many of the evaluation's upstream header changes were applied.
+    ops_applied: usize,
     replied: bool,
     logged: bool,
 }
@@ -160,14 +164,11 @@ struct HostStore;
 
 impl SharedStore for HostStore {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), StoreError> {
-        hostcalls::get_shared_data(key).map_err(|_| StoreError::Unavailable)
+        host::get_shared_data(key)
     }
 
     fn set(&mut self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
-        hostcalls::set_shared_data(key, Some(value), cas).map_err(|s| match s {
-            Status::CasMismatch => StoreError::CasMismatch,
-            _ => StoreError::Unavailable,
-        })
+        host::set_shared_data(key, value, cas)
     }
 }
 
@@ -210,33 +211,29 @@ impl EdgewardHttp {
         }
     }
 
-    fn apply_upstream_ops(ev: &Evaluation) {
-        for op in &ev.upstream_headers {
+    /// Applies the upstream header changes not applied yet (the body step can add some).
+    fn apply_upstream_ops(&mut self) {
+        let Some(ev) = self.eval.as_ref() else {
+            return;
+        };
+        for op in ev.upstream_headers.iter().skip(self.ops_applied) {
             let _ = match op {
-                HeaderOp::Set(k, v) => {
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, k, Some(v))
-                }
-                HeaderOp::Remove(k) => {
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, k, None)
-                }
+                HeaderOp::Set(k, v) => host::set_header(host::REQUEST_HEADERS, k, Some(v)),
+                HeaderOp::Remove(k) => host::set_header(host::REQUEST_HEADERS, k, None),
             };
         }
+        self.ops_applied = ev.upstream_headers.len();
     }
 
     fn send_reply(&mut self, reply: &Reply, extra: &[(String, String)]) {
-        let mut headers: Vec<(&str, &str)> = reply
+        let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()
+            .chain(extra.iter())
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let body = if reply.body.is_empty() {
-            None
-        } else {
-            Some(reply.body.as_bytes())
-        };
         self.replied = true;
-        if hostcalls::send_http_response(u32::from(reply.status), headers, body).is_err() {
+        if host::send_local_response(reply.status, &headers, reply.body.as_bytes()).is_err() {
             log(LogLevel::Error, "edgeward: could not send the local reply");
         }
     }
@@ -251,10 +248,12 @@ impl EdgewardHttp {
             self.send_reply(&reply, &ev.response_headers);
             Action::Pause
         } else {
-            Self::apply_upstream_ops(&ev);
             Action::Continue
         };
         self.eval = Some(ev);
+        if matches!(action, Action::Continue) {
+            self.apply_upstream_ops();
+        }
         action
     }
 
@@ -262,7 +261,7 @@ impl EdgewardHttp {
         let body = hostcalls::get_buffer(
             proxy_wasm::types::BufferType::HttpRequestBody,
             0,
-            usize::MAX,
+            self.body_seen,
         )
         .ok()
         .flatten()
@@ -285,10 +284,9 @@ impl EdgewardHttp {
         };
         let head = req.head();
         let record = ev.record(&self.doc, &head, status, req.now_ns);
-        let _ = hostcalls::set_property(vec!["edgeward.log"], Some(record.as_bytes()));
+        let _ = host::set_property("edgeward.log", record.as_bytes());
         for (name, value) in ev.record_fields(&self.doc, &head, status, req.now_ns) {
-            let key = format!("edgeward.{name}");
-            let _ = hostcalls::set_property(vec![key.as_str()], Some(value.as_bytes()));
+            let _ = host::set_property(&format!("edgeward.{name}"), value.as_bytes());
         }
         for i in crate::metrics::counters(&self.doc, ev)
             .into_iter()
@@ -317,7 +315,14 @@ impl HttpContext for EdgewardHttp {
             if end_of_stream {
                 return self.evaluate_body();
             }
-            return Action::Pause;
+            // The body is needed. Envoy's proxy-wasm host turns a paused header callback into
+            // StopAllIteration, after which no body callback ever arrives; so the headers go on to
+            // the next filter, and the body is held here until the check passes. With Envoy's
+            // `buffer` filter right after edgeward (envoy/envoy.yaml), the headers wait there too,
+            // so nothing reaches the upstream before the decision. Client-sent x-edgeward-*
+            // headers are removed now, before the headers move on.
+            self.apply_upstream_ops();
+            return Action::Continue;
         }
         self.finish()
     }
@@ -351,7 +356,7 @@ impl HttpContext for EdgewardHttp {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if let Some(ev) = &self.eval {
             for (k, v) in &ev.response_headers {
-                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, k, Some(v));
+                let _ = host::set_header(host::RESPONSE_HEADERS, k, Some(v));
             }
         }
         let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")

@@ -212,10 +212,6 @@ impl Evaluation {
                     return;
                 }
             }
-            self.upstream_headers.push(HeaderOp::Set(
-                "x-edgeward-key-id".to_string(),
-                v.key_id.clone(),
-            ));
             self.key_id = Some(v.key_id);
         }
         if !policy.rate_limits.is_empty() {
@@ -329,6 +325,13 @@ impl Document {
                     return ev;
                 }
                 Ok(v) => {
+                    // Set now: the adapter cannot change request headers once they moved on to the
+                    // next filter (the body check happens later). A later denial is a local reply,
+                    // so a request that fails never reaches the upstream with this header.
+                    ev.upstream_headers.push(HeaderOp::Set(
+                        "x-edgeward-key-id".to_string(),
+                        v.key_id.clone(),
+                    ));
                     if v.needs_digest {
                         ev.needs_body =
                             Some(usize::try_from(sig.max_body_bytes).unwrap_or(usize::MAX));

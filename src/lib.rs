@@ -22,3 +22,5 @@ pub mod store;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod adapter;
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod host;

@@ -13,7 +13,7 @@ pub const USAGE: &str = "usage:
   edgeward sign --key-id ID (--secret-base64 B64 | --secret-env VAR | --private-key-file PEM)
                 [--alg hmac-sha256|ed25519] [--label sig1] [--components c1,c2,...] [--created UNIX]
                 [--expires UNIX] [--nonce N | --random-nonce] [--content-digest sha-256|sha-512]
-                --request FILE|-";
+                [--scheme https|http] [--print request|headers] --request FILE|-";
 
 /// Runs one subcommand; `Err` is a usage error (exit 2).
 pub fn run(args: &[String]) -> Result<ExitCode, String> {

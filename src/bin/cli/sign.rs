@@ -22,6 +22,7 @@ const FLAGS: &[&str] = &[
     "--content-digest",
     "--request",
     "--scheme",
+    "--print",
 ];
 const SWITCHES: &[&str] = &["--random-nonce"];
 
@@ -117,7 +118,17 @@ pub fn sign(args: &[String]) -> Result<ExitCode, String> {
     let raw = read_input(request_path)?;
     let req = parse_http_request(&raw).map_err(|e| format!("{request_path}: {e}"))?;
     let signed = sign_request(&req, &params)?;
-    let out = render(&req, &signed.headers());
+    let out = match flag_value(&flags, "--print") {
+        Some("request") | None => render(&req, &signed.headers()),
+        // One `Name: value` line per added header, e.g. for curl's -H.
+        Some("headers") => signed
+            .headers()
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\n"))
+            .collect::<String>()
+            .into_bytes(),
+        Some(p) => return Err(format!("--print {p:?}: use request or headers")),
+    };
     std::io::stdout()
         .write_all(&out)
         .map_err(|e| format!("stdout: {e}"))?;

@@ -1,0 +1,168 @@
+//! Host calls whose status can vary at run time, without the SDK's panics.
+//!
+//! The proxy-wasm Rust SDK (0.2.5) panics on any status it does not expect, and a panic traps the VM
+//! (with `panic = "abort"`): Envoy then fails every later request on that worker. These wrappers call
+//! the same ABI functions and return the status instead. Everything else goes through the SDK.
+
+use crate::store::{Cas, StoreError};
+use std::ptr::{null, null_mut};
+
+const OK: u32 = 0;
+const NOT_FOUND: u32 = 1;
+const CAS_MISMATCH: u32 = 8;
+
+/// `MapType::HttpRequestHeaders`.
+pub const REQUEST_HEADERS: u32 = 0;
+/// `MapType::HttpResponseHeaders`.
+pub const RESPONSE_HEADERS: u32 = 2;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+}
+
+fn status(s: u32) -> Result<(), u32> {
+    if s == OK {
+        Ok(())
+    } else {
+        Err(s)
+    }
+}
+
+/// Replaces (`Some`) or removes (`None`) a header of `map`.
+pub fn set_header(map: u32, name: &str, value: Option<&str>) -> Result<(), u32> {
+    // SAFETY: pointers and lengths come from live slices; the host copies them before returning.
+    status(unsafe {
+        match value {
+            Some(v) => {
+                proxy_replace_header_map_value(map, name.as_ptr(), name.len(), v.as_ptr(), v.len())
+            }
+            None => proxy_remove_header_map_value(map, name.as_ptr(), name.len()),
+        }
+    })
+}
+
+/// Reads shared data: the value (if any) and its CAS token.
+pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), StoreError> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let mut cas: u32 = 0;
+    // SAFETY: the host writes a buffer it allocated through `proxy_on_memory_allocate` (exported by the
+    // SDK, backed by the global allocator), which we then own, exactly as the SDK's own wrapper does.
+    let s =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    match s {
+        OK => {
+            let cas = (cas != 0).then_some(cas);
+            if data.is_null() {
+                Ok((None, cas))
+            } else {
+                // SAFETY: see above; `size` bytes were allocated with capacity `size`.
+                Ok((Some(unsafe { Vec::from_raw_parts(data, size, size) }), cas))
+            }
+        }
+        NOT_FOUND => Ok((None, None)),
+        _ => Err(StoreError::Unavailable),
+    }
+}
+
+/// Writes shared data; with `Some(cas)` only if nobody wrote it since that token was read.
+pub fn set_shared_data(key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
+    // SAFETY: pointers and lengths come from live slices; the host copies them.
+    let s = unsafe {
+        proxy_set_shared_data(
+            key.as_ptr(),
+            key.len(),
+            value.as_ptr(),
+            value.len(),
+            cas.unwrap_or(0),
+        )
+    };
+    match s {
+        OK => Ok(()),
+        CAS_MISMATCH => Err(StoreError::CasMismatch),
+        _ => Err(StoreError::Unavailable),
+    }
+}
+
+/// Sets a one-segment property (filter state), e.g. `edgeward.log`.
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), u32> {
+    // SAFETY: pointers and lengths come from live slices; the host copies them.
+    status(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
+/// Sends a local reply instead of forwarding the request.
+pub fn send_local_response(code: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), u32> {
+    let mut map = Vec::with_capacity(
+        4 + headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 10)
+            .sum::<usize>(),
+    );
+    map.extend_from_slice(&u32::try_from(headers.len()).unwrap_or(0).to_le_bytes());
+    for (k, v) in headers {
+        map.extend_from_slice(&u32::try_from(k.len()).unwrap_or(0).to_le_bytes());
+        map.extend_from_slice(&u32::try_from(v.len()).unwrap_or(0).to_le_bytes());
+    }
+    for (k, v) in headers {
+        map.extend_from_slice(k.as_bytes());
+        map.push(0);
+        map.extend_from_slice(v.as_bytes());
+        map.push(0);
+    }
+    let (body_ptr, body_len) = if body.is_empty() {
+        (null(), 0)
+    } else {
+        (body.as_ptr(), body.len())
+    };
+    // SAFETY: pointers and lengths come from live buffers; the host copies them.
+    status(unsafe {
+        proxy_send_local_response(
+            u32::from(code),
+            null(),
+            0,
+            body_ptr,
+            body_len,
+            map.as_ptr(),
+            map.len(),
+            -1,
+        )
+    })
+}
