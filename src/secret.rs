@@ -26,14 +26,24 @@ impl Env for NoEnv {
     }
 }
 
-/// The document form of a secret.
-#[derive(Deserialize, Debug, Clone)]
+/// The document form of a secret. `Debug` names the variable but never shows an inline value.
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct SecretInput {
     #[serde(default)]
     pub env: Option<String>,
     #[serde(default)]
     pub base64: Option<String>,
+}
+
+impl fmt::Debug for SecretInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.env, &self.base64) {
+            (Some(name), _) => write!(f, "SecretInput(env {name})"),
+            (None, Some(_)) => f.write_str("SecretInput(base64 <redacted>)"),
+            (None, None) => f.write_str("SecretInput(<empty>)"),
+        }
+    }
 }
 
 /// Secret bytes; `Debug` shows only the length.
@@ -108,5 +118,54 @@ impl SecretInput {
             ));
         }
         Ok(Secret(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const KEY: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0x";
+
+    #[test]
+    fn debug_never_shows_secret_material() {
+        let inline: SecretInput =
+            serde_json::from_str(&format!("{{\"base64\": \"{KEY}\"}}")).unwrap();
+        assert!(!format!("{inline:?}").contains(KEY));
+        let resolved = inline.resolve("p", &NoEnv, 32).unwrap();
+        assert_eq!(format!("{resolved:?}"), "Secret(<36 bytes>)");
+        let env: SecretInput = serde_json::from_str(r#"{"env": "K"}"#).unwrap();
+        assert_eq!(format!("{env:?}"), "SecretInput(env K)");
+    }
+
+    #[test]
+    fn resolve_rules() {
+        let env = |n: &str| match n {
+            "GOOD" => Some(KEY.to_string()),
+            "SHORT" => Some("c2hvcnQ=".to_string()),
+            "NOTB64" => Some("not base64!".to_string()),
+            _ => None,
+        };
+        let s = |j: &str| serde_json::from_str::<SecretInput>(j).unwrap();
+        assert!(s(r#"{"env": "GOOD"}"#).resolve("p", &env, 32).is_ok());
+        let e = s(r#"{"env": "MISSING"}"#)
+            .resolve("a.b", &env, 32)
+            .unwrap_err();
+        assert_eq!(e.path, "a.b");
+        assert!(e.reason.contains("MISSING"));
+        let e = s(r#"{"env": "SHORT"}"#).resolve("p", &env, 32).unwrap_err();
+        assert!(e.reason.contains("at least 32"), "{e}");
+        assert!(!e.reason.contains("c2hvcnQ"));
+        let e = s(r#"{"env": "NOTB64"}"#)
+            .resolve("p", &env, 32)
+            .unwrap_err();
+        assert!(!e.reason.contains("not base64!"), "{e}");
+        assert!(s(r#"{}"#).resolve("p", &env, 0).is_err());
+        assert!(s(&format!(r#"{{"env": "GOOD", "base64": "{KEY}"}}"#))
+            .resolve("p", &env, 0)
+            .is_err());
+        assert!(serde_json::from_str::<SecretInput>(r#"{"file": "x"}"#).is_err());
     }
 }
