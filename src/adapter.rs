@@ -315,14 +315,12 @@ impl HttpContext for EdgewardHttp {
             if end_of_stream {
                 return self.evaluate_body();
             }
-            // The body is needed. Envoy's proxy-wasm host turns a paused header callback into
-            // StopAllIteration, after which no body callback ever arrives; so the headers go on to
-            // the next filter, and the body is held here until the check passes. With Envoy's
-            // `buffer` filter right after edgeward (envoy/envoy.yaml), the headers wait there too,
-            // so nothing reaches the upstream before the decision. Client-sent x-edgeward-*
-            // headers are removed now, before the headers move on.
+            // Hold the headers while the body arrives: nothing reaches the upstream before the
+            // check passes. This needs the plugin option `allow_on_headers_stop_iteration: true`
+            // (envoy/envoy.yaml): without it Envoy turns this pause into StopAllIteration and never
+            // delivers the body, and the request waits until Envoy's timeouts end it (fail closed).
             self.apply_upstream_ops();
-            return Action::Continue;
+            return Action::Pause;
         }
         self.finish()
     }
