@@ -132,7 +132,9 @@ impl ClientIpConfig {
             Peer::Ip(ip) => ip.to_canonical(),
             Peer::Invalid => return ClientAddr::Invalid,
         };
-        for entry in xff_from_right(headers) {
+        // The rightmost entry is Envoy's own append (use_remote_address: true): the peer, or, for a peer of
+        // 127.0.0.1 or ::1, Envoy's host address, which is no client and no trusted proxy. Skip it.
+        for entry in xff_from_right(headers).skip(1) {
             if !self.proxies.contains(current) {
                 return ClientAddr::Ip(current);
             }
@@ -327,7 +329,10 @@ mod tests {
             ("10.0.0.5", &["bogus, 203.0.113.9"], Some("203.0.113.9")),
         ];
         for (p, h, want) in cases {
-            let got = resolve(&c, peer(p), &xff(h));
+            // As the filter sees it: Envoy appended the peer.
+            let mut h = xff(h);
+            h.push(("x-forwarded-for".to_string(), p.to_string()));
+            let got = resolve(&c, peer(p), &h);
             let want = match want {
                 Some(w) => ClientAddr::Ip(ip(w)),
                 None => ClientAddr::Invalid,
@@ -343,6 +348,30 @@ mod tests {
         assert!(!c.peer_is_trusted(peer("11.1.2.3")));
         assert!(!c.peer_is_trusted(Peer::Invalid));
         assert!(c.needs_xff());
+    }
+
+    // Regression (found through Envoy): for a peer of 127.0.0.1 or ::1 Envoy appends its own host address,
+    // not the peer; a trusted proxy on loopback must not make that address the client.
+    #[test]
+    fn a_trusted_proxy_on_loopback_is_walked_past_envoys_own_address() {
+        let c = cfg(0, &["127.0.0.1", "::1"]);
+        for p in ["127.0.0.1", "::1"] {
+            let h = xff(&["10.0.0.1,192.0.2.2"]);
+            assert_eq!(
+                resolve(&c, peer(p), &h),
+                ClientAddr::Ip(ip("10.0.0.1")),
+                "{p}"
+            );
+            // Nothing forwarded: the proxy itself.
+            let h = xff(&["192.0.2.2"]);
+            assert_eq!(resolve(&c, peer(p), &h), ClientAddr::Ip(ip(p)), "{p}");
+        }
+        // An untrusted peer is the client, whatever Envoy appended.
+        let h = xff(&["10.0.0.1,192.0.2.2"]);
+        assert_eq!(
+            resolve(&c, peer("127.0.0.9"), &h),
+            ClientAddr::Ip(ip("127.0.0.9"))
+        );
     }
 
     #[test]
