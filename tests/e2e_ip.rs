@@ -166,7 +166,7 @@ fn allow_and_deny_lists_by_source_address() {
 fn behind_trusted_proxies_the_forwarded_client_is_used() {
     let upstream = echo_server();
     let policy = r#"{
-      "client_ip": {"trusted_proxies": ["127.0.0.2", "127.0.0.5/32"]},
+      "client_ip": {"trusted_proxies": ["127.0.0.2", "127.0.0.5/32", "127.0.0.1", "::1"]},
       "policies": {"tens": {"ip": {"allow": ["10.0.0.0/8"]}}},
       "routes": [{"policy": "tens"}]
     }"#;
@@ -219,6 +219,25 @@ fn behind_trusted_proxies_the_forwarded_client_is_used() {
     );
     expect(&envoy, other_proxy, &xff("/t/8", "10.0.0.9"), 200, None);
     assert_eq!(record_for(&envoy, "/t/8")["client_ip"], "10.0.0.0");
+    // A proxy on 127.0.0.1 or ::1: Envoy appends its own host address instead of the peer; the walk
+    // skips it and still finds the forwarded client.
+    let mut loopbacks = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    if support::ipv6_available() {
+        loopbacks.push(V6);
+    }
+    for (i, lo) in loopbacks.into_iter().enumerate() {
+        let path = format!("/t/lo{i}");
+        expect(&envoy, lo, &xff(&path, "10.0.0.7"), 200, None);
+        assert_eq!(record_for(&envoy, &path)["client_ip"], "10.0.0.0");
+        let path = format!("/t/lo-spoof{i}");
+        expect(
+            &envoy,
+            lo,
+            &xff(&path, "10.0.0.7, 192.0.2.9"),
+            403,
+            Some("ip_denied"),
+        );
+    }
 }
 
 /// `client_ip.xff_trusted_hops: N` follows Envoy's `use_remote_address: true` rule: the Nth address from the
