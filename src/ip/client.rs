@@ -115,8 +115,11 @@ impl ClientIpConfig {
     /// The client address for one request.
     pub fn resolve(&self, peer: Peer, headers: Headers) -> ClientAddr {
         if self.hops > 0 {
-            // Envoy's use_remote_address=true rule: the Nth entry from the right, else the peer.
-            let skip = usize::try_from(self.hops - 1).unwrap_or(usize::MAX);
+            // Envoy's use_remote_address=true rule: the Nth entry from the right of the header as the client
+            // sent it, else the peer. The filter sees the header after Envoy appended the peer (always, with
+            // use_remote_address: true), so that is the (N+1)th entry from the right here, the same rule as
+            // Envoy's for a header that already holds the last hop (use_remote_address: false).
+            let skip = usize::try_from(self.hops).unwrap_or(usize::MAX);
             return match xff_from_right(headers).nth(skip) {
                 Some(entry) => wire_client(entry),
                 None => ClientAddr::from(peer),
@@ -129,7 +132,9 @@ impl ClientIpConfig {
             Peer::Ip(ip) => ip.to_canonical(),
             Peer::Invalid => return ClientAddr::Invalid,
         };
-        for entry in xff_from_right(headers) {
+        // The rightmost entry is Envoy's own append (use_remote_address: true): the peer, or, for a peer of
+        // 127.0.0.1 or ::1, Envoy's host address, which is no client and no trusted proxy. Skip it.
+        for entry in xff_from_right(headers).skip(1) {
             if !self.proxies.contains(current) {
                 return ClientAddr::Ip(current);
             }
@@ -223,19 +228,20 @@ mod tests {
 
     #[test]
     fn trusted_hops_count_from_the_right_across_headers() {
+        // The rightmost entry is the peer, appended by Envoy (use_remote_address: true).
         let c = cfg(2, &[]);
-        let h = xff(&["1.1.1.1, 2.2.2.2", "3.3.3.3"]);
+        let h = xff(&["1.1.1.1, 2.2.2.2", "3.3.3.3,9.9.9.9"]);
         assert_eq!(
             resolve(&c, peer("9.9.9.9"), &h),
             ClientAddr::Ip(ip("2.2.2.2"))
         );
-        let h = xff(&["1.1.1.1,2.2.2.2,,", " ", "3.3.3.3\t"]);
+        let h = xff(&["1.1.1.1,2.2.2.2,,", " ", "3.3.3.3\t", "9.9.9.9"]);
         assert_eq!(
             resolve(&c, peer("9.9.9.9"), &h),
             ClientAddr::Ip(ip("2.2.2.2"))
         );
         // Fewer entries than hops: the peer, never the leftmost (client-written) entry.
-        let h = xff(&["3.3.3.3"]);
+        let h = xff(&["3.3.3.3", "9.9.9.9"]);
         assert_eq!(
             resolve(&c, peer("9.9.9.9"), &h),
             ClientAddr::Ip(ip("9.9.9.9"))
@@ -247,7 +253,7 @@ mod tests {
         // Header names are matched case-insensitively.
         let h = vec![(
             "X-Forwarded-For".to_string(),
-            "1.1.1.1, 2.2.2.2".to_string(),
+            "1.1.1.1, 2.2.2.2, 9.9.9.9".to_string(),
         )];
         assert_eq!(
             resolve(&c, peer("9.9.9.9"), &h),
@@ -268,7 +274,7 @@ mod tests {
             "127.1",
             "fe80::1%",
         ] {
-            let h = xff(&[&format!("5.5.5.5, {bad}, 3.3.3.3")]);
+            let h = xff(&[&format!("5.5.5.5, {bad}, 3.3.3.3, 9.9.9.9")]);
             assert_eq!(
                 resolve(&c, peer("9.9.9.9"), &h),
                 ClientAddr::Invalid,
@@ -276,12 +282,12 @@ mod tests {
             );
         }
         // Garbage elsewhere does not matter; zone ids are dropped; mapped addresses are unwrapped.
-        let h = xff(&["garbage, fe80::1%eth0, 3.3.3.3"]);
+        let h = xff(&["garbage, fe80::1%eth0, 3.3.3.3, 9.9.9.9"]);
         assert_eq!(
             resolve(&c, peer("9.9.9.9"), &h),
             ClientAddr::Ip(ip("fe80::1"))
         );
-        let h = xff(&["::ffff:10.1.2.3, 3.3.3.3"]);
+        let h = xff(&["::ffff:10.1.2.3, 3.3.3.3, 9.9.9.9"]);
         assert_eq!(
             resolve(&c, peer("9.9.9.9"), &h),
             ClientAddr::Ip(ip("10.1.2.3"))
@@ -323,7 +329,10 @@ mod tests {
             ("10.0.0.5", &["bogus, 203.0.113.9"], Some("203.0.113.9")),
         ];
         for (p, h, want) in cases {
-            let got = resolve(&c, peer(p), &xff(h));
+            // As the filter sees it: Envoy appended the peer.
+            let mut h = xff(h);
+            h.push(("x-forwarded-for".to_string(), p.to_string()));
+            let got = resolve(&c, peer(p), &h);
             let want = match want {
                 Some(w) => ClientAddr::Ip(ip(w)),
                 None => ClientAddr::Invalid,
@@ -339,6 +348,30 @@ mod tests {
         assert!(!c.peer_is_trusted(peer("11.1.2.3")));
         assert!(!c.peer_is_trusted(Peer::Invalid));
         assert!(c.needs_xff());
+    }
+
+    // Regression (found through Envoy): for a peer of 127.0.0.1 or ::1 Envoy appends its own host address,
+    // not the peer; a trusted proxy on loopback must not make that address the client.
+    #[test]
+    fn a_trusted_proxy_on_loopback_is_walked_past_envoys_own_address() {
+        let c = cfg(0, &["127.0.0.1", "::1"]);
+        for p in ["127.0.0.1", "::1"] {
+            let h = xff(&["10.0.0.1,192.0.2.2"]);
+            assert_eq!(
+                resolve(&c, peer(p), &h),
+                ClientAddr::Ip(ip("10.0.0.1")),
+                "{p}"
+            );
+            // Nothing forwarded: the proxy itself.
+            let h = xff(&["192.0.2.2"]);
+            assert_eq!(resolve(&c, peer(p), &h), ClientAddr::Ip(ip(p)), "{p}");
+        }
+        // An untrusted peer is the client, whatever Envoy appended.
+        let h = xff(&["10.0.0.1,192.0.2.2"]);
+        assert_eq!(
+            resolve(&c, peer("127.0.0.9"), &h),
+            ClientAddr::Ip(ip("127.0.0.9"))
+        );
     }
 
     #[test]
@@ -372,7 +405,10 @@ mod tests {
         assert_eq!(d, "Ip(v4)");
     }
 
-    // Envoy docs, http_conn_man headers "x-forwarded-for": the use_remote_address=true rules.
+    // Envoy docs, http_conn_man headers "x-forwarded-for". The filter sees X-Forwarded-For after Envoy
+    // (use_remote_address: true) appended the peer: the use_remote_address=true cases are checked against
+    // that header (`xff_out`), and the use_remote_address=false cases with N > 0, whose header already ends
+    // with the last hop, against theirs as given.
     #[test]
     fn envoy_xff_trusted_hops_vectors() {
         let v: serde_json::Value = serde_json::from_str(include_str!(concat!(
@@ -388,24 +424,43 @@ mod tests {
         );
         let mut checked = 0;
         for case in cases {
-            // use_remote_address=false is Envoy behind another proxy; our model is the edge (true) rule.
-            if !case["use_remote_address"].as_bool().unwrap() {
-                continue;
-            }
             let hops = case["xff_num_trusted_hops"].as_u64().unwrap() as u32;
-            let h = match case["xff_in"].as_str() {
-                Some(x) => xff(&[x]),
-                None => vec![],
+            let downstream = case["downstream_ip"].as_str().unwrap();
+            let seen = if case["use_remote_address"].as_bool().unwrap() {
+                match (case["xff_out"].as_str(), case["xff_in"].as_str()) {
+                    (Some(out), _) => out.to_string(),
+                    (None, Some(x)) => format!("{x}, {downstream}"),
+                    (None, None) => downstream.to_string(),
+                }
+            } else if hops > 0 {
+                case["xff_in"].as_str().unwrap().to_string()
+            } else {
+                // Envoy trusting the rightmost entry of a client's header is not a model we offer.
+                continue;
             };
             let want = ClientAddr::Ip(ip(case["trusted_client"].as_str().unwrap()));
-            let got = resolve(
-                &cfg(hops, &[]),
-                peer(case["downstream_ip"].as_str().unwrap()),
-                &h,
-            );
+            let got = resolve(&cfg(hops, &[]), peer(downstream), &xff(&[&seen]));
             assert_eq!(got, want, "{case}");
             checked += 1;
         }
-        assert_eq!(checked, 3);
+        assert_eq!(checked, 6);
+    }
+
+    // Regression (found through Envoy): with one trusted hop, the client is the address the peer sent,
+    // not the peer Envoy appended.
+    #[test]
+    fn one_trusted_hop_skips_the_peer_envoy_appended() {
+        let c = cfg(1, &[]);
+        let h = xff(&["10.0.0.1,127.0.0.2"]);
+        assert_eq!(
+            resolve(&c, peer("127.0.0.2"), &h),
+            ClientAddr::Ip(ip("10.0.0.1"))
+        );
+        // Only the appended peer: no address was forwarded, the peer is the client.
+        let h = xff(&["127.0.0.2"]);
+        assert_eq!(
+            resolve(&c, peer("127.0.0.2"), &h),
+            ClientAddr::Ip(ip("127.0.0.2"))
+        );
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Response body: `{"method", "path", "headers": [[name, value], ...], "body", "body_len"}` with
 //! header names lowercased and in received order, the body as lossy UTF-8. A request whose path
-//! starts with `/__status/NNN` gets status NNN (same body). One thread per connection, keep-alive,
-//! Content-Length and chunked request bodies. Used by the e2e tests and by the demo run.
+//! starts with `/__status/NNN` gets status NNN (same body); one whose path starts with `/__hsts` gets
+//! the upstream's own `strict-transport-security: max-age=1` (to test that a proxy replaces it). One
+//! thread per connection, keep-alive, Content-Length and chunked request bodies. Used by the e2e tests and by the demo run.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -15,6 +16,10 @@ use std::thread::{self, JoinHandle};
 /// Largest request head or body the echo accepts (it is a test server, not a fortress).
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Requests whose path starts with this get the upstream's own Strict-Transport-Security header.
+pub const HSTS_PATH: &str = "/__hsts";
+/// The Strict-Transport-Security value the echo sends on `HSTS_PATH`.
+pub const UPSTREAM_HSTS: &str = "max-age=1";
 
 /// A running echo server; dropping it stops the listener and closes every open connection.
 pub struct EchoServer {
@@ -153,7 +158,8 @@ fn serve_connection(stream: TcpStream) -> io::Result<()> {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
             Err(e) => {
-                let _ = write_response(&mut writer, 400, b"{\"error\":\"bad request\"}", false);
+                let _ =
+                    write_response(&mut writer, 400, b"{\"error\":\"bad request\"}", false, &[]);
                 return Err(e);
             }
         };
@@ -161,11 +167,17 @@ fn serve_connection(stream: TcpStream) -> io::Result<()> {
         let status = status_from_path(&request.path).unwrap_or(200);
         let body = describe(&request);
         let with_body = request.method != "HEAD";
+        let extra: &[(&str, &str)] = if request.path.starts_with(HSTS_PATH) {
+            &[("strict-transport-security", UPSTREAM_HSTS)]
+        } else {
+            &[]
+        };
         write_response(
             &mut writer,
             status,
             if with_body { &body } else { b"" },
             keep_alive,
+            extra,
         )?;
         if !keep_alive {
             return Ok(());
@@ -214,11 +226,20 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_response(w: &mut TcpStream, status: u16, body: &[u8], keep_alive: bool) -> io::Result<()> {
+fn write_response(
+    w: &mut TcpStream,
+    status: u16,
+    body: &[u8],
+    keep_alive: bool,
+    extra: &[(&str, &str)],
+) -> io::Result<()> {
     // 1xx, 204 and 304 carry no body by definition.
     let bodyless = status == 204 || status == 304;
     let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status));
     out.push_str("content-type: application/json\r\n");
+    for (name, value) in extra {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
     if !bodyless {
         out.push_str(&format!("content-length: {}\r\n", body.len()));
     }
