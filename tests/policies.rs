@@ -149,6 +149,23 @@ fn schema_accepts_what_the_core_accepts() {
             }),
         ),
         (
+            "null in every optional field",
+            json!({
+                "policies": { "p": {
+                    "https": { "redirect_status": null, "https_port": null, "reject_status": null, "hsts": null, "min_tls_version": null },
+                    "ip": { "deny_status": null },
+                    "signature": { "label": null, "keys": [
+                        { "id": "k", "alg": "hmac-sha256", "secret": secret, "public_key": null, "not_before": null, "not_after": null }
+                    ] },
+                    "rate_limits": [
+                        { "name": "a", "key": "client_ip", "limit": 1, "window_s": 1, "burst": null, "status": null, "ipv6_prefix": null, "backend": null }
+                    ],
+                    "log": { "pseudonym_key": null }
+                } },
+                "routes": [{ "policy": "p" }]
+            }),
+        ),
+        (
             "route fields",
             json!({
                 "policies": { "p": {} },
@@ -641,6 +658,21 @@ fn schema_and_core_reject_the_same_bad_documents() {
             "short pseudonym key",
             with_policy(json!({ "log": { "pseudonym_key": { "base64": "c2hvcnQ=" } } })),
             "policies.p.log.pseudonym_key",
+        ),
+        (
+            "null for a field with a default",
+            with_policy(json!({ "mode": null })),
+            "policies.p.mode",
+        ),
+        (
+            "null list",
+            with_policy(json!({ "ip": { "allow": null } })),
+            "policies.p.ip.allow",
+        ),
+        (
+            "null boolean",
+            with_policy(json!({ "log": { "fields": null } })),
+            "policies.p.log.fields",
         ),
         (
             "integer as string",
