@@ -286,7 +286,8 @@ impl EdgewardHttp {
         let record = ev.record(&self.doc, &head, status, req.now_ns);
         let _ = host::set_property("edgeward.log", record.as_bytes());
         for (name, value) in ev.record_fields(&self.doc, &head, status, req.now_ns) {
-            let _ = host::set_property(&format!("edgeward.{name}"), value.as_bytes());
+            // `name` is the full property name (`edgeward.client_ip`, ...).
+            let _ = host::set_property(name, value.as_bytes());
         }
         for i in crate::metrics::counters(&self.doc, ev)
             .into_iter()

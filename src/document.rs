@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentInput {
+    /// Lets editors find policies/schema.json; ignored.
+    #[serde(default, rename = "$schema")]
+    pub schema: Option<String>,
     #[serde(default)]
     pub client_ip: ClientIpInput,
     #[serde(default)]
