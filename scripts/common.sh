@@ -30,7 +30,7 @@ build_wasm() {
   log "building the plugin (wasm32-wasip1, release)"
   (cd "$ROOT" && cargo build --quiet --release --target wasm32-wasip1 --lib)
   mkdir -p "$ROOT/dist"
-  local out="$ROOT/target/wasm32-wasip1/release/edgeward.wasm"
+  local out="${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip1/release/edgeward.wasm"
   if command -v wasm-opt >/dev/null 2>&1; then
     wasm-opt -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
       --enable-mutable-globals "$out" -o "$ROOT/dist/edgeward.wasm.tmp"

@@ -305,9 +305,16 @@ fn the_rendered_reference_config_validates() {
 #[test]
 fn the_reference_config_with_the_plugin_validates() {
     let server = echo_server();
-    let out =
-        Envoy::validate_opts(&EnvoyOpts::new(server.addr())).unwrap_or_else(|e| panic!("{e}"));
+    let key = "ZWRnZXdhcmQtdGVzdC1rZXktZWRnZXdhcmQtdGVzdC1rZXk=";
+    let opts = EnvoyOpts::new(server.addr())
+        .env("EDGEWARD_LOG_KEY", key)
+        .env("PARTNER_A_KEY", key)
+        .env("PARTNER_A_KEY_NEXT", key);
+    let out = Envoy::validate_opts(&opts).unwrap_or_else(|e| panic!("{e}"));
     assert!(out.contains("OK"), "{out}");
+    // The demo's secrets come from the environment: without them the document is refused.
+    let err = Envoy::validate_opts(&EnvoyOpts::new(server.addr())).unwrap_err();
+    assert!(err.contains("environment variable PARTNER_A_KEY is not set"), "{err}");
 }
 
 #[test]
