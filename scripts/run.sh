@@ -32,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$ROOT/target/release/edgeward-echo" --listen 127.0.0.1:8080 > "$RUN/upstream.log" 2>&1 &
+"${CARGO_TARGET_DIR:-$ROOT/target}/release/edgeward-echo" --listen 127.0.0.1:8080 > "$RUN/upstream.log" 2>&1 &
 pids+=($!)
 "$ENVOY" -c envoy/envoy.yaml --concurrency 2 --log-path "$RUN/envoy.log" > "$RUN/access.log" 2>&1 &
 pids+=($!)
@@ -43,7 +43,7 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
-EW="$ROOT/target/release/edgeward"
+EW="${CARGO_TARGET_DIR:-$ROOT/target}/release/edgeward"
 cat <<MSG
 
 edgeward is running: HTTP 127.0.0.1:10000, HTTPS 127.0.0.1:10443 (self-signed), admin 127.0.0.1:9901.
