@@ -4,7 +4,7 @@
 //! delimited by Content-Length (without one, whatever follows the blank line, unless it is only line
 //! breaks). Chunked transfer coding is refused rather than guessed at.
 
-use crate::request::{Headers, Peer, RequestHead, TlsVersion};
+use crate::request::{is_token, Headers, Peer, RequestHead, TlsVersion};
 
 /// A parsed request: head and body as on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,10 +64,6 @@ impl ParsedRequest {
             headers: Headers(&self.headers),
         }
     }
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(crate::signature::sfv::is_tchar)
 }
 
 /// Parses one raw HTTP/1.x request.

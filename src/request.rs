@@ -3,6 +3,16 @@
 
 use std::net::IpAddr;
 
+/// RFC 9110 `tchar`: a byte allowed in a token (header names, methods).
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// RFC 9110 `token`: one or more `tchar`.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_tchar)
+}
+
 /// TLS protocol version of the downstream connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TlsVersion {

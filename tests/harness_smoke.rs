@@ -314,7 +314,10 @@ fn the_reference_config_with_the_plugin_validates() {
     assert!(out.contains("OK"), "{out}");
     // The demo's secrets come from the environment: without them the document is refused.
     let err = Envoy::validate_opts(&EnvoyOpts::new(server.addr())).unwrap_err();
-    assert!(err.contains("environment variable PARTNER_A_KEY is not set"), "{err}");
+    assert!(
+        err.contains("environment variable PARTNER_A_KEY is not set"),
+        "{err}"
+    );
 }
 
 #[test]

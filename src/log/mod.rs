@@ -170,34 +170,9 @@ impl Default for LogPolicy {
     }
 }
 
-/// RFC 9110 token characters: what a header name may be made of (excludes `:`, quotes, spaces).
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'!' | b'#'
-                        | b'$'
-                        | b'%'
-                        | b'&'
-                        | b'\''
-                        | b'*'
-                        | b'+'
-                        | b'-'
-                        | b'.'
-                        | b'^'
-                        | b'_'
-                        | b'`'
-                        | b'|'
-                        | b'~'
-                )
-        })
-}
-
 /// Validates a header name from the document; returns it lowercase.
 fn header_name(raw: &str, path: &str, errs: &mut Errors) -> Option<String> {
-    if !is_token(raw) {
+    if !crate::request::is_token(raw) {
         errs.push(path, format!("{raw:?} is not a valid header name"));
         return None;
     }

@@ -356,7 +356,7 @@ fn parse_key(key: &str) -> Result<KeySpec, String> {
         "route" => Ok(KeySpec::Route),
         "global" => Ok(KeySpec::Global),
         _ => match key.strip_prefix("header:") {
-            Some(name) if !name.is_empty() && name.bytes().all(is_tchar) => {
+            Some(name) if crate::request::is_token(name) => {
                 Ok(KeySpec::Header(name.to_ascii_lowercase()))
             }
             Some(name) => Err(format!("{name:?} is not a valid header name")),
@@ -365,11 +365,6 @@ fn parse_key(key: &str) -> Result<KeySpec, String> {
             )),
         },
     }
-}
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Document-wide check: `global` limits with one name are one bucket, so they must agree on its size.

@@ -332,27 +332,7 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// RFC 9110 tchar.
-pub fn is_tchar(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
-}
+pub use crate::request::is_tchar;
 
 fn trim_sp(input: &str) -> &str {
     input.trim_matches(' ')
