@@ -260,14 +260,101 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// Fires 3×`limit` requests from `client` at once, each on its own already-open connection; checks
+/// that exactly `limit` pass, each with its own remaining count, and the rest get 429.
+fn burst_round(
+    envoy: &Envoy,
+    echo: &echo::EchoServer,
+    rt: &tokio::runtime::Runtime,
+    route: &str,
+    limit: usize,
+    client: &str,
+) {
+    let policy = format!("\"{route}\";q={limit};w=3600");
+    let before = worker_connections(envoy);
+    let prefix = format!("/{route}/{}", uniq("burst"));
+    let results = rt.block_on(async {
+        // Every connection is open before any request leaves: a real burst.
+        let mut senders = Vec::new();
+        for _ in 0..3 * limit {
+            senders.push(connect_h1(ip(client), envoy.http_addr()).await);
+        }
+        let barrier = Arc::new(tokio::sync::Barrier::new(senders.len()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, mut sender) in senders.into_iter().enumerate() {
+            let barrier = Arc::clone(&barrier);
+            let path = format!("{prefix}/{i}");
+            tasks.spawn(async move {
+                barrier.wait().await;
+                let (status, headers) = get(&mut sender, &path, &[]).await;
+                (path, status, headers)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            out.push(r.unwrap());
+        }
+        out
+    });
+    let after = worker_connections(envoy);
+    let served = [after[0] - before[0], after[1] - before[1]];
+    eprintln!("limit {limit} from {client}: connections per worker {served:?}");
+    assert!(
+        served.iter().all(|&n| n > 0),
+        "{client}: one worker served none of the burst: {served:?}"
+    );
+
+    let passed: Vec<&_> = results.iter().filter(|r| r.1 == 200).collect();
+    let limited: Vec<&_> = results.iter().filter(|r| r.1 == 429).collect();
+    assert_eq!(
+        (passed.len(), limited.len()),
+        (limit, 2 * limit),
+        "{client}: statuses {:?}",
+        results.iter().map(|r| r.1).collect::<Vec<_>>()
+    );
+    // Every admitted request took its own token: the remaining counts are limit-1 .. 0, each once
+    // (a lost update between workers would repeat one).
+    let mut remaining: Vec<u64> = passed
+        .iter()
+        .map(|(_, _, h)| {
+            assert_eq!(
+                header(h, "ratelimit-policy"),
+                Some(policy.as_str()),
+                "{h:?}"
+            );
+            parse_ratelimit(header(h, "ratelimit").unwrap()).1
+        })
+        .collect();
+    remaining.sort_unstable();
+    assert_eq!(remaining, (0..limit as u64).collect::<Vec<_>>());
+    let token_s = 3600 / limit as u64;
+    for (path, _, h) in &limited {
+        let retry: u64 = header(h, "retry-after").unwrap().parse().unwrap();
+        // One token per 3600/limit s: the next one is that far away at most.
+        assert!((1..=token_s).contains(&retry), "Retry-After {retry}");
+        assert_eq!(header(h, "ratelimit-policy"), Some(policy.as_str()));
+        assert_eq!(parse_ratelimit(header(h, "ratelimit").unwrap()).1, 0);
+        assert_never_reached_upstream(echo, path);
+    }
+    assert_eq!(echo.count_prefix(&format!("{prefix}/")), limit);
+}
+
 #[test]
 fn concurrent_burst_of_three_times_the_limit_lets_exactly_the_limit_through() {
-    const LIMIT: usize = 10;
     let doc = json!({
-        "policies": { "burst": { "rate_limits": [
-            { "name": "burst", "key": "client_ip", "limit": LIMIT, "window_s": 3600 },
-        ] } },
-        "routes": [{ "policy": "burst" }],
+        "policies": {
+            "ten": { "rate_limits": [
+                { "name": "ten", "key": "client_ip", "limit": 10, "window_s": 3600 },
+            ] },
+            // More requests in flight at once: more chances for two workers to race on a bucket.
+            "hundred": { "rate_limits": [
+                { "name": "hundred", "key": "client_ip", "limit": 100, "window_s": 3600 },
+            ] },
+        },
+        "routes": [
+            { "path_prefix": "/ten/", "policy": "ten" },
+            { "path_prefix": "/hundred/", "policy": "hundred" },
+        ],
     })
     .to_string();
     let (envoy, echo) = start(doc, &[]);
@@ -277,98 +364,38 @@ fn concurrent_burst_of_three_times_the_limit_lets_exactly_the_limit_through() {
         .build()
         .unwrap();
 
-    // One round per client address: each is its own budget, so each gets exactly LIMIT.
-    for (round, client) in ["127.0.0.2", "127.0.0.3", "127.0.0.4"].iter().enumerate() {
-        let before = worker_connections(&envoy);
-        let prefix = format!("/{}", uniq("burst"));
-        let results = rt.block_on(async {
-            // Every connection is open before any request leaves: a real burst.
-            let mut senders = Vec::new();
-            for _ in 0..3 * LIMIT {
-                senders.push(connect_h1(ip(client), envoy.http_addr()).await);
-            }
-            let barrier = Arc::new(tokio::sync::Barrier::new(senders.len()));
-            let mut tasks = tokio::task::JoinSet::new();
-            for (i, mut sender) in senders.into_iter().enumerate() {
-                let barrier = Arc::clone(&barrier);
-                let path = format!("{prefix}/{i}");
-                tasks.spawn(async move {
-                    barrier.wait().await;
-                    let (status, headers) = get(&mut sender, &path, &[]).await;
-                    (path, status, headers)
-                });
-            }
-            let mut out = Vec::new();
-            while let Some(r) = tasks.join_next().await {
-                out.push(r.unwrap());
-            }
-            out
-        });
-        let served = {
-            let after = worker_connections(&envoy);
-            [after[0] - before[0], after[1] - before[1]]
-        };
-        eprintln!("round {round} from {client}: connections per worker {served:?}");
-        assert!(
-            served.iter().all(|&n| n > 0),
-            "round {round}: one worker served none of the burst: {served:?}"
-        );
-
-        let passed: Vec<&_> = results.iter().filter(|r| r.1 == 200).collect();
-        let limited: Vec<&_> = results.iter().filter(|r| r.1 == 429).collect();
-        assert_eq!(
-            (passed.len(), limited.len()),
-            (LIMIT, 2 * LIMIT),
-            "round {round}: statuses {:?}",
-            results.iter().map(|r| r.1).collect::<Vec<_>>()
-        );
-        // Every admitted request took its own token: the remaining counts are LIMIT-1 .. 0, each
-        // once (a lost update between workers would repeat one).
-        let mut remaining: Vec<u64> = passed
-            .iter()
-            .map(|(_, _, h)| {
-                assert_eq!(
-                    header(h, "ratelimit-policy"),
-                    Some("\"burst\";q=10;w=3600"),
-                    "{h:?}"
-                );
-                parse_ratelimit(header(h, "ratelimit").unwrap()).1
-            })
-            .collect();
-        remaining.sort_unstable();
-        assert_eq!(remaining, (0..LIMIT as u64).collect::<Vec<_>>());
-        for (path, _, h) in &limited {
-            let retry: u64 = header(h, "retry-after").unwrap().parse().unwrap();
-            // One token per 360 s: the next one is minutes away.
-            assert!((1..=360).contains(&retry), "Retry-After {retry}");
-            assert_eq!(header(h, "ratelimit-policy"), Some("\"burst\";q=10;w=3600"));
-            assert_eq!(parse_ratelimit(header(h, "ratelimit").unwrap()).1, 0);
-            assert_never_reached_upstream(&echo, path);
-        }
-        assert_eq!(echo.count_prefix(&format!("{prefix}/")), LIMIT);
+    // One round per client address: each is its own budget, so each gets exactly its limit.
+    let rounds = [
+        ("ten", 10, "127.0.0.2"),
+        ("ten", 10, "127.0.0.3"),
+        ("hundred", 100, "127.0.0.4"),
+        ("hundred", 100, "127.0.0.5"),
+    ];
+    for (route, limit, client) in rounds {
+        burst_round(&envoy, &echo, &rt, route, limit, client);
     }
 
     // The first client's budget is still spent.
     let resp = Client::h1()
         .bind(ip("127.0.0.2"))
-        .send_blocking(envoy.http_addr(), &Req::get("/after"))
+        .send_blocking(envoy.http_addr(), &Req::get("/ten/after"))
         .unwrap();
     assert_limited(
         &resp,
-        "\"burst\";q=10;w=3600",
+        "\"ten\";q=10;w=3600",
         360,
         "127.0.0.2 after its burst",
     );
-    assert_eq!(
-        envoy.stat("wasmcustom.edgeward.burst.allowed").unwrap(),
-        Some(3 * LIMIT as u64)
-    );
-    assert_eq!(
-        envoy
-            .stat("wasmcustom.edgeward.burst.denied.rate_limited")
-            .unwrap(),
-        Some(6 * LIMIT as u64 + 1)
-    );
+    for (policy, limit) in [("ten", 10u64), ("hundred", 100)] {
+        let stat = |s: &str| {
+            envoy
+                .stat(&format!("wasmcustom.edgeward.{policy}.{s}"))
+                .unwrap()
+        };
+        assert_eq!(stat("allowed"), Some(2 * limit));
+        let extra = u64::from(policy == "ten");
+        assert_eq!(stat("denied.rate_limited"), Some(4 * limit + extra));
+    }
     assert_eq!(
         envoy
             .stat("wasmcustom.edgeward.rate_limit.unavailable")
