@@ -775,6 +775,18 @@ fn key_past_not_after_is_refused_and_its_successor_accepted() {
 // ---------------------------------------------------------------------------------------------
 // Replay across workers
 
+/// Test-only listener change: Envoy hands each new connection to the worker with the fewest, so
+/// both workers serve a burst even when the machine is so loaded that one worker thread would
+/// otherwise win every accept. (The plugin's behaviour under test is the same either way.)
+fn exact_balance(yaml: String) -> String {
+    let from = "enable_reuse_port: false";
+    assert!(yaml.contains(from));
+    yaml.replace(
+        from,
+        "enable_reuse_port: false\n    connection_balance_config: { exact_balance: {} }",
+    )
+}
+
 /// Connections each worker of the plain listener has accepted so far (`worker_0`, `worker_1`).
 fn worker_connections(envoy: &Envoy) -> Vec<u64> {
     let prefix = format!("listener.127.0.0.1_{}.worker_", envoy.ports.http);
@@ -807,7 +819,8 @@ fn replayed_nonce_is_rejected_on_every_worker() {
     let echo = echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
     let mut opts = EnvoyOpts::new(echo.addr())
         .policy(document(unix_now()))
-        .concurrency(2);
+        .concurrency(2)
+        .edit(exact_balance);
     for (k, v) in secret_env() {
         opts = opts.env(k, v);
     }
