@@ -1153,6 +1153,19 @@ fn client_sent_edgeward_headers_never_reach_the_upstream() {
 // Body size and holding the request
 
 #[test]
+fn reference_config_lets_the_plugin_read_held_request_bodies() {
+    // Without this knob Envoy turns the plugin's pause on request headers into StopAllIteration:
+    // the body callbacks never run and every request whose Content-Digest must be checked hangs
+    // until the client gives up (the body tests below then fail by timing out, slowly).
+    let yaml = std::fs::read_to_string(support::reference_config_path()).unwrap();
+    assert!(
+        yaml.lines()
+            .any(|l| l.trim() == "allow_on_headers_stop_iteration: true"),
+        "envoy/envoy.yaml must set allow_on_headers_stop_iteration: true in the wasm PluginConfig"
+    );
+}
+
+#[test]
 fn body_over_max_body_bytes_is_413_and_at_the_limit_passes() {
     let fx = fixture();
     let at_limit = "a".repeat(MAX_BODY);
