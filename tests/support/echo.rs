@@ -27,12 +27,44 @@ pub struct EchoServer {
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<HashMap<u64, TcpStream>>>,
     accept: Option<JoinHandle<()>>,
+    seen: Arc<Seen>,
+}
+
+/// What the echo server received, so tests can prove a denied request never reached the upstream.
+#[derive(Default)]
+struct Seen {
+    requests: AtomicU64,
+    paths: Mutex<Vec<String>>,
 }
 
 impl EchoServer {
     /// The bound address (the real port when spawned on port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// How many requests it has answered so far.
+    pub fn requests(&self) -> u64 {
+        self.seen.requests.load(Ordering::SeqCst)
+    }
+
+    /// The request target (path and query) of every request head received so far (recorded before the
+    /// body is read), in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.seen
+            .paths
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    /// How many request heads received so far had a request target starting with `prefix`.
+    pub fn count_prefix(&self, prefix: &str) -> usize {
+        self.seen
+            .paths
+            .lock()
+            .map(|p| p.iter().filter(|x| x.starts_with(prefix)).count())
+            .unwrap_or_default()
     }
 }
 
@@ -42,18 +74,21 @@ pub fn spawn(addr: SocketAddr) -> io::Result<EchoServer> {
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let conns: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
+    let seen: Arc<Seen> = Arc::default();
     let accept = {
         let stop = Arc::clone(&stop);
         let conns = Arc::clone(&conns);
+        let seen = Arc::clone(&seen);
         thread::Builder::new()
             .name("echo-accept".into())
-            .spawn(move || accept_loop(&listener, &stop, &conns))?
+            .spawn(move || accept_loop(&listener, &stop, &conns, &seen))?
     };
     Ok(EchoServer {
         addr,
         stop,
         conns,
         accept: Some(accept),
+        seen,
     })
 }
 
@@ -62,7 +97,7 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     let stop = AtomicBool::new(false);
     let conns: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
-    accept_loop(&listener, &stop, &conns);
+    accept_loop(&listener, &stop, &conns, &Arc::default());
     Ok(())
 }
 
@@ -96,6 +131,7 @@ fn accept_loop(
     listener: &TcpListener,
     stop: &AtomicBool,
     conns: &Arc<Mutex<HashMap<u64, TcpStream>>>,
+    seen: &Arc<Seen>,
 ) {
     let next_id = AtomicU64::new(0);
     for stream in listener.incoming() {
@@ -108,10 +144,11 @@ fn accept_loop(
             map.insert(id, clone);
         }
         let conns = Arc::clone(conns);
+        let seen = Arc::clone(seen);
         let spawned = thread::Builder::new()
             .name("echo-conn".into())
             .spawn(move || {
-                let _ = serve_connection(stream);
+                let _ = serve_connection(stream, &seen);
                 if let Ok(mut map) = conns.lock() {
                     map.remove(&id);
                 }
@@ -150,11 +187,11 @@ impl Request {
     }
 }
 
-fn serve_connection(stream: TcpStream) -> io::Result<()> {
+fn serve_connection(stream: TcpStream, seen: &Seen) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     loop {
-        let request = match read_request(&mut reader, &mut writer) {
+        let request = match read_request(&mut reader, &mut writer, seen) {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
             Err(e) => {
@@ -163,6 +200,8 @@ fn serve_connection(stream: TcpStream) -> io::Result<()> {
                 return Err(e);
             }
         };
+        // Counted before answering: once a client has its response, the count includes it.
+        seen.requests.fetch_add(1, Ordering::SeqCst);
         let keep_alive = request.keep_alive();
         let status = status_from_path(&request.path).unwrap_or(200);
         let body = describe(&request);
@@ -278,7 +317,11 @@ fn read_line<R: BufRead>(r: &mut R, limit: usize) -> io::Result<Option<String>> 
     Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
-fn read_request<R: BufRead>(r: &mut R, w: &mut TcpStream) -> io::Result<Option<Request>> {
+fn read_request<R: BufRead>(
+    r: &mut R,
+    w: &mut TcpStream,
+    seen: &Seen,
+) -> io::Result<Option<Request>> {
     let mut budget = MAX_HEAD;
     let line = loop {
         match read_line(r, budget)? {
@@ -308,6 +351,10 @@ fn read_request<R: BufRead>(r: &mut R, w: &mut TcpStream) -> io::Result<Option<R
             return Err(invalid("bad header line"));
         };
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+    }
+    // Recorded as soon as the head arrives: a request forwarded before its body is complete shows here.
+    if let Ok(mut paths) = seen.paths.lock() {
+        paths.push(path.to_string());
     }
     let mut request = Request {
         method: method.to_string(),
