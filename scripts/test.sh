@@ -21,5 +21,5 @@ cargo test --quiet 2>&1
 
 log "the core's unit tests on wasm32-unknown-unknown (Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(find_wasm_bindgen_runner)" \
-  cargo test --quiet --target wasm32-unknown-unknown --lib 2>&1
+  cargo test --target wasm32-unknown-unknown --lib 2>&1
 log "all tests passed"
