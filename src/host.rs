@@ -58,6 +58,94 @@ extern "C" {
     ) -> u32;
 }
 
+/// The SDK's host calls as the adapter uses them: the SDK itself, or (feature `host-call-count`, for the
+/// benchmark) the same calls counted.
+#[cfg(not(feature = "host-call-count"))]
+pub use proxy_wasm::hostcalls;
+
+/// Counts one host call (feature `host-call-count`; otherwise nothing).
+#[inline(always)]
+fn count() {
+    #[cfg(feature = "host-call-count")]
+    calls::add();
+}
+
+/// Adds the host calls made since the last time to the counter `edgeward.host_calls` (feature
+/// `host-call-count`; otherwise nothing). Called once per request, in `on_log`; streams interleave
+/// on a worker, so the count per request is that counter over the requests Envoy counted.
+#[inline(always)]
+pub fn flush_call_count() {
+    #[cfg(feature = "host-call-count")]
+    calls::flush();
+}
+
+#[cfg(feature = "host-call-count")]
+mod calls {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+    static COUNT: AtomicU32 = AtomicU32::new(0);
+    static METRIC: AtomicU32 = AtomicU32::new(u32::MAX);
+
+    pub fn add() {
+        COUNT.fetch_add(1, Relaxed);
+    }
+
+    pub fn flush() {
+        use proxy_wasm::types::MetricType;
+        let mut id = METRIC.load(Relaxed);
+        if id == u32::MAX {
+            id = proxy_wasm::hostcalls::define_metric(MetricType::Counter, "edgeward.host_calls")
+                .unwrap_or(u32::MAX);
+            METRIC.store(id, Relaxed);
+        }
+        let n = COUNT.swap(0, Relaxed);
+        if id != u32::MAX && n > 0 {
+            let _ = proxy_wasm::hostcalls::increment_metric(id, i64::from(n));
+        }
+    }
+}
+
+/// The SDK's host calls used by the adapter, each counted.
+#[cfg(feature = "host-call-count")]
+pub mod hostcalls {
+    use super::count;
+    use proxy_wasm::types::{BufferType, Bytes, LogLevel, MapType, MetricType, Status};
+    use std::time::SystemTime;
+
+    pub fn log(level: LogLevel, message: &str) -> Result<(), Status> {
+        count();
+        proxy_wasm::hostcalls::log(level, message)
+    }
+    pub fn define_metric(t: MetricType, name: &str) -> Result<u32, Status> {
+        count();
+        proxy_wasm::hostcalls::define_metric(t, name)
+    }
+    pub fn get_buffer(t: BufferType, start: usize, max: usize) -> Result<Option<Bytes>, Status> {
+        count();
+        proxy_wasm::hostcalls::get_buffer(t, start, max)
+    }
+    pub fn get_property(path: Vec<&str>) -> Result<Option<Bytes>, Status> {
+        count();
+        proxy_wasm::hostcalls::get_property(path)
+    }
+    pub fn get_map(t: MapType) -> Result<Vec<(String, String)>, Status> {
+        count();
+        proxy_wasm::hostcalls::get_map(t)
+    }
+    pub fn get_map_value(t: MapType, key: &str) -> Result<Option<String>, Status> {
+        count();
+        proxy_wasm::hostcalls::get_map_value(t, key)
+    }
+    pub fn get_current_time() -> Result<SystemTime, Status> {
+        count();
+        proxy_wasm::hostcalls::get_current_time()
+    }
+    pub fn increment_metric(id: u32, offset: i64) -> Result<(), Status> {
+        count();
+        proxy_wasm::hostcalls::increment_metric(id, offset)
+    }
+}
+
 fn status(s: u32) -> Result<(), u32> {
     if s == OK {
         Ok(())
@@ -68,6 +156,7 @@ fn status(s: u32) -> Result<(), u32> {
 
 /// Replaces (`Some`) or removes (`None`) a header of `map`.
 pub fn set_header(map: u32, name: &str, value: Option<&str>) -> Result<(), u32> {
+    count();
     // SAFETY: pointers and lengths come from live slices; the host copies them before returning.
     status(unsafe {
         match value {
@@ -84,6 +173,7 @@ pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), Stor
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     let mut cas: u32 = 0;
+    count();
     // SAFETY: the host writes a buffer it allocated through `proxy_on_memory_allocate` (exported by the
     // SDK, backed by the global allocator), which we then own, exactly as the SDK's own wrapper does.
     let s =
@@ -105,6 +195,7 @@ pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), Stor
 
 /// Writes shared data; with `Some(cas)` only if nobody wrote it since that token was read.
 pub fn set_shared_data(key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
+    count();
     // SAFETY: pointers and lengths come from live slices; the host copies them.
     let s = unsafe {
         proxy_set_shared_data(
@@ -124,6 +215,7 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), 
 
 /// Sets a one-segment property (filter state), e.g. `edgeward.log`.
 pub fn set_property(name: &str, value: &[u8]) -> Result<(), u32> {
+    count();
     // SAFETY: pointers and lengths come from live slices; the host copies them.
     status(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
 }
@@ -152,6 +244,7 @@ pub fn send_local_response(code: u16, headers: &[(&str, &str)], body: &[u8]) -> 
     } else {
         (body.as_ptr(), body.len())
     };
+    count();
     // SAFETY: pointers and lengths come from live buffers; the host copies them.
     status(unsafe {
         proxy_send_local_response(
