@@ -30,13 +30,17 @@ build_wasm() {
   log "building the plugin (wasm32-wasip1, release)"
   (cd "$ROOT" && cargo build --quiet --release --target wasm32-wasip1 --lib)
   mkdir -p "$ROOT/dist"
-  local out="${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip1/release/edgeward.wasm"
+  optimize_wasm "${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip1/release/edgeward.wasm" "$ROOT/dist/edgeward.wasm"
+}
+
+# optimize_wasm IN OUT: wasm-opt -O3 when binaryen is installed, else a copy.
+optimize_wasm() {
   if command -v wasm-opt >/dev/null 2>&1; then
     wasm-opt -O3 --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-      --enable-mutable-globals "$out" -o "$ROOT/dist/edgeward.wasm.tmp"
-    mv "$ROOT/dist/edgeward.wasm.tmp" "$ROOT/dist/edgeward.wasm"
+      --enable-mutable-globals "$1" -o "$2.tmp"
+    mv "$2.tmp" "$2"
   else
-    cp "$out" "$ROOT/dist/edgeward.wasm"
+    cp "$1" "$2"
   fi
 }
 

@@ -5,10 +5,9 @@
 use crate::decision::Reply;
 use crate::document::Document;
 use crate::engine::{Evaluation, HeaderOp};
-use crate::host;
+use crate::host::{self, hostcalls};
 use crate::request::{Headers, Peer, RequestHead, TlsVersion};
 use crate::store::{Cas, SharedStore, StoreError};
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 use std::rc::Rc;
@@ -377,5 +376,6 @@ impl HttpContext for EdgewardHttp {
                 .map_or(0, |b| u16::try_from(u64::from_le_bytes(b)).unwrap_or(0));
             self.emit_log(status);
         }
+        host::flush_call_count();
     }
 }

@@ -58,6 +58,149 @@ extern "C" {
     ) -> u32;
 }
 
+/// The SDK's host calls as the adapter uses them: the SDK itself, or (feature `host-call-count`, for the
+/// benchmark) the same calls counted.
+#[cfg(not(feature = "host-call-count"))]
+pub use proxy_wasm::hostcalls;
+
+/// Counts one host call of kind `k` (feature `host-call-count`; otherwise nothing).
+#[inline(always)]
+fn count(k: usize) {
+    #[cfg(feature = "host-call-count")]
+    calls::add(k);
+    #[cfg(not(feature = "host-call-count"))]
+    let _ = k;
+}
+
+/// Adds the host calls made since the last time to the counters `edgeward.host_calls` (all) and
+/// `edgeward.host_calls.<kind>` (feature `host-call-count`; otherwise nothing). Called once per request,
+/// in `on_log`; streams interleave on a worker, so the calls per request are these counters over the
+/// requests Envoy counted in the same interval.
+#[inline(always)]
+pub fn flush_call_count() {
+    #[cfg(feature = "host-call-count")]
+    calls::flush();
+}
+
+/// Kinds of host calls, in `calls::NAMES` order.
+#[cfg_attr(not(feature = "host-call-count"), allow(dead_code))]
+mod kind {
+    pub const LOG: usize = 0;
+    pub const DEFINE_METRIC: usize = 1;
+    pub const GET_BUFFER: usize = 2;
+    pub const GET_PROPERTY: usize = 3;
+    pub const GET_MAP: usize = 4;
+    pub const GET_MAP_VALUE: usize = 5;
+    pub const GET_CURRENT_TIME: usize = 6;
+    pub const INCREMENT_METRIC: usize = 7;
+    pub const SET_HEADER: usize = 8;
+    pub const GET_SHARED_DATA: usize = 9;
+    pub const SET_SHARED_DATA: usize = 10;
+    pub const SET_PROPERTY: usize = 11;
+    pub const SEND_LOCAL_RESPONSE: usize = 12;
+}
+use kind::*;
+
+#[cfg(feature = "host-call-count")]
+mod calls {
+    use proxy_wasm::hostcalls::{define_metric, increment_metric};
+    use proxy_wasm::types::MetricType;
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+    pub(super) const NAMES: [&str; 13] = [
+        "log",
+        "define_metric",
+        "get_buffer",
+        "get_property",
+        "get_map",
+        "get_map_value",
+        "get_current_time",
+        "increment_metric",
+        "set_header",
+        "get_shared_data",
+        "set_shared_data",
+        "set_property",
+        "send_local_response",
+    ];
+    const UNSET: u32 = u32::MAX;
+    static COUNTS: [AtomicU32; 13] = [const { AtomicU32::new(0) }; 13];
+    /// Metric ids: the total, then one per kind (defined on the first flush; UNSET until then).
+    static METRICS: [AtomicU32; 14] = [const { AtomicU32::new(UNSET) }; 14];
+
+    pub fn add(k: usize) {
+        if let Some(c) = COUNTS.get(k) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn metric(i: usize, name: &str) -> Option<u32> {
+        let slot = METRICS.get(i)?;
+        let mut id = slot.load(Relaxed);
+        if id == UNSET {
+            id = define_metric(MetricType::Counter, name).unwrap_or(UNSET);
+            slot.store(id, Relaxed);
+        }
+        (id != UNSET).then_some(id)
+    }
+
+    pub fn flush() {
+        let mut total = 0i64;
+        for (k, name) in NAMES.iter().enumerate() {
+            let n = i64::from(COUNTS.get(k).map_or(0, |c| c.swap(0, Relaxed)));
+            if n > 0 {
+                total += n;
+                if let Some(id) = metric(k + 1, &format!("edgeward.host_calls.{name}")) {
+                    let _ = increment_metric(id, n);
+                }
+            }
+        }
+        if let Some(id) = metric(0, "edgeward.host_calls") {
+            let _ = increment_metric(id, total);
+        }
+    }
+}
+
+/// The SDK's host calls used by the adapter, each counted.
+#[cfg(feature = "host-call-count")]
+pub mod hostcalls {
+    use super::*;
+    use proxy_wasm::types::{BufferType, Bytes, LogLevel, MapType, MetricType, Status};
+    use std::time::SystemTime;
+
+    pub fn log(level: LogLevel, message: &str) -> Result<(), Status> {
+        count(LOG);
+        proxy_wasm::hostcalls::log(level, message)
+    }
+    pub fn define_metric(t: MetricType, name: &str) -> Result<u32, Status> {
+        count(DEFINE_METRIC);
+        proxy_wasm::hostcalls::define_metric(t, name)
+    }
+    pub fn get_buffer(t: BufferType, start: usize, max: usize) -> Result<Option<Bytes>, Status> {
+        count(GET_BUFFER);
+        proxy_wasm::hostcalls::get_buffer(t, start, max)
+    }
+    pub fn get_property(path: Vec<&str>) -> Result<Option<Bytes>, Status> {
+        count(GET_PROPERTY);
+        proxy_wasm::hostcalls::get_property(path)
+    }
+    pub fn get_map(t: MapType) -> Result<Vec<(String, String)>, Status> {
+        count(GET_MAP);
+        proxy_wasm::hostcalls::get_map(t)
+    }
+    pub fn get_map_value(t: MapType, key: &str) -> Result<Option<String>, Status> {
+        count(GET_MAP_VALUE);
+        proxy_wasm::hostcalls::get_map_value(t, key)
+    }
+    pub fn get_current_time() -> Result<SystemTime, Status> {
+        count(GET_CURRENT_TIME);
+        proxy_wasm::hostcalls::get_current_time()
+    }
+    pub fn increment_metric(id: u32, offset: i64) -> Result<(), Status> {
+        count(INCREMENT_METRIC);
+        proxy_wasm::hostcalls::increment_metric(id, offset)
+    }
+}
+
 fn status(s: u32) -> Result<(), u32> {
     if s == OK {
         Ok(())
@@ -68,6 +211,7 @@ fn status(s: u32) -> Result<(), u32> {
 
 /// Replaces (`Some`) or removes (`None`) a header of `map`.
 pub fn set_header(map: u32, name: &str, value: Option<&str>) -> Result<(), u32> {
+    count(SET_HEADER);
     // SAFETY: pointers and lengths come from live slices; the host copies them before returning.
     status(unsafe {
         match value {
@@ -84,6 +228,7 @@ pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), Stor
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     let mut cas: u32 = 0;
+    count(GET_SHARED_DATA);
     // SAFETY: the host writes a buffer it allocated through `proxy_on_memory_allocate` (exported by the
     // SDK, backed by the global allocator), which we then own, exactly as the SDK's own wrapper does.
     let s =
@@ -105,6 +250,7 @@ pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), Stor
 
 /// Writes shared data; with `Some(cas)` only if nobody wrote it since that token was read.
 pub fn set_shared_data(key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
+    count(SET_SHARED_DATA);
     // SAFETY: pointers and lengths come from live slices; the host copies them.
     let s = unsafe {
         proxy_set_shared_data(
@@ -124,6 +270,7 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), 
 
 /// Sets a one-segment property (filter state), e.g. `edgeward.log`.
 pub fn set_property(name: &str, value: &[u8]) -> Result<(), u32> {
+    count(SET_PROPERTY);
     // SAFETY: pointers and lengths come from live slices; the host copies them.
     status(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
 }
@@ -152,6 +299,7 @@ pub fn send_local_response(code: u16, headers: &[(&str, &str)], body: &[u8]) -> 
     } else {
         (body.as_ptr(), body.len())
     };
+    count(SEND_LOCAL_RESPONSE);
     // SAFETY: pointers and lengths come from live buffers; the host copies them.
     status(unsafe {
         proxy_send_local_response(

@@ -1,0 +1,654 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of edgeward in Envoy, side by side with bare Envoy, Envoy's native filters and a
+no-op wasm filter (issue 9). Run through scripts/bench.sh, which builds and installs what this needs.
+
+One Envoy per configuration, all started at once and pinned to CPU 0 (--concurrency 1); the load generator
+is pinned to CPU 1. The configurations are measured in interleaved rounds (warm-up, then A B C D ... A B C
+D ...), and each figure is reported as the median over the rounds with its range.
+"""
+
+import argparse
+import base64
+import datetime
+import ipaddress
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+HOST = "bench.example"
+PATH = "/api/orders?id=42&currency=EUR"
+USER_AGENT = "edgeward-bench/1"
+KEY_ID = "bench-client"
+# Fixed, public benchmark secrets (32 bytes each): nothing here protects anything.
+SIG_SECRET = base64.b64encode(b"edgeward benchmark hmac secret!!").decode()
+WRONG_SECRET = base64.b64encode(b"not the key the client signs with").decode()
+LOG_KEY = base64.b64encode(b"edgeward benchmark pseudonym key").decode()
+# The signature's `created` is the start of the run; it stays valid for this long (the run takes < 10 min).
+MAX_AGE_S = 3600
+
+# ---------------------------------------------------------------------------------------------------------
+# Address lists
+
+
+class XorShift:
+    """Deterministic xorshift64*: the same lists on every run and machine (as benches/ip.rs)."""
+
+    def __init__(self, seed):
+        self.s = seed & 0xFFFFFFFFFFFFFFFF
+
+    def next(self):
+        s = self.s
+        s ^= s >> 12
+        s ^= (s << 25) & 0xFFFFFFFFFFFFFFFF
+        s ^= s >> 27
+        self.s = s
+        return (s * 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFFFFFF
+
+
+def prefixes(n, seed):
+    """n distinct IPv4 prefixes (/16../32, like real block lists) outside 127/8 and 224/3, plus the
+    client's 127.0.0.1/32, sorted by address as lists usually are (RBAC scans them in this order)."""
+    rng = XorShift(seed)
+    seen = {(0x7F000001, 32)}
+    while len(seen) < n:
+        plen = 16 + rng.next() % 17
+        addr = (rng.next() >> 32) & (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+        if addr >> 24 in (0, 127) or addr >> 29 == 7:
+            continue
+        seen.add((addr, plen))
+    return [ipaddress.ip_network(p) for p in sorted(seen)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Policy documents and Envoy filters
+
+
+def document(allow, *, secret=SIG_SECRET, limit=1_000_000_000, window_s=1, https="reject", proxies=True):
+    """The D policy document: every check on; the E variants change one thing."""
+    https_section = {"action": https, "hsts": {"max_age_s": 31536000}}
+    if https == "redirect":
+        https_section["redirect_status"] = 301
+    return {
+        "client_ip": {"trusted_proxies": ["127.0.0.1/32"] if proxies else []},
+        "ip_lists": {"allowed": [str(n) for n in allow]},
+        "policies": {
+            "api": {
+                "https": https_section,
+                "ip": {"allow": ["@allowed"]},
+                "signature": {
+                    "keys": [{"id": KEY_ID, "alg": "hmac-sha256", "secret": {"base64": secret}}],
+                    "components": ["@method", "@authority", "@path", "@query", "content-digest"],
+                    "max_age_s": MAX_AGE_S,
+                    "nonce": "optional",
+                },
+                "rate_limits": [
+                    {"name": "per-client", "key": "client_ip", "limit": limit, "window_s": window_s},
+                    {"name": "per-key", "key": "key_id", "limit": 1_000_000_000, "window_s": 1},
+                ],
+                "log": {
+                    "pseudonym_key": {"base64": LOG_KEY},
+                    "pseudonymize": ["client_ip", "key_id"],
+                    "headers": ["user-agent"],
+                },
+            }
+        },
+        "routes": [{"route": "api", "policy": "api"}],
+    }
+
+
+BUFFER = {
+    "name": "envoy.filters.http.buffer",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+        "max_request_bytes": 1048576,
+    },
+}
+ROUTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+}
+HSTS = [
+    {
+        "header": {"key": "strict-transport-security", "value": "max-age=31536000"},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }
+]
+EDGEWARD_LOG = [
+    {
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": "/dev/null",
+            "log_format": {"text_format_source": {"inline_string": "%FILTER_STATE(wasm.edgeward.log:PLAIN)%\n"}},
+        },
+    }
+]
+
+
+def wasm_filter(path, vm_id, configuration):
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": vm_id,
+                "root_id": vm_id,
+                # As in envoy/envoy.yaml: lets edgeward hold the headers while it reads the body.
+                "allow_on_headers_stop_iteration": True,
+                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration},
+                "vm_config": {
+                    "vm_id": vm_id,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": path}},
+                },
+            },
+        },
+    }
+
+
+def rbac(allow):
+    principals = [
+        {"remote_ip": {"address_prefix": str(n.network_address), "prefix_len": n.prefixlen}} for n in allow
+    ]
+    return {
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {
+                "action": "ALLOW",
+                "policies": {"allowed": {"permissions": [{"any": True}], "principals": principals}},
+            },
+        },
+    }
+
+
+LOCAL_RATELIMIT = {
+    "name": "envoy.filters.http.local_ratelimit",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        "stat_prefix": "bench_rl",
+        "token_bucket": {"max_tokens": 1000000000, "tokens_per_fill": 1000000000, "fill_interval": "1s"},
+        "filter_enabled": {"runtime_key": "rl_enabled", "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+        "filter_enforced": {"runtime_key": "rl_enforced", "default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+    },
+}
+
+
+def configurations(a):
+    """(name, description, filters, access log, response headers, expected statuses of two requests)."""
+    allow10 = prefixes(10, 0x5EED_0010)
+    allow100k = prefixes(100_000, 0x5EED_100000)
+    deny10 = [ipaddress.ip_network("192.0.2.0/24")] + [n for n in allow10 if not n.overlaps(ipaddress.ip_network("127.0.0.0/8"))]
+
+    def chain(*filters):
+        # The same frame everywhere (see envoy.tmpl.yaml): buffer → the configuration's filters → buffer →
+        # router. The second buffer is the one edgeward's deployment needs (it holds the headers while
+        # edgeward holds the body); the first keeps head-time denials from closing the connection.
+        return [BUFFER, *filters, BUFFER, ROUTER]
+
+    def ew(doc, wasm=a.wasm):
+        return chain(wasm_filter(wasm, "edgeward", json.dumps(doc, separators=(",", ":"))))
+
+    d = document(allow10)
+    return [
+        ("A", "bare Envoy", chain(), [], [], (200, 200)),
+        ("B", "RBAC 10 CIDRs + local_ratelimit + HSTS header", chain(rbac(allow10), LOCAL_RATELIMIT), [], HSTS, (200, 200)),
+        ("C", "no-op Rust wasm filter", chain(wasm_filter(a.noop, "noop", "")), [], [], (200, 200)),
+        ("D", "edgeward, allow path, every check on", ew(d), EDGEWARD_LOG, [], (200, 200)),
+        ("D100k", "D with a 100,000-prefix allow list", ew(document(allow100k)), EDGEWARD_LOG, [], (200, 200)),
+        ("B100k", "B with the same 100,000 prefixes in RBAC", chain(rbac(allow100k), LOCAL_RATELIMIT), [], HSTS, (200, 200)),
+        ("E403", "deny: client not in the IP allow list", ew(document(deny10)), EDGEWARD_LOG, [], (403, 403)),
+        ("E401", "deny: signature does not verify", ew(document(allow10, secret=WRONG_SECRET)), EDGEWARD_LOG, [], (401, 401)),
+        ("E429", "deny: rate limit reached", ew(document(allow10, limit=1, window_s=31536000)), EDGEWARD_LOG, [], (200, 429)),
+        ("E301", "redirect: X-Forwarded-Proto not trusted", ew(document(allow10, https="redirect", proxies=False)), EDGEWARD_LOG, [], (301, 301)),
+    ], ("Dhc", "D with the host-call-count build", ew(d, a.wasm_hc), EDGEWARD_LOG, [], (200, 200)), allow100k
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Processes
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Envoy:
+    def __init__(self, a, work, name, filters, access_log, response_headers):
+        self.name = name
+        self.port, self.admin = free_port(), free_port()
+        with open(os.path.join(HERE, "envoy.tmpl.yaml")) as f:
+            text = f.read()
+        for key, value in {
+            "@ADMIN_PORT@": str(self.admin),
+            "@PORT@": str(self.port),
+            "@NAME@": name.lower(),
+            "@ACCESS_LOG@": json.dumps(access_log),
+            "@HTTP_FILTERS@": json.dumps(filters),
+            "@RESPONSE_HEADERS@": json.dumps(response_headers),
+        }.items():
+            text = text.replace(key, value)
+        self.config = os.path.join(work, f"{name}.yaml")
+        with open(self.config, "w") as f:
+            f.write(text)
+        self.log = os.path.join(work, f"{name}.log")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", a.envoy_cpu, a.envoy, "-c", self.config, "--concurrency", "1",
+             "--disable-hot-restart", "-l", "warning", "--log-path", self.log],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def wait_ready(self, timeout=180):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"Envoy {self.name} exited:\n{tail(self.log)}")
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/ready", timeout=2).read().strip() == b"LIVE":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"Envoy {self.name} not ready after {timeout}s:\n{tail(self.log)}")
+
+    def stats(self):
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/stats", timeout=10).read().decode()
+        out = {}
+        for line in text.splitlines():
+            k, _, v = line.partition(": ")
+            if v.strip().isdigit():
+                out[k] = int(v)
+        return out
+
+    def requests(self, stats=None):
+        return (stats or self.stats()).get(f"http.{self.name.lower()}.downstream_rq_total", 0)
+
+    def cpu_ticks(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15 of stat)
+
+    def rss_mb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def tail(path, n=30):
+    try:
+        with open(path) as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def cpu_busy(cpu):
+    """(busy, total) jiffies of one CPU from /proc/stat."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:]]
+                idle = v[3] + v[4]
+                return sum(v[:8]) - idle, sum(v[:8])
+    return 0, 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The request
+
+
+def signed_request(a, created):
+    body = ('{"order":{"id":42,"currency":"EUR","items":[' + '"' + "x" * 150 + '"]},"note":"').encode()
+    body += b"p" * (256 - len(body) - 2) + b'"}'
+    assert len(body) == 256
+    raw = (f"POST {PATH} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+           f"User-Agent: {USER_AGENT}\r\nX-Forwarded-Proto: https\r\n\r\n").encode() + body
+    out = subprocess.run(
+        [a.cli, "sign", "--key-id", KEY_ID, "--secret-base64", SIG_SECRET, "--components",
+         "@method,@authority,@path,@query,content-digest", "--created", str(created), "--scheme", "https",
+         "--print", "headers", "--request", "-"],
+        input=raw, capture_output=True, check=True).stdout.decode()
+    headers = [("Host", HOST), ("Content-Type", "application/json"), ("User-Agent", USER_AGENT),
+               ("X-Forwarded-Proto", "https")]
+    for line in out.splitlines():
+        if line.strip():
+            k, _, v = line.partition(":")
+            headers.append((k.strip(), v.strip()))
+    return headers, body
+
+
+def send_once(port, headers, body):
+    """One request over a fresh connection; returns (status, headers)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.putrequest("POST", PATH, skip_host=True, skip_accept_encoding=True)
+    for k, v in headers:
+        c.putheader(k, v)
+    c.putheader("Content-Length", str(len(body)))
+    c.endheaders(body)
+    r = c.getresponse()
+    r.read()
+    c.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}
+
+
+def lua_escape(s):
+    return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def wrk_script(work, headers, body):
+    path = os.path.join(work, "request.lua")
+    with open(path, "w") as f:
+        f.write('wrk.method = "POST"\n')
+        f.write(f'wrk.body = "{lua_escape(body.decode())}"\n')
+        for k, v in headers:
+            f.write(f'wrk.headers["{lua_escape(k)}"] = "{lua_escape(v)}"\n')
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Measurements
+
+
+def run_wrk(a, envoy, script, seconds):
+    """Maximum throughput: req/s, Envoy CPU-µs per request, the other processes' share of CPU 0."""
+    s0 = envoy.stats()
+    c0, b0 = envoy.cpu_ticks(), cpu_busy(a.envoy_cpu)
+    t0 = time.time()
+    out = subprocess.run(
+        ["taskset", "-c", a.load_cpu, "wrk", "-t1", f"-c{a.connections}", f"-d{max(1, round(seconds))}s", "-s", script,
+         f"http://127.0.0.1:{envoy.port}{PATH}"], capture_output=True, text=True, check=True).stdout
+    t1 = time.time()
+    c1, b1 = envoy.cpu_ticks(), cpu_busy(a.envoy_cpu)
+    s1 = envoy.stats()
+    n = envoy.requests(s1) - envoy.requests(s0)
+    cx = s1.get(f"http.{envoy.name.lower()}.downstream_cx_total", 0) - s0.get(f"http.{envoy.name.lower()}.downstream_cx_total", 0)
+    hz = os.sysconf("SC_CLK_TCK")
+    cpu_s = (c1 - c0) / hz
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    rps = float(m.group(1)) if m else n / (t1 - t0)
+    busy, total = b1[0] - b0[0], b1[1] - b0[1]
+    other = max(0.0, busy / total - (c1 - c0) / total) if total else 0.0
+    errors = re.search(r"Socket errors:.*", out)
+    return {"rps": rps, "cpu_us": cpu_s * 1e6 / n if n else float("nan"), "requests": n,
+            "connections": cx, "other_cpu0": other, "errors": errors.group(0) if errors else None}
+
+
+def run_oha(a, envoy, headers, body, rate, seconds, work):
+    body_file = os.path.join(work, "body.bin")
+    with open(body_file, "wb") as f:
+        f.write(body)
+    cmd = ["taskset", "-c", a.load_cpu, a.oha, "--no-tui", "--output-format", "json", "-c", str(a.connections),
+           "-q", str(rate), "-z", f"{int(seconds * 1000)}ms", "--http-version", "1.1", "-m", "POST", "-D", body_file]
+    for k, v in headers:
+        if k.lower() == "host":
+            cmd += ["--host", v]
+        else:
+            cmd += ["-H", f"{k}: {v}"]
+    cmd.append(f"http://127.0.0.1:{envoy.port}{PATH}")
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"oha failed: {out.stderr[-2000:]}")
+    j = json.loads(out.stdout)
+    pct = j.get("latencyPercentiles", {})
+    summary = j.get("summary", {})
+    return {"p50_us": (pct.get("p50") or float("nan")) * 1e6, "p99_us": (pct.get("p99") or float("nan")) * 1e6,
+            "achieved": summary.get("requestsPerSec", float("nan"))}
+
+
+def med(values):
+    v = [x for x in values if x == x]
+    return statistics.median(v) if v else float("nan")
+
+
+def spread(values, fmt):
+    v = [x for x in values if x == x]
+    if not v:
+        return "n/a"
+    return f"{fmt(statistics.median(v))} [{fmt(min(v))}–{fmt(max(v))}]"
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--envoy", required=True)
+    p.add_argument("--wasm", required=True, help="edgeward.wasm (what ships)")
+    p.add_argument("--wasm-hc", required=True, help="edgeward built with --features host-call-count")
+    p.add_argument("--noop", required=True, help="the no-op filter (benches/noop-filter)")
+    p.add_argument("--cli", required=True, help="the edgeward CLI (to sign the request)")
+    p.add_argument("--oha", required=True)
+    p.add_argument("--wasm-raw-size", type=int, default=0, help="size before wasm-opt")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench-results"))
+    p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)))
+    p.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 5)))
+    p.add_argument("--latency-seconds", type=float, default=float(os.environ.get("BENCH_LATENCY_SECONDS", 4)))
+    p.add_argument("--warmup-seconds", type=float, default=float(os.environ.get("BENCH_WARMUP_SECONDS", 2)))
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--envoy-cpu", default="0")
+    p.add_argument("--load-cpu", default="1")
+    p.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""), help="comma-separated configurations")
+    a = p.parse_args()
+    started = time.time()
+    load_before = os.getloadavg()
+
+    work = tempfile.mkdtemp(prefix="edgeward-bench-")
+    created = int(time.time())
+    headers, body = signed_request(a, created)
+    script = wrk_script(work, headers, body)
+    configs, hc_config, allow100k = configurations(a)
+    if a.only:
+        keep = set(a.only.split(","))
+        configs = [c for c in configs if c[0] in keep]
+    client_rank = [str(n) for n in allow100k].index("127.0.0.1/32")
+
+    envoys = {}
+    try:
+        print(f"==> starting {len(configs) + 1} Envoys (pinned to CPU {a.envoy_cpu}); work dir {work}", file=sys.stderr)
+        for name, _, filters, log, resp, _ in configs + [hc_config]:
+            envoys[name] = Envoy(a, work, name, filters, log, resp)
+        for e in envoys.values():
+            e.wait_ready()
+        # Every configuration answers as intended before anything is measured.
+        for name, _, _, _, _, expect in configs + [hc_config]:
+            got = tuple(send_once(envoys[name].port, headers, body)[0] for _ in expect)
+            if got != expect:
+                raise SystemExit(f"{name}: expected statuses {expect}, got {got}\n{tail(envoys[name].log)}")
+        st, h = send_once(envoys["D"].port, headers, body) if "D" in envoys else (200, {"strict-transport-security": "-"})
+        if "strict-transport-security" not in h:
+            raise SystemExit("D: no Strict-Transport-Security in the response")
+
+        names = [c[0] for c in configs]
+        print(f"==> warm-up ({a.warmup_seconds:g} s each)", file=sys.stderr)
+        for n in names:
+            run_wrk(a, envoys[n], script, a.warmup_seconds)
+
+        # Host calls per allowed request (the counting build; not part of the timed rounds).
+        e = envoys["Dhc"]
+        s0 = e.stats()
+        run_wrk(a, e, script, 2)
+        s1 = e.stats()
+        hc_key = "wasmcustom.edgeward.host_calls"
+        allowed_key = "wasmcustom.edgeward.api.allowed"
+        host_calls = (s1.get(hc_key, 0) - s0.get(hc_key, 0)) / max(1, e.requests(s1) - e.requests(s0))
+        allowed_share = (s1.get(allowed_key, 0) - s0.get(allowed_key, 0)) / max(1, e.requests(s1) - e.requests(s0))
+
+        results = {n: {"wrk": [], "oha": []} for n in names}
+        rate = None
+        for r in range(a.rounds):
+            print(f"==> round {r + 1}/{a.rounds}: throughput ({a.seconds:g} s each)", file=sys.stderr)
+            for n in names:
+                res = run_wrk(a, envoys[n], script, a.seconds)
+                results[n]["wrk"].append(res)
+                print(f"    {n:6} {res['rps']:9.0f} req/s {res['cpu_us']:7.1f} CPU-µs/req "
+                      f"(other load on CPU {a.envoy_cpu}: {res['other_cpu0'] * 100:.0f}%)", file=sys.stderr)
+            if rate is None:
+                base = results["A"]["wrk"][0]["rps"] if "A" in results else 10000
+                rate = max(100, int(base / 2))
+            print(f"==> round {r + 1}/{a.rounds}: latency at {rate} req/s ({a.latency_seconds:g} s each)", file=sys.stderr)
+            for n in names:
+                res = run_oha(a, envoys[n], headers, body, rate, a.latency_seconds, work)
+                results[n]["oha"].append(res)
+                print(f"    {n:6} p50 {res['p50_us']:8.0f} µs  p99 {res['p99_us']:8.0f} µs  "
+                      f"({res['achieved']:.0f} req/s achieved)", file=sys.stderr)
+        rss = {n: envoys[n].rss_mb() for n in names}
+        # The deny configurations must have denied, the others allowed, during the whole run.
+        statuses = {}
+        for n in names:
+            s = envoys[n].stats()
+            statuses[n] = {k.rsplit("_", 1)[1]: v for k, v in s.items()
+                           if re.fullmatch(rf"http\.{n.lower()}\.downstream_rq_[1-5]xx", k) and v}
+    finally:
+        for e in envoys.values():
+            e.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    elapsed = time.time() - started
+    load_after = os.getloadavg()
+    report = render(a, configs, results, rate, rss, statuses, host_calls, allowed_share, client_rank,
+                    created, load_before, load_after, elapsed)
+    os.makedirs(a.out, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
+    for fname in ("latest.md", f"{stamp}.md"):
+        with open(os.path.join(a.out, fname), "w") as f:
+            f.write(report)
+    print(report)
+    print(f"==> written to {os.path.relpath(a.out, ROOT)}/latest.md and {stamp}.md", file=sys.stderr)
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}"
+
+
+def render(a, configs, results, rate, rss, statuses, host_calls, allowed_share, client_rank,
+           created, load_before, load_after, elapsed):
+    names = [c[0] for c in configs]
+    desc = {c[0]: c[1] for c in configs}
+    col = lambda n, src, key: [x[key] for x in results[n][src]]
+    m = {n: {"rps": med(col(n, "wrk", "rps")), "cpu": med(col(n, "wrk", "cpu_us")),
+             "p50": med(col(n, "oha", "p50_us")), "p99": med(col(n, "oha", "p99_us"))} for n in names}
+
+    def paired(x, y, key, op):
+        """Per-round figure of x against y (same round, so shared noise cancels), median and range."""
+        if x not in results or y not in results:
+            return None
+        src = "oha" if key in ("p50_us", "p99_us") else "wrk"
+        v = [op(rx[key], ry[key]) for rx, ry in zip(results[x][src], results[y][src])]
+        return med(v), min(v), max(v)
+
+    ratio = lambda x, y, key="rps": paired(x, y, key, lambda p, q: p / q)
+    diff = lambda x, y, key="cpu_us": paired(x, y, key, lambda p, q: p - q)
+    f0 = lambda v: f"{v:,.0f}"
+    f1 = lambda v: f"{v:.1f}"
+    f2 = lambda v: f"{v:.2f}"
+
+    lines = []
+    now = datetime.datetime.now().astimezone()
+    lines.append(f"# edgeward end-to-end benchmark — {now:%Y-%m-%d %H:%M %Z}\n")
+    lines.append(f"Machine: {machine()}. Envoy pinned to CPU {a.envoy_cpu} (`--concurrency 1`), load generator "
+                 f"pinned to CPU {a.load_cpu}; HTTP/1.1 keep-alive on loopback, {a.connections} connections, "
+                 f"`direct_response`. Each request: POST {PATH}, 256-byte body, signed (hmac-sha256 over @method "
+                 f"@authority @path @query content-digest). {a.rounds} interleaved rounds after a warm-up; "
+                 f"throughput {a.seconds:g} s (wrk), latency {a.latency_seconds:g} s at a fixed {rate:,} req/s "
+                 f"(oha, half of A's first-round throughput). Figures: median [min–max] over the rounds.\n")
+    other = [x["other_cpu0"] for n in names for x in results[n]["wrk"]]
+    lines.append(f"Load from other processes: load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at "
+                 f"the end; during the throughput runs other processes used a median {med(other) * 100:.0f}% "
+                 f"(max {max(other) * 100:.0f}%) of CPU {a.envoy_cpu}. Ratios are taken per round (A and D "
+                 f"measured seconds apart) and their median is quoted. Whole run: {elapsed:.0f} s.\n")
+    lines.append("| config | what | req/s | Envoy CPU-µs/req | p50 µs | p99 µs | RSS MB | statuses |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---|")
+    saturated = []
+    for n in names:
+        st = ", ".join(f"{k}: {v:,}" for k, v in sorted(statuses.get(n, {}).items()))
+        # Below 95% of the fixed rate the configuration could not keep up: its latency is queueing.
+        sat = " (sat.)" if med(col(n, "oha", "achieved")) < 0.95 * rate else ""
+        if sat:
+            saturated.append(n)
+        lines.append(f"| {n} | {desc[n]} | {spread(col(n, 'wrk', 'rps'), f0)} | {spread(col(n, 'wrk', 'cpu_us'), f1)} | "
+                     f"{spread(col(n, 'oha', 'p50_us'), f0)}{sat} | {spread(col(n, 'oha', 'p99_us'), f0)}{sat} | "
+                     f"{rss[n]:.0f} | {st} |")
+    lines.append("")
+    if saturated:
+        lines.append(f"(sat.): {', '.join(saturated)} could not sustain {rate:,} req/s during the latency runs "
+                     f"(under 95% achieved), so those latencies include queueing.\n")
+
+    def fmt(t, f):
+        return "n/a" if t is None else f"{f(t[0])} [{f(t[1])}–{f(t[2])}]"
+
+    def ok(t, pred):
+        return "n/a" if t is None else ("met" if pred(t[0]) else "**missed**")
+
+    rows = []
+    t = ratio("D", "A"); rows.append(("D/A throughput", fmt(t, f2), "≥ 0.65", ok(t, lambda v: v >= 0.65)))
+    t = diff("D", "A"); rows.append(("D − A CPU-µs/req", fmt(t, f1), "≤ 10", ok(t, lambda v: v <= 10)))
+    t = ratio("D", "C"); rows.append(("D/C throughput", fmt(t, f2), "", ""))
+    t = diff("D", "C"); rows.append(("D − C CPU-µs/req", fmt(t, f1), "≤ 6", ok(t, lambda v: v <= 6)))
+    t = diff("C", "A"); rows.append(("C − A CPU-µs/req (no-op wasm filter)", fmt(t, f1), "≈ 4 (issue)", ""))
+    t = ratio("D", "B"); rows.append(("D/B throughput", fmt(t, f2), "≥ 0.75", ok(t, lambda v: v >= 0.75)))
+    t = diff("D", "B"); rows.append(("D − B CPU-µs/req", fmt(t, f1), "", ""))
+    t = ratio("D100k", "D"); rows.append(("D100k/D throughput", fmt(t, f2), "≥ 0.97", ok(t, lambda v: v >= 0.97)))
+    t = ratio("D100k", "D", "cpu_us"); rows.append(("D100k/D CPU-µs/req", fmt(t, f2), "≤ 1.03", ok(t, lambda v: v <= 1.03)))
+    t = ratio("D100k", "B100k"); rows.append(("D100k/B100k throughput (B-100k slowdown factor)", fmt(t, f1), "≫ 1", ok(t, lambda v: v > 1)))
+    for e in [n for n in names if n.startswith("E")]:
+        t = diff(e, "D"); rows.append((f"{e} − D CPU-µs/req", fmt(t, f1), "< 0", ok(t, lambda v: v < 0)))
+    t = diff("D", "A", "p50_us"); rows.append(("D − A p50 latency µs", fmt(t, f0), "≤ 15", ok(t, lambda v: v <= 15)))
+    t = diff("D", "A", "p99_us"); rows.append(("D − A p99 latency µs", fmt(t, f0), "≤ 50", ok(t, lambda v: v <= 50)))
+    if "D100k" in rss and "A" in rss:
+        d = rss["D100k"] - rss["A"]
+        rows.append(("RSS D100k − A (MB)", f"{d:.0f}", "≤ 30", "met" if d <= 30 else "**missed**"))
+    rows.append(("host calls per allowed request (D)", f"{host_calls:.2f}", "≤ 12", "met" if host_calls <= 12 else "**missed**"))
+    size = os.path.getsize(a.wasm)
+    raw = f" ({a.wasm_raw_size / 1024:.0f} KiB before wasm-opt)" if a.wasm_raw_size else ""
+    rows.append(("edgeward.wasm after wasm-opt -O3", f"{size / 1024:.0f} KiB{raw}", "≤ 300 KB",
+                 "met" if size <= 300_000 else "**missed**"))
+    lines.append("| figure | median [min–max] | target | |")
+    lines.append("|---|---:|---|---|")
+    for r in rows:
+        lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |")
+    lines.append("")
+    lines.append(f"Notes: D's signature has `created` = start of the run ({created}) and `max_age_s` {MAX_AGE_S}, no "
+                 f"nonce (`nonce: optional`), so one fixed request stays valid for the whole run. The 100,000 "
+                 f"prefixes are deterministic pseudo-random IPv4 /16–/32 outside 127/8 plus 127.0.0.1/32, sorted by "
+                 f"address; the client's entry is number {client_rank + 1:,}, so RBAC (first match, in order) scans "
+                 f"about that many principals. Host calls are counted by a build with `--features host-call-count` "
+                 f"({allowed_share * 100:.0f}% of its requests allowed). Every configuration runs buffer → its filters → "
+                 f"buffer → router (benches/e2e/envoy.tmpl.yaml says why).\n")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
