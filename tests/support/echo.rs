@@ -22,12 +22,18 @@ pub struct EchoServer {
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<HashMap<u64, TcpStream>>>,
     accept: Option<JoinHandle<()>>,
+    requests: Arc<AtomicU64>,
 }
 
 impl EchoServer {
     /// The bound address (the real port when spawned on port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// How many requests reached this upstream so far (counted when the whole request was read).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
     }
 }
 
@@ -37,18 +43,21 @@ pub fn spawn(addr: SocketAddr) -> io::Result<EchoServer> {
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let conns: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
+    let requests = Arc::new(AtomicU64::new(0));
     let accept = {
         let stop = Arc::clone(&stop);
         let conns = Arc::clone(&conns);
+        let requests = Arc::clone(&requests);
         thread::Builder::new()
             .name("echo-accept".into())
-            .spawn(move || accept_loop(&listener, &stop, &conns))?
+            .spawn(move || accept_loop(&listener, &stop, &conns, &requests))?
     };
     Ok(EchoServer {
         addr,
         stop,
         conns,
         accept: Some(accept),
+        requests,
     })
 }
 
@@ -57,7 +66,7 @@ pub fn serve(addr: SocketAddr) -> io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     let stop = AtomicBool::new(false);
     let conns: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
-    accept_loop(&listener, &stop, &conns);
+    accept_loop(&listener, &stop, &conns, &Arc::new(AtomicU64::new(0)));
     Ok(())
 }
 
@@ -91,6 +100,7 @@ fn accept_loop(
     listener: &TcpListener,
     stop: &AtomicBool,
     conns: &Arc<Mutex<HashMap<u64, TcpStream>>>,
+    requests: &Arc<AtomicU64>,
 ) {
     let next_id = AtomicU64::new(0);
     for stream in listener.incoming() {
@@ -103,10 +113,11 @@ fn accept_loop(
             map.insert(id, clone);
         }
         let conns = Arc::clone(conns);
+        let requests = Arc::clone(requests);
         let spawned = thread::Builder::new()
             .name("echo-conn".into())
             .spawn(move || {
-                let _ = serve_connection(stream);
+                let _ = serve_connection(stream, &requests);
                 if let Ok(mut map) = conns.lock() {
                     map.remove(&id);
                 }
@@ -145,7 +156,7 @@ impl Request {
     }
 }
 
-fn serve_connection(stream: TcpStream) -> io::Result<()> {
+fn serve_connection(stream: TcpStream, requests: &AtomicU64) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     loop {
@@ -157,6 +168,7 @@ fn serve_connection(stream: TcpStream) -> io::Result<()> {
                 return Err(e);
             }
         };
+        requests.fetch_add(1, Ordering::SeqCst);
         let keep_alive = request.keep_alive();
         let status = status_from_path(&request.path).unwrap_or(200);
         let body = describe(&request);
