@@ -66,6 +66,20 @@ pub struct RemoteCall {
     receipt: Receipt,
 }
 
+impl RemoteCall {
+    /// The request's domain and descriptors (each a list of key/value entries), for display.
+    pub fn describe(&self) -> Option<(String, Vec<Vec<(String, String)>>)> {
+        use prost::Message;
+        let req = remote::RateLimitRequest::decode(self.message.as_slice()).ok()?;
+        let descriptors = req
+            .descriptors
+            .into_iter()
+            .map(|d| d.entries.into_iter().map(|e| (e.key, e.value)).collect())
+            .collect();
+        Some((req.domain, descriptors))
+    }
+}
+
 impl Evaluation {
     fn new() -> Evaluation {
         Evaluation {

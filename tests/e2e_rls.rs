@@ -328,3 +328,55 @@ fn nothing_reaches_the_upstream_before_the_answer() {
     );
     assert_eq!(upstream.requests(), 1);
 }
+
+#[test]
+fn eval_shows_the_descriptors_for_the_engine_config() {
+    let dir = support::TempDir::new("rls-eval").unwrap();
+    let doc_path = dir.path().join("doc.json");
+    std::fs::write(
+        &doc_path,
+        doc(
+            r#"{"cluster": "ratelimit", "domain": "edgeward"}"#,
+            r#"[{"name": "per-client", "key": "client_ip", "limit": 100, "window_s": 60, "backend": "rls"},
+                {"name": "per-user", "key": "header:x-user-id", "limit": 10, "window_s": 1, "backend": "rls"}]"#,
+        ),
+    )
+    .unwrap();
+    let req_path = dir.path().join("req.http");
+    std::fs::write(&req_path, "GET /x HTTP/1.1\r\nHost: api.test\r\n\r\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgeward"))
+        .arg("eval")
+        .arg(&doc_path)
+        .arg("--request")
+        .arg(&req_path)
+        .args(["--client-ip", "2001:db8:1:2::99"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["rate_limit_service"],
+        serde_json::json!({
+            "domain": "edgeward",
+            "descriptors": [
+                [["limit", "per-client"], ["key", "2001:db8:1:2::/64"]],
+                [["limit", "per-user"], ["key", "-"]]
+            ]
+        })
+    );
+    // Routes without remote limits show none.
+    std::fs::write(&req_path, "GET /open/x HTTP/1.1\r\nHost: api.test\r\n\r\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgeward"))
+        .arg("eval")
+        .arg(&doc_path)
+        .arg("--request")
+        .arg(&req_path)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["rate_limit_service"].is_null(), "{v}");
+}
