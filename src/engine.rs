@@ -293,9 +293,17 @@ impl Evaluation {
             return;
         };
         let limits = &policy.rate_limits;
-        let answer = answer.map_or(RemoteAnswer::Unavailable, |bytes| {
+        let mut answer = answer.map_or(RemoteAnswer::Unavailable, |bytes| {
             remote::read_response(bytes, limits.remote().len())
         });
+        // `"headers": false` on every remote limit: the engine's headers stay away from clients.
+        if !limits.remote().iter().any(|l| l.headers) {
+            if let RemoteAnswer::Allowed { headers } | RemoteAnswer::OverLimit { headers, .. } =
+                &mut answer
+            {
+                headers.clear();
+            }
+        }
         match answer {
             RemoteAnswer::Allowed { headers } => self.response_headers.extend(headers),
             RemoteAnswer::OverLimit {
@@ -901,6 +909,47 @@ mod tests {
         let mut ev = again;
         ev.apply_remote(&d, Some(&response(1, &[])), &mut store);
         assert_eq!(eval_with(&d, "api.test", &mut store).status(), 429);
+    }
+
+    #[test]
+    fn engine_headers_follow_the_headers_flag() {
+        let d = Document::from_json(
+            &RLS_DOC.replace(
+                r#""limit": 100, "window_s": 60, "backend": "rls" }
+        ] },
+        "watch""#,
+                r#""limit": 100, "window_s": 60, "backend": "rls", "headers": false }
+        ] },
+        "watch""#,
+            ),
+            &NoEnv,
+        )
+        .unwrap();
+        let mut store = MemoryStore::new();
+        let mut ev = eval_with(&d, "api.test", &mut store);
+        ev.apply_remote(
+            &d,
+            Some(&response(2, &[("X-RateLimit-Reset", "9")])),
+            &mut store,
+        );
+        let reply = ev.reply.as_ref().unwrap();
+        assert_eq!(reply.status, 429);
+        // Retry-After still comes from the engine's answer; the header itself is not forwarded.
+        assert_eq!(
+            reply.headers,
+            vec![("Retry-After".to_string(), "9".to_string())]
+        );
+        let d = rls_doc("deny");
+        let mut ev = eval_with(&d, "api.test", &mut MemoryStore::new());
+        ev.apply_remote(
+            &d,
+            Some(&response(1, &[("X-RateLimit-Limit", "5")])),
+            &mut store,
+        );
+        assert!(ev
+            .response_headers
+            .iter()
+            .any(|(k, _)| k == "X-RateLimit-Limit"));
     }
 
     #[test]
