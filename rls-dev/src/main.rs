@@ -279,6 +279,13 @@ mod tests {
         assert_eq!(ask(&s, &[("x", "k"), ("b", "u1")]), over);
         assert_eq!(ask(&s, &[("x", "k"), ("b", "u2")]), ok);
         assert_eq!(ask(&s, &[("b", "u1")]), ok);
+        // Comprehensions never match: Limitador takes the bound `d` for a missing variable.
+        let exists = service(
+            r#"[{"namespace": "edgeward", "max_value": 1, "seconds": 60,
+            "conditions": ["descriptors.exists(d, d.limit == 'b')"], "variables": []}]"#,
+        );
+        assert_eq!(ask(&exists, &[("b", "u1")]), ok);
+        assert_eq!(ask(&exists, &[("b", "u1")]), ok);
         let unguarded = service(
             r#"[{"namespace": "edgeward", "max_value": 1, "seconds": 60,
             "conditions": ["descriptors[1].limit == 'b'"], "variables": ["descriptors[1].key"]}]"#,
