@@ -57,6 +57,27 @@ fn get(envoy: &Envoy, path: &str) -> Response {
         .unwrap()
 }
 
+/// `n` concurrent requests, alternating between two addresses.
+fn burst(addrs: [SocketAddr; 2], n: usize) -> Vec<Response> {
+    support::block_on(async {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let addr = addrs[i % 2];
+                tokio::spawn(async move {
+                    Client::h1()
+                        .send(addr, &Req::get("/burst").authority("api.test"))
+                        .await
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap().unwrap());
+        }
+        out
+    })
+}
+
 fn failed_open(envoy: &Envoy) -> u64 {
     envoy
         .stat("wasmcustom.edgeward.rate_limit.remote_failed_open")
@@ -76,25 +97,8 @@ fn two_envoys_share_one_budget() {
     );
     let a = start_envoy(upstream.addr(), &policy, rls.addr().port(), true);
     let b = start_envoy(upstream.addr(), &policy, rls.addr().port(), true);
-    let addrs = [a.http_addr(), b.http_addr()];
     // 3×limit concurrent requests, alternating between the two Envoys (each with 2 workers).
-    let responses = support::block_on(async {
-        let tasks: Vec<_> = (0..3 * LIMIT)
-            .map(|i| {
-                let addr = addrs[i % 2];
-                tokio::spawn(async move {
-                    Client::h1()
-                        .send(addr, &Req::get("/burst").authority("api.test"))
-                        .await
-                })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.unwrap().unwrap());
-        }
-        out
-    });
+    let responses = burst([a.http_addr(), b.http_addr()], 3 * LIMIT);
     let ok: Vec<&Response> = responses.iter().filter(|r| r.status == 200).collect();
     let limited: Vec<&Response> = responses.iter().filter(|r| r.status == 429).collect();
     assert_eq!(
@@ -379,4 +383,65 @@ fn eval_shows_the_descriptors_for_the_engine_config() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["rate_limit_service"].is_null(), "{v}");
+}
+
+/// A private redis-server (Debian's), killed by pid on drop.
+struct Redis(std::process::Child);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Redis variant of the dev server: two dev servers sharing counters in one Redis, each behind
+/// its own Envoy. Needs redis-server and `rls-dev --features redis` (clang, libclang-dev; RocksDB
+/// builds for about 12 minutes cold), so it is not part of the default run:
+/// `cargo test --test e2e_rls -- --ignored`.
+#[test]
+#[ignore = "needs redis-server and rls-dev built with --features redis (slow cold build)"]
+fn two_dev_servers_share_one_budget_through_redis() {
+    const LIMIT: usize = 6;
+    let bin = support::rls::rls_dev_redis_bin();
+    let port = support::free_port(false).unwrap();
+    let redis = Redis(
+        std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("redis://127.0.0.1:{port}");
+    let limits = limitador("cluster-total", LIMIT as u64, 300);
+    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let rls1 = RlsServer::start_with(&bin, &limits, any, 0, &["--redis", &url]).unwrap();
+    let rls2 = RlsServer::start_with(&bin, &limits, any, 0, &["--redis", &url]).unwrap();
+    let upstream = echo_server();
+    let policy = doc(
+        r#"{"cluster": "ratelimit", "domain": "edgeward", "timeout_ms": 5000}"#,
+        r#"[{"name": "cluster-total", "key": "route", "limit": 6, "window_s": 300, "backend": "rls"}]"#,
+    );
+    let a = start_envoy(upstream.addr(), &policy, rls1.addr().port(), true);
+    let b = start_envoy(upstream.addr(), &policy, rls2.addr().port(), true);
+    let responses = burst([a.http_addr(), b.http_addr()], 3 * LIMIT);
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        LIMIT,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2 * LIMIT,
+        "{statuses:?}"
+    );
+    assert_eq!(upstream.requests(), LIMIT as u64);
+    drop(redis);
 }

@@ -39,9 +39,19 @@ pub fn add_cluster(yaml: String, cluster: &str) -> String {
 /// persistent target directory is up to date.
 pub fn rls_dev_bin() -> PathBuf {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BIN.get_or_init(build) {
+    match BIN.get_or_init(|| build(None)) {
         Ok(p) => p.clone(),
         Err(e) => panic!("building rls-dev failed: {e}"),
+    }
+}
+
+/// The dev server built with `--features redis` (RocksDB comes along: clang and libclang-dev
+/// needed; about 12 minutes cold), in its own target directory (`<target>-redis`).
+pub fn rls_dev_redis_bin() -> PathBuf {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BIN.get_or_init(|| build(Some("redis"))) {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("building rls-dev --features redis failed: {e}"),
     }
 }
 
@@ -55,14 +65,21 @@ fn target_dir() -> PathBuf {
     repo_root().join("target").join("rls-dev")
 }
 
-fn build() -> Result<PathBuf, String> {
-    let target = target_dir();
+fn build(feature: Option<&str>) -> Result<PathBuf, String> {
+    let mut target = target_dir();
+    if let Some(f) = feature {
+        target.as_mut_os_string().push(format!("-{f}"));
+    }
     let bin = target.join("debug").join("edgeward-rls-dev");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let started = Instant::now();
-    let out = Command::new(cargo)
-        .current_dir(repo_root().join("rls-dev"))
-        .args(["build", "--locked", "--quiet"])
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(repo_root().join("rls-dev"))
+        .args(["build", "--locked", "--quiet"]);
+    if let Some(f) = feature {
+        cmd.args(["--features", f]);
+    }
+    let out = cmd
         .env("CARGO_TARGET_DIR", &target)
         .output()
         .map_err(|e| format!("running cargo: {e}"))?;
@@ -94,10 +111,22 @@ impl RlsServer {
     /// Starts the server with `limits` (a JSON list of Limitador limits) on `listen` (port 0: a
     /// free one), answering `delay_ms` late.
     pub fn start(limits: &str, listen: SocketAddr, delay_ms: u64) -> Result<RlsServer, String> {
+        Self::start_with(&rls_dev_bin(), limits, listen, delay_ms, &[])
+    }
+
+    /// Like `start`, with a given binary and extra arguments (e.g. `--redis URL`).
+    pub fn start_with(
+        bin: &std::path::Path,
+        limits: &str,
+        listen: SocketAddr,
+        delay_ms: u64,
+        extra: &[&str],
+    ) -> Result<RlsServer, String> {
         let dir = TempDir::new("rls").map_err(|e| e.to_string())?;
         let file = dir.path().join("limits.json");
         std::fs::write(&file, limits).map_err(|e| e.to_string())?;
-        let mut child = Command::new(rls_dev_bin())
+        let mut child = Command::new(bin)
+            .args(extra)
             .arg("--limits")
             .arg(&file)
             .args(["--listen", &listen.to_string()])
