@@ -39,9 +39,19 @@ pub fn add_cluster(yaml: String, cluster: &str) -> String {
 /// persistent target directory is up to date.
 pub fn rls_dev_bin() -> PathBuf {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BIN.get_or_init(|| build(None)) {
+    match BIN.get_or_init(|| build(None, false)) {
         Ok(p) => p.clone(),
         Err(e) => panic!("building rls-dev failed: {e}"),
+    }
+}
+
+/// The dev server built with `--release` (for measurements, e.g. the benchmark's D-rls: the debug
+/// build's own latency would be counted as edgeward's cost).
+pub fn rls_dev_release_bin() -> PathBuf {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BIN.get_or_init(|| build(None, true)) {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("building rls-dev --release failed: {e}"),
     }
 }
 
@@ -49,7 +59,7 @@ pub fn rls_dev_bin() -> PathBuf {
 /// needed; about 12 minutes cold), in its own target directory (`<target>-redis`).
 pub fn rls_dev_redis_bin() -> PathBuf {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BIN.get_or_init(|| build(Some("redis"))) {
+    match BIN.get_or_init(|| build(Some("redis"), false)) {
         Ok(p) => p.clone(),
         Err(e) => panic!("building rls-dev --features redis failed: {e}"),
     }
@@ -65,12 +75,13 @@ fn target_dir() -> PathBuf {
     repo_root().join("target").join("rls-dev")
 }
 
-fn build(feature: Option<&str>) -> Result<PathBuf, String> {
+fn build(feature: Option<&str>, release: bool) -> Result<PathBuf, String> {
     let mut target = target_dir();
     if let Some(f) = feature {
         target.as_mut_os_string().push(format!("-{f}"));
     }
-    let bin = target.join("debug").join("edgeward-rls-dev");
+    let profile = if release { "release" } else { "debug" };
+    let bin = target.join(profile).join("edgeward-rls-dev");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let started = Instant::now();
     let mut cmd = Command::new(cargo);
@@ -78,6 +89,9 @@ fn build(feature: Option<&str>) -> Result<PathBuf, String> {
         .args(["build", "--locked", "--quiet"]);
     if let Some(f) = feature {
         cmd.args(["--features", f]);
+    }
+    if release {
+        cmd.arg("--release");
     }
     let out = cmd
         .env("CARGO_TARGET_DIR", &target)
