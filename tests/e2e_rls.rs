@@ -397,8 +397,11 @@ impl Drop for Redis {
 
 /// The Redis variant of the dev server: two dev servers sharing counters in one Redis, each behind
 /// its own Envoy. Needs redis-server and `rls-dev --features redis` (clang, libclang-dev; RocksDB
-/// builds for about 12 minutes cold), so it is not part of the default run:
+/// makes the cold build long), so it is not part of the default run:
 /// `cargo test --test e2e_rls -- --ignored`.
+///
+/// Requests go one at a time: Limitador 0.14's Redis storages check, then update (two round trips,
+/// not atomic), so a concurrent burst overshoots the limit (seen: 17 of 18 passed a limit of 6).
 #[test]
 #[ignore = "needs redis-server and rls-dev built with --features redis (slow cold build)"]
 fn two_dev_servers_share_one_budget_through_redis() {
@@ -430,8 +433,9 @@ fn two_dev_servers_share_one_budget_through_redis() {
     );
     let a = start_envoy(upstream.addr(), &policy, rls1.addr().port(), true);
     let b = start_envoy(upstream.addr(), &policy, rls2.addr().port(), true);
-    let responses = burst([a.http_addr(), b.http_addr()], 3 * LIMIT);
-    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    let statuses: Vec<u16> = (0..3 * LIMIT)
+        .map(|i| get(if i % 2 == 0 { &a } else { &b }, "/seq").status)
+        .collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 200).count(),
         LIMIT,
