@@ -16,6 +16,9 @@ export ENVOY_BIN="$(find_envoy)"
 export EDGEWARD_WASM="$ROOT/dist/edgeward.wasm"
 log "Envoy: $("$ENVOY_BIN" --version | tr -s ' ' | cut -c1-100)"
 
+log "the development rate limit service (rls-dev/, its own workspace): fmt, unit tests"
+(cd rls-dev && cargo fmt -- --check && CARGO_TARGET_DIR="$CACHE/rls-dev-target" cargo test --quiet --locked 2>&1)
+
 log "native tests: core units, CLI, and end-to-end through Envoy"
 cargo test --quiet 2>&1
 

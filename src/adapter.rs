@@ -10,8 +10,9 @@ use crate::request::{Headers, Peer, RequestHead, TlsVersion};
 use crate::store::{Cas, SharedStore, StoreError};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use std::cell::Cell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -106,6 +107,7 @@ impl RootContext for EdgewardRoot {
             req: None,
             eval: None,
             body_seen: 0,
+            grpc_token: None,
             ops_applied: 0,
             replied: false,
             logged: false,
@@ -150,13 +152,13 @@ struct EdgewardHttp {
     req: Option<RequestData>,
     eval: Option<Evaluation>,
     body_seen: usize,
+    /// The pending rate limit service call, while the request waits for it.
+    grpc_token: Option<u32>,
     /// How many of the evaluation's upstream header changes were applied.
     ops_applied: usize,
     replied: bool,
     logged: bool,
 }
-
-impl Context for EdgewardHttp {}
 
 /// proxy-wasm shared data, shared by all worker threads of the Envoy process.
 struct HostStore;
@@ -237,8 +239,53 @@ impl EdgewardHttp {
         }
     }
 
-    /// Sends the local reply if the evaluation has one, else lets the request go on.
+    /// Starts the rate limit service call if the evaluation has one pending. `true`: the request
+    /// must wait (the answer arrives in `on_grpc_call_response`); `false`: no call, or it could not
+    /// start and the failure mode has been applied.
+    fn start_remote_call(&mut self) -> bool {
+        let doc = Rc::clone(&self.doc);
+        let Some(ev) = self.eval.as_mut() else {
+            return false;
+        };
+        let Some(call) = ev.remote.as_ref() else {
+            return false;
+        };
+        let started = doc.rls.as_ref().map(|rls| {
+            // The SDK's wrapper registers the token so that the answer reaches this context; it
+            // panics only on BadArgument, which Envoy returns for a target that parses as a
+            // GrpcService (refused at configure time). An unknown cluster is ParseFailure.
+            hostcalls::dispatch_grpc_call(
+                &rls.cluster,
+                crate::rate_limit::remote::SERVICE,
+                crate::rate_limit::remote::METHOD,
+                Vec::new(),
+                Some(&call.message),
+                Duration::from_millis(u64::from(rls.timeout_ms)),
+            )
+        });
+        match started {
+            Some(Ok(token)) => {
+                self.grpc_token = Some(token);
+                true
+            }
+            failed => {
+                warn_once(&format!(
+                    "edgeward: rate limit service call could not start (cluster {:?}: {:?}); applying failure_mode",
+                    doc.rls.as_ref().map_or("", |r| r.cluster.as_str()),
+                    failed.map(|r| r.err())
+                ));
+                ev.apply_remote(&doc, None, &mut HostStore);
+                false
+            }
+        }
+    }
+
+    /// Sends the local reply if the evaluation has one, else lets the request go on (after the
+    /// rate limit service's answer, when a remote limit applies).
     fn finish(&mut self) -> Action {
+        if self.start_remote_call() {
+            return Action::Pause;
+        }
         let Some(ev) = self.eval.take() else {
             return Action::Continue;
         };
@@ -300,6 +347,40 @@ impl EdgewardHttp {
 
     fn pending_body(&self) -> Option<usize> {
         self.eval.as_ref().and_then(|e| e.needs_body)
+    }
+}
+
+thread_local! {
+    static WARNED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Logs a warning once per worker VM (per-request failures are counted, not logged).
+fn warn_once(msg: &str) {
+    if !WARNED.with(|w| w.replace(true)) {
+        log(LogLevel::Warn, msg);
+    }
+}
+
+impl Context for EdgewardHttp {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        if self.grpc_token != Some(token_id) {
+            return;
+        }
+        self.grpc_token = None;
+        // Status 0 with the message; any other status (UNAVAILABLE, DEADLINE_EXCEEDED, a protocol
+        // error on a non-HTTP/2 cluster, ...) is a failure and follows the failure mode.
+        let body = if status_code == 0 {
+            host::get_buffer(host::GRPC_RECEIVE_BUFFER, response_size)
+        } else {
+            None
+        };
+        let doc = Rc::clone(&self.doc);
+        if let Some(ev) = self.eval.as_mut() {
+            ev.apply_remote(&doc, body.as_deref(), &mut HostStore);
+        }
+        if matches!(self.finish(), Action::Continue) {
+            let _ = host::resume_http_request();
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use crate::error::{index, join, ConfigError, Errors};
 use crate::https::{Https, HttpsInput};
 use crate::ip::{ClientIpConfig, ClientIpInput, IpInput, IpLists, IpPolicy};
 use crate::log::{self, LogInput, LogPolicy};
-use crate::rate_limit::{self, LimitInput, RateLimits};
+use crate::rate_limit::{self, LimitInput, RateLimits, RlsConfig, RlsInput};
 use crate::route::{HostMatch, RouteEntry, Target};
 use crate::secret::Env;
 use crate::signature::{self, NonceTableConfig, SignatureInput, SignaturePolicy};
@@ -25,6 +25,9 @@ pub struct DocumentInput {
     pub ip_lists: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub rate_limit_slots: Option<u32>,
+    /// The rate limit service for `"backend": "rls"` limits.
+    #[serde(default)]
+    pub rls: Option<RlsInput>,
     pub policies: BTreeMap<String, PolicyInput>,
     pub routes: Vec<RouteInput>,
 }
@@ -114,6 +117,8 @@ pub struct Document {
     /// text and the optional `EDGEWARD_HASH_KEY` environment variable, so every worker VM of a process
     /// computes the same key without racing to publish one.
     pub hash_key: [u8; 16],
+    /// The rate limit service (cluster, domain, timeout, failure mode), if the document has one.
+    pub rls: Option<RlsConfig>,
 }
 
 /// Parses JSON text into the input types; errors carry the JSON path (`policies.p.ip: unknown field ...`).
@@ -145,6 +150,10 @@ impl Document {
             "rate_limit_slots",
             &mut errs,
         );
+        let rls = input
+            .rls
+            .as_ref()
+            .and_then(|r| rate_limit::remote::compile_rls(r, "rls", &mut errs));
         let mut policies = Vec::with_capacity(input.policies.len());
         for (name, p) in &input.policies {
             let path = join("policies", name);
@@ -174,6 +183,7 @@ impl Document {
                 &join(&path, "rate_limits"),
                 name,
                 p.signature.is_some(),
+                input.rls.is_some(),
                 slots,
                 &mut errs,
             )
@@ -245,6 +255,7 @@ impl Document {
         }
         let sections: Vec<&RateLimits> = policies.iter().map(|p| &p.rate_limits).collect();
         rate_limit::check_globals(&sections, &mut errs);
+        rate_limit::check_remote_names(&sections, &mut errs);
         if !errs.is_empty() {
             return Err(errs.into_vec());
         }
@@ -257,6 +268,7 @@ impl Document {
             default_log: LogPolicy::default(),
             nonce_table: NonceTableConfig::default(),
             hash_key: [0; 16],
+            rls,
         })
     }
 }

@@ -8,7 +8,7 @@ use crate::decision::{Decision, Reason, Reply};
 use crate::document::{Document, Mode, Policy};
 use crate::https::{arrived_over_https, valid_authority};
 use crate::log::{LogPolicy, RecordInput, XffAction};
-use crate::rate_limit::{KeyInputs, RateOutcome};
+use crate::rate_limit::{remote, FailureMode, KeyInputs, RateOutcome, Receipt, RemoteAnswer};
 use crate::request::RequestHead;
 use crate::route::{normalize_host, select, Target};
 use crate::signature::{check_content_digest, check_nonce, Verified};
@@ -50,6 +50,34 @@ pub struct Evaluation {
     pending_signature: Option<Verified>,
     /// The client address per the document's `client_ip` model (`None`: unknown or unparseable).
     pub client_ip: Option<IpAddr>,
+    /// Set when every local check passed and the policy has remote limits: the call to make to the
+    /// rate limit service before the request may go on (see [`Evaluation::apply_remote`]).
+    pub remote: Option<RemoteCall>,
+    /// The rate limit service failed and `failure_mode: allow` let the request through.
+    pub remote_failed_open: bool,
+}
+
+/// A pending call to the rate limit service (`ShouldRateLimit`).
+#[derive(Debug)]
+pub struct RemoteCall {
+    /// The serialized `RateLimitRequest` (one descriptor per remote limit).
+    pub message: Vec<u8>,
+    /// The local tokens this request took, given back if the service denies it.
+    receipt: Receipt,
+}
+
+impl RemoteCall {
+    /// The request's domain and descriptors (each a list of key/value entries), for display.
+    pub fn describe(&self) -> Option<(String, Vec<Vec<(String, String)>>)> {
+        use prost::Message;
+        let req = remote::RateLimitRequest::decode(self.message.as_slice()).ok()?;
+        let descriptors = req
+            .descriptors
+            .into_iter()
+            .map(|d| d.entries.into_iter().map(|e| (e.key, e.value)).collect())
+            .collect();
+        Some((req.domain, descriptors))
+    }
 }
 
 impl Evaluation {
@@ -67,6 +95,8 @@ impl Evaluation {
             needs_body: None,
             client_ip: None,
             pending_signature: None,
+            remote: None,
+            remote_failed_open: false,
         }
     }
 
@@ -220,15 +250,83 @@ impl Evaluation {
                 key_id: self.key_id.as_deref(),
                 headers: head.headers,
             };
-            match policy
-                .rate_limits
-                .acquire(&keys, now_ns, store, &doc.hash_key)
-            {
-                RateOutcome::Allowed { headers } => self.response_headers.extend(headers),
+            let (outcome, receipt) =
+                policy
+                    .rate_limits
+                    .acquire_held(&keys, now_ns, store, &doc.hash_key);
+            match outcome {
+                RateOutcome::Allowed { headers } => {
+                    self.response_headers.extend(headers);
+                    // Remote limits are asked only once every local limit passed (local checks are
+                    // cheap; the call is not).
+                    if let Some(message) = doc
+                        .rls
+                        .as_ref()
+                        .and_then(|rls| policy.rate_limits.remote_message(rls, &policy.name, &keys))
+                    {
+                        self.remote = Some(RemoteCall { message, receipt });
+                    }
+                }
                 RateOutcome::Limited { reply, .. } | RateOutcome::Unavailable { reply } => {
                     self.fail(reply)
                 }
             }
+        }
+    }
+
+    /// Applies the rate limit service's answer to the pending [`RemoteCall`]: `Some(bytes)` is the
+    /// `RateLimitResponse` message, `None` any failure (gRPC error, timeout, unknown cluster).
+    /// Over limit: the limit's status (429 by default), `Retry-After` and the engine's headers.
+    /// Failure: `failure_mode` deny answers 503 `rate_limit_unavailable`; allow lets it through and
+    /// sets `remote_failed_open`. A denied request gets its local tokens back.
+    pub fn apply_remote(
+        &mut self,
+        doc: &Document,
+        answer: Option<&[u8]>,
+        store: &mut dyn SharedStore,
+    ) {
+        let Some(call) = self.remote.take() else {
+            return;
+        };
+        let (Some(policy), Some(rls)) = (self.policy.and_then(|i| doc.policies.get(i)), &doc.rls)
+        else {
+            return;
+        };
+        let limits = &policy.rate_limits;
+        let mut answer = answer.map_or(RemoteAnswer::Unavailable, |bytes| {
+            remote::read_response(bytes, limits.remote().len())
+        });
+        // `"headers": false` on every remote limit: the engine's headers stay away from clients.
+        if !limits.remote().iter().any(|l| l.headers) {
+            if let RemoteAnswer::Allowed { headers } | RemoteAnswer::OverLimit { headers, .. } =
+                &mut answer
+            {
+                headers.clear();
+            }
+        }
+        match answer {
+            RemoteAnswer::Allowed { headers } => self.response_headers.extend(headers),
+            RemoteAnswer::OverLimit {
+                headers,
+                retry_after_s,
+                descriptor,
+            } => {
+                limits.refund(call.receipt, store);
+                self.fail(limits.remote_limited(descriptor, retry_after_s, headers));
+            }
+            RemoteAnswer::Unavailable => match rls.failure_mode {
+                FailureMode::Allow => self.remote_failed_open = true,
+                FailureMode::Deny => {
+                    limits.refund(call.receipt, store);
+                    self.fail(
+                        Reply::deny(
+                            crate::rate_limit::UNAVAILABLE_STATUS,
+                            Reason::RateLimitUnavailable,
+                        )
+                        .with_header("Retry-After", "1"),
+                    );
+                }
+            },
         }
     }
 }
@@ -680,5 +778,278 @@ mod tests {
         assert_ne!(a.hash_key, c.hash_key);
         let env = |n: &str| (n == "EDGEWARD_HASH_KEY").then(|| "k".to_string());
         assert_ne!(Document::from_json(DOC, &env).unwrap().hash_key, a.hash_key);
+    }
+
+    const RLS_DOC: &str = r#"{
+      "rls": { "cluster": "ratelimit", "domain": "edgeward", "failure_mode": "deny" },
+      "policies": {
+        "api": { "rate_limits": [
+          { "name": "local-total", "key": "route", "limit": 1, "window_s": 3600 },
+          { "name": "per-client", "key": "client_ip", "limit": 100, "window_s": 60, "backend": "rls" }
+        ] },
+        "watch": { "mode": "shadow", "rate_limits": [
+          { "name": "per-client", "key": "client_ip", "limit": 100, "window_s": 60, "backend": "rls" }
+        ] },
+        "plain": { "rate_limits": [ { "name": "l", "key": "route", "limit": 5, "window_s": 1 } ] }
+      },
+      "routes": [
+        { "host": "watch.test", "policy": "watch" },
+        { "host": "plain.test", "policy": "plain" },
+        { "policy": "api" }
+      ]
+    }"#;
+
+    fn rls_doc(failure_mode: &str) -> Document {
+        Document::from_json(
+            &RLS_DOC.replace(
+                "\"failure_mode\": \"deny\"",
+                &format!("\"failure_mode\": \"{failure_mode}\""),
+            ),
+            &NoEnv,
+        )
+        .unwrap()
+    }
+
+    fn eval_with(doc: &Document, authority: &str, store: &mut MemoryStore) -> Evaluation {
+        let head = RequestHead {
+            method: "GET",
+            authority,
+            path: "/",
+            route_name: None,
+            tls: None,
+            peer: Peer::Ip([192, 0, 2, 7].into()),
+            headers: Headers(&[]),
+        };
+        doc.evaluate_head(&head, 1_700_000_000_000_000_000, store)
+    }
+
+    fn response(code: i32, headers: &[(&str, &str)]) -> Vec<u8> {
+        use prost::Message;
+        remote::RateLimitResponse {
+            overall_code: code,
+            statuses: Vec::new(),
+            response_headers_to_add: headers
+                .iter()
+                .map(|(k, v)| remote::HeaderValue {
+                    key: k.to_string(),
+                    value: v.to_string(),
+                    raw_value: Vec::new(),
+                })
+                .collect(),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn remote_call_only_after_local_limits_pass() {
+        use prost::Message;
+        let d = rls_doc("deny");
+        let mut store = MemoryStore::new();
+        let ev = eval_with(&d, "api.test", &mut store);
+        assert_eq!(ev.status(), 200);
+        let call = ev.remote.as_ref().expect("a remote call is pending");
+        let req = remote::RateLimitRequest::decode(call.message.as_slice()).unwrap();
+        assert_eq!(req.domain, "edgeward");
+        let entries: Vec<(&str, &str)> = req.descriptors[0]
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()))
+            .collect();
+        assert_eq!(entries, [("limit", "per-client"), ("key", "192.0.2.7")]);
+        // The local limit (1 per hour) is now empty: the next request is denied locally, no call.
+        let ev = eval_with(&d, "api.test", &mut store);
+        assert_eq!((ev.status(), ev.reason()), (429, Some(Reason::RateLimited)));
+        assert!(ev.remote.is_none());
+        // A policy without remote limits never calls, even with an rls section.
+        assert!(eval_with(&d, "plain.test", &mut store).remote.is_none());
+    }
+
+    #[test]
+    fn remote_answers_allow_deny_and_refund_local_tokens() {
+        let d = rls_doc("deny");
+        let mut store = MemoryStore::new();
+        // Allowed: the engine's headers go to the client.
+        let mut ev = eval_with(&d, "api.test", &mut store);
+        ev.apply_remote(
+            &d,
+            Some(&response(1, &[("X-RateLimit-Remaining", "99")])),
+            &mut store,
+        );
+        assert!(ev.remote.is_none());
+        assert_eq!(ev.status(), 200);
+        assert!(ev
+            .response_headers
+            .contains(&("X-RateLimit-Remaining".to_string(), "99".to_string())));
+        assert!(!ev.remote_failed_open);
+
+        // Over limit: 429 with Retry-After and the engine's headers, and the local token comes back.
+        let mut store = MemoryStore::new();
+        let mut ev = eval_with(&d, "api.test", &mut store);
+        ev.apply_remote(
+            &d,
+            Some(&response(
+                2,
+                &[("X-RateLimit-Reset", "17"), ("X-RateLimit-Remaining", "0")],
+            )),
+            &mut store,
+        );
+        let reply = ev.reply.as_ref().expect("denied");
+        assert_eq!((reply.status, reply.reason), (429, Reason::RateLimited));
+        assert!(reply
+            .headers
+            .contains(&("Retry-After".to_string(), "17".to_string())));
+        assert!(reply
+            .headers
+            .contains(&("X-RateLimit-Remaining".to_string(), "0".to_string())));
+        let again = eval_with(&d, "api.test", &mut store);
+        assert_eq!(again.status(), 200, "the local token was refunded");
+        assert!(again.remote.is_some());
+
+        // Without a refund the local limit (1) would now deny: check the allow path keeps its token.
+        let mut ev = again;
+        ev.apply_remote(&d, Some(&response(1, &[])), &mut store);
+        assert_eq!(eval_with(&d, "api.test", &mut store).status(), 429);
+    }
+
+    #[test]
+    fn engine_headers_follow_the_headers_flag() {
+        let d = Document::from_json(
+            &RLS_DOC.replace(
+                r#""limit": 100, "window_s": 60, "backend": "rls" }
+        ] },
+        "watch""#,
+                r#""limit": 100, "window_s": 60, "backend": "rls", "headers": false }
+        ] },
+        "watch""#,
+            ),
+            &NoEnv,
+        )
+        .unwrap();
+        let mut store = MemoryStore::new();
+        let mut ev = eval_with(&d, "api.test", &mut store);
+        ev.apply_remote(
+            &d,
+            Some(&response(2, &[("X-RateLimit-Reset", "9")])),
+            &mut store,
+        );
+        let reply = ev.reply.as_ref().unwrap();
+        assert_eq!(reply.status, 429);
+        // Retry-After still comes from the engine's answer; the header itself is not forwarded.
+        assert_eq!(
+            reply.headers,
+            vec![("Retry-After".to_string(), "9".to_string())]
+        );
+        let d = rls_doc("deny");
+        let mut ev = eval_with(&d, "api.test", &mut MemoryStore::new());
+        ev.apply_remote(
+            &d,
+            Some(&response(1, &[("X-RateLimit-Limit", "5")])),
+            &mut store,
+        );
+        assert!(ev
+            .response_headers
+            .iter()
+            .any(|(k, _)| k == "X-RateLimit-Limit"));
+    }
+
+    #[test]
+    fn remote_failure_follows_the_failure_mode() {
+        for answer in [None, Some(vec![0xff, 0x01]), Some(response(0, &[]))] {
+            let d = rls_doc("deny");
+            let mut store = MemoryStore::new();
+            let mut ev = eval_with(&d, "api.test", &mut store);
+            ev.apply_remote(&d, answer.as_deref(), &mut store);
+            let reply = ev.reply.as_ref().expect("fail closed");
+            assert_eq!(
+                (reply.status, reply.reason),
+                (503, Reason::RateLimitUnavailable)
+            );
+            assert!(reply
+                .headers
+                .contains(&("Retry-After".to_string(), "1".to_string())));
+            assert!(!ev.remote_failed_open);
+            assert_eq!(
+                eval_with(&d, "api.test", &mut store).status(),
+                200,
+                "refunded"
+            );
+
+            let d = rls_doc("allow");
+            let mut store = MemoryStore::new();
+            let mut ev = eval_with(&d, "api.test", &mut store);
+            ev.apply_remote(&d, answer.as_deref(), &mut store);
+            assert_eq!(ev.status(), 200, "fail open");
+            assert!(ev.remote_failed_open);
+            let names = crate::metrics::names(&d);
+            let counted: Vec<&str> = crate::metrics::counters(&d, &ev)
+                .iter()
+                .flatten()
+                .map(|i| names[*i].as_str())
+                .collect();
+            assert_eq!(
+                counted,
+                [
+                    "edgeward.api.allowed",
+                    "edgeward.rate_limit.remote_failed_open"
+                ]
+            );
+            assert_eq!(
+                eval_with(&d, "api.test", &mut store).status(),
+                429,
+                "kept its token"
+            );
+        }
+    }
+
+    #[test]
+    fn remote_denial_in_shadow_mode_is_recorded_only() {
+        let d = rls_doc("deny");
+        let mut store = MemoryStore::new();
+        let mut ev = eval_with(&d, "watch.test", &mut store);
+        assert!(ev.remote.is_some());
+        ev.apply_remote(&d, Some(&response(2, &[])), &mut store);
+        assert_eq!(ev.status(), 200);
+        let shadow = ev.shadow.as_ref().expect("recorded");
+        assert_eq!((shadow.status, shadow.reason), (429, Reason::RateLimited));
+    }
+
+    #[test]
+    fn rls_document_errors_name_paths() {
+        let cases: &[(&str, &str)] = &[
+            // a remote limit needs the rls section
+            (
+                r#"{"policies":{"p":{"rate_limits":[{"name":"n","key":"route","limit":1,"window_s":1,"backend":"rls"}]}},"routes":[{"policy":"p"}]}"#,
+                "policies.p.rate_limits[0].backend",
+            ),
+            (
+                r#"{"rls":{"cluster":"rl","domain":"d","failure_mode":"open"},"policies":{},"routes":[{"policy":null}]}"#,
+                "rls.failure_mode",
+            ),
+            (
+                r#"{"rls":{"cluster":"rl","domain":"","timeout_ms":0},"policies":{},"routes":[{"policy":null}]}"#,
+                "rls.domain",
+            ),
+            // one name, one limit in the engine
+            (
+                r#"{"rls":{"cluster":"rl","domain":"d"},"policies":{
+                    "a":{"rate_limits":[{"name":"n","key":"client_ip","limit":1,"window_s":1,"backend":"rls"}]},
+                    "b":{"rate_limits":[{"name":"n","key":"client_ip","limit":2,"window_s":1,"backend":"rls"}]}},
+                   "routes":[{"policy":"a"}]}"#,
+                "policies.b.rate_limits[0]",
+            ),
+        ];
+        for (json, path) in cases {
+            let errs = Document::from_json(json, &NoEnv).unwrap_err();
+            assert!(errs.iter().any(|e| e.path == *path), "{json}: {errs:?}");
+        }
+        // Allow cases: the same name with the same limit in two policies; no rls section and no
+        // remote limit.
+        let ok = r#"{"rls":{"cluster":"rl","domain":"d"},"policies":{
+            "a":{"rate_limits":[{"name":"n","key":"client_ip","limit":1,"window_s":1,"backend":"rls"}]},
+            "b":{"rate_limits":[{"name":"n","key":"client_ip","limit":1,"window_s":1,"backend":"rls"}]}},
+           "routes":[{"policy":"a"}]}"#;
+        let d = Document::from_json(ok, &NoEnv).unwrap();
+        assert_eq!(d.rls.as_ref().map(|r| r.timeout_ms), Some(20));
+        assert!(Document::from_json(DOC, &NoEnv).unwrap().rls.is_none());
     }
 }

@@ -15,6 +15,10 @@ const CAS_MISMATCH: u32 = 8;
 pub const REQUEST_HEADERS: u32 = 0;
 /// `MapType::HttpResponseHeaders`.
 pub const RESPONSE_HEADERS: u32 = 2;
+/// `BufferType::GrpcReceiveBuffer`: the message of a finished gRPC call.
+pub const GRPC_RECEIVE_BUFFER: u32 = 5;
+/// `StreamType::HttpRequest`.
+const HTTP_REQUEST_STREAM: u32 = 0;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -56,6 +60,14 @@ extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
 }
 
 /// The SDK's host calls as the adapter uses them: the SDK itself, or (feature `host-call-count`, for the
@@ -313,4 +325,25 @@ pub fn send_local_response(code: u16, headers: &[(&str, &str)], body: &[u8]) -> 
             -1,
         )
     })
+}
+
+/// Reads up to `max` bytes of a host buffer (`None`: absent, empty or unreadable).
+pub fn get_buffer(buffer: u32, max: usize) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `get_shared_data`: the host hands over a buffer allocated through the SDK's
+    // `proxy_on_memory_allocate`, which we then own.
+    let s = unsafe { proxy_get_buffer_bytes(buffer, 0, max, &mut data, &mut size) };
+    if s != OK || data.is_null() {
+        return None;
+    }
+    // SAFETY: see above.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// Resumes a paused request (e.g. after the rate limit service answered). Fails quietly when the
+/// stream is gone.
+pub fn resume_http_request() -> Result<(), u32> {
+    // SAFETY: no pointers.
+    status(unsafe { proxy_continue_stream(HTTP_REQUEST_STREAM) })
 }

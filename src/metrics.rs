@@ -10,18 +10,20 @@ const REASONS: usize = Reason::ALL.len();
 const PER_POLICY: usize = 3 + 2 * REASONS;
 
 /// Document-wide counters after the per-policy block.
-const GLOBAL: [&str; 5] = [
+const GLOBAL: [&str; 6] = [
     "edgeward.no_route",
     "edgeward.bad_host",
     "edgeward.unchecked",
     "edgeward.rate_limit.unavailable",
     "edgeward.nonce_store_full",
+    "edgeward.rate_limit.remote_failed_open",
 ];
 const NO_ROUTE: usize = 0;
 const BAD_HOST: usize = 1;
 const UNCHECKED: usize = 2;
 const RATE_LIMIT_UNAVAILABLE: usize = 3;
 const NONCE_STORE_FULL: usize = 4;
+const REMOTE_FAILED_OPEN: usize = 5;
 
 /// Every counter name of a document, in id order.
 pub fn names(doc: &Document) -> Vec<String> {
@@ -52,6 +54,7 @@ pub fn counters(doc: &Document, ev: &Evaluation) -> [Option<usize>; 2] {
     let extra = match ev.reply.as_ref().or(ev.shadow.as_ref()).map(|r| r.reason) {
         Some(Reason::RateLimitUnavailable) => Some(global + RATE_LIMIT_UNAVAILABLE),
         Some(Reason::NonceStoreFull) => Some(global + NONCE_STORE_FULL),
+        _ if ev.remote_failed_open => Some(global + REMOTE_FAILED_OPEN),
         _ => None,
     };
     let Some(p) = ev.policy else {

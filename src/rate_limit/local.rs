@@ -279,6 +279,36 @@ fn refund(limit: &Limit, plan: &Plan, store: &mut dyn SharedStore) {
 pub struct LocalBackend<'s> {
     store: &'s mut dyn SharedStore,
     hash_key: [u8; 16],
+    /// The committed updates of the last admitted request (for a later refund).
+    taken: Vec<Plan>,
+}
+
+/// The tokens one admitted request took, one per local limit, so that they can be given back when
+/// a later check (the rate limit service) denies the request.
+#[derive(Debug, Default)]
+pub struct Receipt {
+    taken: Vec<Plan>,
+}
+
+impl Receipt {
+    /// Number of tokens held.
+    pub fn len(&self) -> usize {
+        self.taken.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.taken.is_empty()
+    }
+
+    /// Gives back each token to the limit it came from (`limits`: the same limits, same order).
+    pub(crate) fn refund(self, limits: &[Limit], store: &mut dyn SharedStore) {
+        if self.taken.len() != limits.len() {
+            return;
+        }
+        for (plan, limit) in self.taken.iter().zip(limits) {
+            refund(limit, plan, store);
+        }
+    }
 }
 
 impl<'s> LocalBackend<'s> {
@@ -287,12 +317,19 @@ impl<'s> LocalBackend<'s> {
         LocalBackend {
             store,
             hash_key: *hash_key,
+            taken: Vec::new(),
         }
+    }
+
+    /// What the last admitted request took (empty after a denial).
+    pub fn into_receipt(self) -> Receipt {
+        Receipt { taken: self.taken }
     }
 }
 
 impl BucketBackend for LocalBackend<'_> {
     fn take(&mut self, limits: &[Limit], keys: &[KeyValue<'_>], now_ns: u64) -> Verdict {
+        self.taken.clear();
         if limits.len() != keys.len() {
             return Verdict::Unavailable;
         }
@@ -350,6 +387,8 @@ impl BucketBackend for LocalBackend<'_> {
                 return failure.unwrap_or_else(|| Verdict::Limited(states(&plans)));
             }
         }
-        Verdict::Allowed(states(&plans))
+        let verdict = Verdict::Allowed(states(&plans));
+        self.taken = plans;
+        verdict
     }
 }

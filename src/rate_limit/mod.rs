@@ -8,8 +8,10 @@
 
 mod gcra;
 mod local;
+pub mod remote;
 
-pub use local::{LocalBackend, MAX_ATTEMPTS, WAYS};
+pub use local::{LocalBackend, Receipt, MAX_ATTEMPTS, WAYS};
+pub use remote::{FailureMode, RemoteAnswer, RlsConfig, RlsInput};
 
 use crate::decision::{Reason, Reply};
 use crate::error::{index, join, Errors};
@@ -59,6 +61,15 @@ fn default_true() -> bool {
     true
 }
 
+/// Where a limit's buckets live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// This Envoy process's shared data (exact across its workers).
+    Local,
+    /// The document's rate limit service (`rls`), shared by every Envoy that calls it.
+    Rls,
+}
+
 /// What a limit counts by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySpec {
@@ -84,16 +95,19 @@ pub struct Limit {
     pub burst: u64,
     pub status: u16,
     pub headers: bool,
+    pub backend: Backend,
     /// JSON path of this limit in the document (for document-wide checks).
     pub path: String,
     pub(crate) gcra: Gcra,
     pub(crate) table: local::Table,
 }
 
-/// A policy's compiled `rate_limits`, in document order.
+/// A policy's compiled `rate_limits`, in document order, local and remote apart.
 #[derive(Debug, Clone, Default)]
 pub struct RateLimits {
     limits: Vec<Limit>,
+    /// `"backend": "rls"`: checked by the rate limit service after every local limit passed.
+    remote: Vec<Limit>,
 }
 
 /// What the request offers as keys; the engine fills it from the IP and signature checks.
@@ -192,15 +206,18 @@ pub fn validate_slots(v: u32, path: &str, errs: &mut Errors) -> u32 {
 }
 
 /// Compiles a policy's `rate_limits` (at JSON path `path`); `None` when any entry is invalid.
+/// `has_rls`: the document has an `rls` section (needed by `"backend": "rls"`).
 pub fn compile(
     inputs: &[LimitInput],
     path: &str,
     policy_name: &str,
     has_signature: bool,
+    has_rls: bool,
     slots: u32,
     errs: &mut Errors,
 ) -> Option<RateLimits> {
     let mut limits = Vec::with_capacity(inputs.len());
+    let mut remote = Vec::new();
     let mut ok = true;
     for (i, input) in inputs.iter().enumerate() {
         let p = index(path, i);
@@ -211,12 +228,13 @@ pub fn compile(
             );
             ok = false;
         }
-        match compile_one(input, &p, policy_name, has_signature, slots, errs) {
+        match compile_one(input, &p, policy_name, has_signature, has_rls, slots, errs) {
+            Some(l) if l.backend == Backend::Rls => remote.push(l),
             Some(l) => limits.push(l),
             None => ok = false,
         }
     }
-    ok.then_some(RateLimits { limits })
+    ok.then_some(RateLimits { limits, remote })
 }
 
 fn compile_one(
@@ -224,6 +242,7 @@ fn compile_one(
     p: &str,
     policy_name: &str,
     has_signature: bool,
+    has_rls: bool,
     slots: u32,
     errs: &mut Errors,
 ) -> Option<Limit> {
@@ -303,13 +322,26 @@ fn compile_one(
             );
         }
     }
-    match input.backend.as_deref() {
-        None | Some("local") => {}
-        Some(other) => bad(
-            "backend",
-            format!("backend {other:?} is not available yet: remote backends are not supported (only \"local\")"),
-        ),
-    }
+    let backend = match input.backend.as_deref() {
+        None | Some("local") => Backend::Local,
+        Some("rls") => {
+            if !has_rls {
+                bad(
+                    "backend",
+                    "backend \"rls\" needs the document-level \"rls\" section (cluster, domain)"
+                        .to_string(),
+                );
+            }
+            Backend::Rls
+        }
+        Some(other) => {
+            bad(
+                "backend",
+                format!("unknown backend {other:?} (\"local\" or \"rls\")"),
+            );
+            Backend::Local
+        }
+    };
     let key = match key? {
         KeySpec::ClientIp { .. } => KeySpec::ClientIp { ipv6_prefix },
         k => k,
@@ -335,6 +367,7 @@ fn compile_one(
         burst,
         status,
         headers: input.headers,
+        backend,
         path: p.to_string(),
         gcra,
         table,
@@ -389,14 +422,79 @@ pub fn check_globals(sections: &[&RateLimits], errs: &mut Errors) {
     }
 }
 
+/// Document-wide check: a remote limit's name is its identity in the engine's config, so remote
+/// limits that share a name must agree on key kind, limit and window (they share the engine's
+/// counters, except `route` limits, whose key value is the policy name).
+pub fn check_remote_names(sections: &[&RateLimits], errs: &mut Errors) {
+    let remote: Vec<&Limit> = sections.iter().flat_map(|s| s.remote.iter()).collect();
+    for (i, l) in remote.iter().enumerate() {
+        if let Some(first) = remote.iter().take(i).find(|o| o.name == l.name) {
+            if (&first.key, first.limit, first.window_s) != (&l.key, l.limit, l.window_s) {
+                errs.push(
+                    &l.path,
+                    format!(
+                        "remote limit {:?} is one limit in the rate limit service's config; its key, limit and window_s must match {}",
+                        l.name, first.path
+                    ),
+                );
+            }
+        }
+    }
+}
+
 impl RateLimits {
-    /// The limits in document order.
+    /// The local limits in document order.
     pub fn limits(&self) -> &[Limit] {
         &self.limits
     }
 
+    /// The remote (`"backend": "rls"`) limits in document order.
+    pub fn remote(&self) -> &[Limit] {
+        &self.remote
+    }
+
+    /// No limit at all, local or remote.
     pub fn is_empty(&self) -> bool {
-        self.limits.is_empty()
+        self.limits.is_empty() && self.remote.is_empty()
+    }
+
+    /// The serialized RLS request for this policy's remote limits (`None` when it has none).
+    pub fn remote_message(
+        &self,
+        rls: &RlsConfig,
+        policy_name: &str,
+        keys: &KeyInputs<'_>,
+    ) -> Option<Vec<u8>> {
+        if self.remote.is_empty() {
+            return None;
+        }
+        let values: Vec<KeyValue<'_>> = self.remote.iter().map(|l| l.key_value(keys)).collect();
+        Some(remote::request_message(
+            &rls.domain,
+            policy_name,
+            &self.remote,
+            &values,
+        ))
+    }
+
+    /// Like [`RateLimits::acquire`], and also returns what was taken so that [`RateLimits::refund`]
+    /// can give it back (when the rate limit service denies the request afterwards).
+    pub fn acquire_held(
+        &self,
+        keys: &KeyInputs<'_>,
+        now_ns: u64,
+        store: &mut dyn SharedStore,
+        hash_key: &[u8; 16],
+    ) -> (RateOutcome, Receipt) {
+        let mut backend = LocalBackend::new(store, hash_key);
+        let outcome = self.decide(&mut backend, keys, now_ns);
+        (outcome, backend.into_receipt())
+    }
+
+    /// Gives back every token a receipt holds (best effort; a refund that cannot land is dropped,
+    /// which only makes limiting stricter).
+    pub fn refund(&self, receipt: Receipt, store: &mut dyn SharedStore) {
+        receipt.refund(&self.limits, store);
     }
 
     /// Takes one token from every limit in the local shared-data table (see [`LocalBackend`]).
@@ -469,6 +567,24 @@ impl RateLimits {
             reply,
             limit: limit.name.clone(),
         }
+    }
+
+    /// The reply for a request the rate limit service found over limit (`descriptor`: the index of
+    /// the over-limit remote limit, when the engine said; its `status` is used, else the first's).
+    pub fn remote_limited(
+        &self,
+        descriptor: Option<usize>,
+        retry_after_s: u64,
+        headers: Vec<(String, String)>,
+    ) -> Reply {
+        let status = descriptor
+            .and_then(|i| self.remote.get(i))
+            .or(self.remote.first())
+            .map_or(429, |l| l.status);
+        let mut reply = Reply::deny(status, Reason::RateLimited)
+            .with_header("Retry-After", retry_after_s.max(1).to_string());
+        reply.headers.extend(headers);
+        reply
     }
 
     /// `RateLimit-Policy` and `RateLimit` for the header-enabled limit closest to exhaustion: fewest

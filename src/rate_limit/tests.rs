@@ -20,6 +20,7 @@ fn compile_with(json: &str, policy: &str, slots: u32) -> RateLimits {
         "policies.p.rate_limits",
         policy,
         true,
+        true,
         slots,
         &mut errs,
     );
@@ -38,6 +39,7 @@ fn errors(json: &str, has_signature: bool) -> Vec<String> {
         "policies.p.rate_limits",
         "p",
         has_signature,
+        true,
         DEFAULT_SLOTS,
         &mut errs,
     );
@@ -175,9 +177,9 @@ fn config_errors_name_the_path() {
             "only to key \"client_ip\"",
         ),
         (
-            &format!(r#"{base}, "backend": "rls""#),
+            &format!(r#"{base}, "backend": "redis""#),
             "[0].backend",
-            "remote backends are not supported",
+            "unknown backend",
         ),
         (
             r#""name": "n", "key": "header:", "limit": 1, "window_s": 1"#,
@@ -236,7 +238,7 @@ fn config_errors_name_the_path() {
 fn every_error_is_reported_at_once() {
     let errs = errors(
         r#"[{"name": "", "key": "nope", "limit": 0, "window_s": 0, "status": 1},
-            {"name": "ok", "key": "route", "limit": 1, "window_s": 1, "backend": "rls"}]"#,
+            {"name": "ok", "key": "route", "limit": 1, "window_s": 1, "backend": "remote"}]"#,
         true,
     );
     assert_eq!(errs.len(), 6, "{errs:?}");

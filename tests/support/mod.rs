@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod echo;
+pub mod rls;
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};

@@ -139,6 +139,12 @@ pub fn eval(args: &[String]) -> Result<ExitCode, String> {
         })),
         "response_headers": response_headers,
         "upstream_headers": upstream_headers,
+        // Remote limits: what edgeward would send the rate limit service (the decision above
+        // assumes it allows the request).
+        "rate_limit_service": ev.remote.as_ref().and_then(|c| c.describe()).map(|(domain, ds)| json!({
+            "domain": domain,
+            "descriptors": ds,
+        })),
         "log": record,
     });
     println!("{out}");

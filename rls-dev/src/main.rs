@@ -1,0 +1,298 @@
+//! DEVELOPMENT SERVER — not for production. A minimal Envoy rate limit service
+//! (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`) over Kuadrant's Limitador engine,
+//! for edgeward's end-to-end tests and local trials. In production run envoyproxy/ratelimit or
+//! Limitador (limitador-server), both backed by Redis.
+//!
+//! It maps a request the way limitador-server does: the domain is the Limitador namespace, and the
+//! descriptors are bound as the CEL list `descriptors` (each one a map of its entries), so a limit's
+//! conditions and variables read e.g. `descriptors[0].limit` and `descriptors[0].key`.
+//!
+//! Usage: `edgeward-rls-dev --limits FILE [--listen 127.0.0.1:8081] [--delay-ms N] [--redis URL]`.
+//! FILE is a JSON list of Limitador limits (the schema of limitador-server's limits file; JSON is
+//! also YAML, so the same file works there). Prints `listening on ADDR` once bound (port 0 picks one).
+
+use envoy_types::pb::envoy::config::core::v3::HeaderValue;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
+    RateLimitService, RateLimitServiceServer,
+};
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use limitador::limit::{Context, Limit, Namespace};
+use limitador::{AsyncRateLimiter, CheckResult, RateLimiter};
+use std::collections::HashMap;
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+/// In memory (one process) or, with the `redis` feature, in Redis (shared by several servers).
+enum Limiter {
+    Memory(RateLimiter),
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Redis(AsyncRateLimiter),
+}
+
+struct Service {
+    limiter: Limiter,
+    /// Answers this much later (tests use it to prove that nothing reaches the upstream meanwhile).
+    delay: Duration,
+}
+
+#[tonic::async_trait]
+impl RateLimitService for Service {
+    async fn should_rate_limit(
+        &self,
+        request: Request<RateLimitRequest>,
+    ) -> Result<Response<RateLimitResponse>, Status> {
+        let req = request.into_inner();
+        let namespace = Namespace::from(req.domain);
+        let mut ctx = Context::default();
+        ctx.list_binding(
+            "descriptors".to_string(),
+            req.descriptors
+                .into_iter()
+                .map(|d| d.entries.into_iter().map(|e| (e.key, e.value)).collect())
+                .collect::<Vec<HashMap<String, String>>>(),
+        );
+        // The field is optional; unset reads as 0 and means 1.
+        let hits = u64::from(req.hits_addend.max(1));
+        // Limitador panics when a limit's expression fails to evaluate (e.g. `descriptors[1]` on a
+        // request with one descriptor): answer an error instead of dropping the stream.
+        let hint = "limit evaluation failed (an index past the last descriptor? guard it with size(descriptors) > i)";
+        let checked = match &self.limiter {
+            Limiter::Memory(l) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                l.check_rate_limited_and_update(&namespace, &ctx, hits)
+            }))
+            .map_err(|_| Status::internal(hint))?,
+            Limiter::Redis(l) => {
+                l.check_rate_limited_and_update(&namespace, &ctx, hits)
+                    .await
+            }
+        };
+        let mut result: CheckResult = checked.map_err(|e| Status::unavailable(e.to_string()))?;
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let mut headers: Vec<HeaderValue> = result
+            .response_header()
+            .into_iter()
+            .map(|(key, value)| HeaderValue {
+                key,
+                value,
+                ..Default::default()
+            })
+            .collect();
+        headers.sort_by(|a, b| a.key.cmp(&b.key));
+        let code = if result.limited {
+            Code::OverLimit
+        } else {
+            Code::Ok
+        };
+        Ok(Response::new(RateLimitResponse {
+            overall_code: code as i32,
+            response_headers_to_add: headers,
+            ..Default::default()
+        }))
+    }
+}
+
+struct Args {
+    listen: String,
+    limits: String,
+    delay_ms: u64,
+    redis: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        listen: "127.0.0.1:8081".to_string(),
+        limits: String::new(),
+        delay_ms: 0,
+        redis: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => args.listen = value()?,
+            "--limits" => args.limits = value()?,
+            "--delay-ms" => args.delay_ms = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--redis" => args.redis = Some(value()?),
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    if args.limits.is_empty() {
+        return Err("--limits FILE is required".to_string());
+    }
+    Ok(args)
+}
+
+async fn limiter(redis: Option<&str>) -> Result<Limiter, String> {
+    match redis {
+        None => Ok(Limiter::Memory(RateLimiter::new(100_000))),
+        #[cfg(feature = "redis")]
+        Some(url) => {
+            let storage = limitador::storage::redis::AsyncRedisStorage::new(url)
+                .await
+                .map_err(|e| format!("redis {url}: {e}"))?;
+            Ok(Limiter::Redis(AsyncRateLimiter::new_with_storage(
+                Box::new(storage),
+            )))
+        }
+        #[cfg(not(feature = "redis"))]
+        Some(_) => Err("--redis needs a build with `--features redis`".to_string()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args = parse_args()
+        .map_err(|e| format!("{e}\nusage: edgeward-rls-dev --limits FILE [--listen ADDR] [--delay-ms N] [--redis URL]"))?;
+    let text =
+        std::fs::read_to_string(&args.limits).map_err(|e| format!("{}: {e}", args.limits))?;
+    let limits: Vec<Limit> =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", args.limits))?;
+    let limiter = limiter(args.redis.as_deref()).await?;
+    let count = limits.len();
+    match &limiter {
+        Limiter::Memory(l) => l.configure_with(limits),
+        Limiter::Redis(l) => l.configure_with(limits).await,
+    }
+    .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("{}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("edgeward-rls-dev (DEVELOPMENT server): {count} limits; listening on {addr}");
+    let service = Service {
+        limiter,
+        delay: Duration::from_millis(args.delay_ms),
+    };
+    tonic::transport::Server::builder()
+        .add_service(RateLimitServiceServer::new(service))
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+
+    fn service(limits: &str) -> Service {
+        let limits: Vec<Limit> = serde_json::from_str(limits).unwrap();
+        let l = RateLimiter::new(1000);
+        l.configure_with(limits).unwrap();
+        Service {
+            limiter: Limiter::Memory(l),
+            delay: Duration::ZERO,
+        }
+    }
+
+    fn ask(s: &Service, descs: &[(&str, &str)]) -> i32 {
+        let req = RateLimitRequest {
+            domain: "edgeward".into(),
+            descriptors: descs
+                .iter()
+                .map(|(l, k)| RateLimitDescriptor {
+                    entries: vec![
+                        Entry {
+                            key: "limit".into(),
+                            value: l.to_string(),
+                        },
+                        Entry {
+                            key: "key".into(),
+                            value: k.to_string(),
+                        },
+                    ],
+                    ..Default::default()
+                })
+                .collect(),
+            hits_addend: 1,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(s.should_rate_limit(Request::new(req)))
+            .unwrap()
+            .into_inner()
+            .overall_code
+    }
+
+    fn ask_status(s: &Service, descs: &[(&str, &str)]) -> Option<tonic::Code> {
+        let req = RateLimitRequest {
+            domain: "edgeward".into(),
+            descriptors: descs
+                .iter()
+                .map(|(l, k)| RateLimitDescriptor {
+                    entries: vec![
+                        Entry {
+                            key: "limit".into(),
+                            value: l.to_string(),
+                        },
+                        Entry {
+                            key: "key".into(),
+                            value: k.to_string(),
+                        },
+                    ],
+                    ..Default::default()
+                })
+                .collect(),
+            hits_addend: 1,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(s.should_rate_limit(Request::new(req)))
+            .err()
+            .map(|e| e.code())
+    }
+
+    #[test]
+    fn cel_forms() {
+        let s = service(
+            r#"[
+          {"namespace": "edgeward", "max_value": 2, "seconds": 60,
+           "conditions": ["descriptors[0].limit == 'a'"], "variables": ["descriptors[0].key"]}
+        ]"#,
+        );
+        let ok = Code::Ok as i32;
+        let over = Code::OverLimit as i32;
+        assert_eq!(ask(&s, &[("a", "k1")]), ok);
+        assert_eq!(ask(&s, &[("a", "k1")]), ok);
+        assert_eq!(ask(&s, &[("a", "k1")]), over);
+        assert_eq!(ask(&s, &[("a", "k2")]), ok);
+    }
+
+    #[test]
+    fn a_second_descriptor_needs_a_size_guard() {
+        // Limitador evaluates every limit of the namespace against every request; an index past
+        // the end makes it panic (answered as an error), a guarded one simply does not apply.
+        let s = service(
+            r#"[{"namespace": "edgeward", "max_value": 1, "seconds": 60,
+            "conditions": ["size(descriptors) > 1 && descriptors[1].limit == 'b'"],
+            "variables": ["descriptors[1].key"]}]"#,
+        );
+        let ok = Code::Ok as i32;
+        let over = Code::OverLimit as i32;
+        assert_eq!(ask(&s, &[("x", "k"), ("b", "u1")]), ok);
+        assert_eq!(ask(&s, &[("x", "k"), ("b", "u1")]), over);
+        assert_eq!(ask(&s, &[("x", "k"), ("b", "u2")]), ok);
+        assert_eq!(ask(&s, &[("b", "u1")]), ok);
+        // Comprehensions never match: Limitador takes the bound `d` for a missing variable.
+        let exists = service(
+            r#"[{"namespace": "edgeward", "max_value": 1, "seconds": 60,
+            "conditions": ["descriptors.exists(d, d.limit == 'b')"], "variables": []}]"#,
+        );
+        assert_eq!(ask(&exists, &[("b", "u1")]), ok);
+        assert_eq!(ask(&exists, &[("b", "u1")]), ok);
+        let unguarded = service(
+            r#"[{"namespace": "edgeward", "max_value": 1, "seconds": 60,
+            "conditions": ["descriptors[1].limit == 'b'"], "variables": ["descriptors[1].key"]}]"#,
+        );
+        assert_eq!(
+            ask_status(&unguarded, &[("b", "u1")]),
+            Some(tonic::Code::Internal)
+        );
+    }
+}

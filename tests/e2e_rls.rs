@@ -1,0 +1,451 @@
+//! Cluster-wide rate limits through real Envoy (>= 1.40, V8) and the development rate limit service
+//! (rls-dev: tonic + Limitador, built here once per machine): two Envoys share one budget; a stopped
+//! or silent service follows the failure mode within the timeout; a misconfigured cluster never
+//! hangs a request; nothing reaches the upstream before the service answered.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+use support::rls::{add_cluster, cluster_yaml, RlsServer};
+use support::{echo, Client, Envoy, EnvoyOpts, Req, Response};
+
+const DOMAIN: &str = "edgeward";
+
+fn echo_server() -> echo::EchoServer {
+    echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap()
+}
+
+/// A document whose one policy has the given rate limits, with an `rls` section.
+fn doc(rls: &str, limits: &str) -> String {
+    format!(
+        r#"{{"rls": {rls},
+            "policies": {{"api": {{"rate_limits": {limits}}}}},
+            "routes": [{{"path_prefix": "/open/", "policy": null}}, {{"policy": "api"}}]}}"#
+    )
+}
+
+/// Limitador limits (dev server file) for one edgeward limit, keyed like the README shows.
+fn limitador(name: &str, max: u64, seconds: u64) -> String {
+    format!(
+        r#"[{{"namespace": "{DOMAIN}", "name": "{name}", "max_value": {max}, "seconds": {seconds},
+             "conditions": ["descriptors[0].limit == '{name}'"],
+             "variables": ["descriptors[0].key"]}}]"#
+    )
+}
+
+fn start_rls(limits: &str, delay_ms: u64) -> RlsServer {
+    RlsServer::start(limits, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), delay_ms)
+        .unwrap_or_else(|e| panic!("rls-dev: {e}"))
+}
+
+/// Envoy with `policy` and a `ratelimit` cluster (HTTP/2 unless `http2` is false) on `rls_port`.
+fn start_envoy(upstream: SocketAddr, policy: &str, rls_port: u16, http2: bool) -> Envoy {
+    let cluster = cluster_yaml("ratelimit", rls_port, http2);
+    let opts = EnvoyOpts::new(upstream)
+        .policy(policy)
+        .concurrency(2)
+        .edit(move |y| add_cluster(y, &cluster));
+    Envoy::start(&opts).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"))
+}
+
+fn get(envoy: &Envoy, path: &str) -> Response {
+    Client::h1()
+        .send_blocking(envoy.http_addr(), &Req::get(path).authority("api.test"))
+        .unwrap()
+}
+
+/// `n` concurrent requests, alternating between two addresses.
+fn burst(addrs: [SocketAddr; 2], n: usize) -> Vec<Response> {
+    support::block_on(async {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let addr = addrs[i % 2];
+                tokio::spawn(async move {
+                    Client::h1()
+                        .send(addr, &Req::get("/burst").authority("api.test"))
+                        .await
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap().unwrap());
+        }
+        out
+    })
+}
+
+fn failed_open(envoy: &Envoy) -> u64 {
+    envoy
+        .stat("wasmcustom.edgeward.rate_limit.remote_failed_open")
+        .unwrap()
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_envoys_share_one_budget() {
+    const LIMIT: usize = 6;
+    let rls = start_rls(&limitador("cluster-total", LIMIT as u64, 300), 0);
+    let upstream = echo_server();
+    // A generous timeout: this test is about the shared count, not about latency on a busy machine.
+    let policy = doc(
+        r#"{"cluster": "ratelimit", "domain": "edgeward", "timeout_ms": 5000}"#,
+        r#"[{"name": "cluster-total", "key": "route", "limit": 6, "window_s": 300, "backend": "rls"}]"#,
+    );
+    let a = start_envoy(upstream.addr(), &policy, rls.addr().port(), true);
+    let b = start_envoy(upstream.addr(), &policy, rls.addr().port(), true);
+    // 3×limit concurrent requests, alternating between the two Envoys (each with 2 workers).
+    let responses = burst([a.http_addr(), b.http_addr()], 3 * LIMIT);
+    let ok: Vec<&Response> = responses.iter().filter(|r| r.status == 200).collect();
+    let limited: Vec<&Response> = responses.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(
+        ok.len(),
+        LIMIT,
+        "statuses: {:?}",
+        responses.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(limited.len(), 2 * LIMIT);
+    assert_eq!(
+        upstream.requests(),
+        LIMIT as u64,
+        "only admitted requests reach the upstream"
+    );
+    for r in &limited {
+        let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=300).contains(&retry), "Retry-After {retry}");
+        // Limitador's headers, forwarded from response_headers_to_add.
+        assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+        assert!(r.header("x-ratelimit-limit").unwrap().starts_with("6"));
+    }
+    for r in &ok {
+        assert!(
+            r.header("x-ratelimit-remaining").is_some(),
+            "{:?}",
+            r.headers
+        );
+    }
+    // Both Envoys took part, on both sides of the decision.
+    for (envoy, name) in [(&a, "a"), (&b, "b")] {
+        let allowed = envoy
+            .stat("wasmcustom.edgeward.api.allowed")
+            .unwrap()
+            .unwrap_or(0);
+        let denied = envoy
+            .stat("wasmcustom.edgeward.api.denied.rate_limited")
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(allowed + denied, (3 * LIMIT / 2) as u64, "envoy {name}");
+    }
+}
+
+#[test]
+fn stopped_or_silent_service_follows_the_failure_mode_within_the_timeout() {
+    const TIMEOUT_MS: u64 = 300;
+    // Well above any scheduling hiccup, well below "hangs".
+    const MARGIN: Duration = Duration::from_millis(2500);
+    let mut rls = start_rls(&limitador("per-client", 1000, 60), 0);
+    let port = rls.addr().port();
+    let upstream = echo_server();
+    let limits = r#"[{"name": "per-client", "key": "client_ip", "limit": 1000, "window_s": 60, "backend": "rls"}]"#;
+    let rls_section = |mode: &str| {
+        format!(
+            r#"{{"cluster": "ratelimit", "domain": "edgeward", "timeout_ms": {TIMEOUT_MS}, "failure_mode": "{mode}"}}"#
+        )
+    };
+    let deny = start_envoy(
+        upstream.addr(),
+        &doc(&rls_section("deny"), limits),
+        port,
+        true,
+    );
+    let allow = start_envoy(
+        upstream.addr(),
+        &doc(&rls_section("allow"), limits),
+        port,
+        true,
+    );
+    // Service up: both pass.
+    assert_eq!(get(&deny, "/a").status, 200);
+    assert_eq!(get(&allow, "/a").status, 200);
+    assert_eq!(failed_open(&allow), 0);
+    let reached = upstream.requests();
+
+    rls.stop();
+    // Connection refused: deny answers 503 rate_limit_unavailable at once; allow forwards and counts.
+    let t = Instant::now();
+    let r = get(&deny, "/b");
+    let took = t.elapsed();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(
+        took < Duration::from_millis(TIMEOUT_MS) + MARGIN,
+        "{took:?}"
+    );
+    assert_eq!(
+        upstream.requests(),
+        reached,
+        "a denied request never reaches the upstream"
+    );
+    for i in 1..=3 {
+        assert_eq!(get(&allow, "/c").status, 200);
+        assert_eq!(failed_open(&allow), i);
+    }
+    assert_eq!(upstream.requests(), reached + 3);
+    let denied = deny
+        .stat("wasmcustom.edgeward.api.denied.rate_limit_unavailable")
+        .unwrap();
+    assert_eq!(denied, Some(1));
+
+    // A service that accepts connections and never answers: the call times out.
+    let silent = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+    let t = Instant::now();
+    let r = get(&deny, "/d");
+    let took = t.elapsed();
+    assert_eq!(r.status, 503);
+    assert!(
+        took >= Duration::from_millis(TIMEOUT_MS / 2),
+        "answered before the timeout: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(TIMEOUT_MS) + MARGIN,
+        "{took:?}"
+    );
+    let t = Instant::now();
+    assert_eq!(get(&allow, "/d").status, 200);
+    assert!(t.elapsed() < Duration::from_millis(TIMEOUT_MS) + MARGIN);
+    assert_eq!(failed_open(&allow), 4);
+    drop(silent);
+    // Routes without a policy never call the service.
+    assert_eq!(get(&deny, "/open/x").status, 200);
+}
+
+#[test]
+fn misconfigured_clusters_never_hang_or_trap() {
+    let rls = start_rls(&limitador("per-client", 1000, 60), 0);
+    let upstream = echo_server();
+    let limits = r#"[{"name": "per-client", "key": "client_ip", "limit": 1000, "window_s": 60, "backend": "rls"}]"#;
+    // An unknown cluster (Envoy: ParseFailure), and an HTTP/1.1 cluster (protocol error at run time
+    // although Envoy accepts the config).
+    let unknown = start_envoy(
+        upstream.addr(),
+        &doc(
+            r#"{"cluster": "no-such-cluster", "domain": "edgeward", "timeout_ms": 1000}"#,
+            limits,
+        ),
+        rls.addr().port(),
+        true,
+    );
+    let h1 = start_envoy(
+        upstream.addr(),
+        &doc(
+            r#"{"cluster": "ratelimit", "domain": "edgeward", "timeout_ms": 1000}"#,
+            limits,
+        ),
+        rls.addr().port(),
+        false,
+    );
+    for envoy in [&unknown, &h1] {
+        for _ in 0..3 {
+            let t = Instant::now();
+            let r = get(envoy, "/x");
+            assert_eq!(r.status, 503, "{}", r.text());
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        }
+        // The VM is alive: an unchecked route still works on every worker.
+        for _ in 0..4 {
+            assert_eq!(get(envoy, "/open/y").status, 200);
+        }
+        assert!(!envoy.log().contains("panic"), "{}", envoy.log());
+    }
+    assert_eq!(upstream.requests(), 8);
+}
+
+#[test]
+fn nothing_reaches_the_upstream_before_the_answer() {
+    const DELAY_MS: u64 = 1500;
+    let rls = start_rls(&limitador("per-route", 3, 300), DELAY_MS);
+    let upstream = echo_server();
+    let policy = doc(
+        r#"{"cluster": "ratelimit", "domain": "edgeward", "timeout_ms": 8000}"#,
+        r#"[{"name": "local-first", "key": "route", "limit": 2, "window_s": 3600},
+            {"name": "per-route", "key": "route", "limit": 3, "window_s": 300, "backend": "rls"}]"#,
+    );
+    // A direct_response route (as the benchmark uses) behind the same filter chain.
+    let cluster = cluster_yaml("ratelimit", rls.addr().port(), true);
+    let opts = EnvoyOpts::new(upstream.addr())
+        .policy(policy)
+        .edit(move |y| {
+            assert!(y.contains("              - name: partner-api\n"));
+            let y = y.replacen(
+                "              - name: partner-api\n",
+                "              - name: direct\n                match: { prefix: /direct }\n                direct_response: { status: 200, body: { inline_string: \"direct\" } }\n              - name: partner-api\n",
+                1,
+            );
+            add_cluster(y, &cluster)
+        });
+    let envoy = Envoy::start(&opts).unwrap_or_else(|log| panic!("{log}"));
+    let addr = envoy.http_addr();
+
+    // A POST with a body, paused in the header callback while the service thinks.
+    let pending = std::thread::spawn(move || {
+        Client::h1()
+            .send_blocking(
+                addr,
+                &Req::post("/slow", "payload-bytes").authority("api.test"),
+            )
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(DELAY_MS / 2));
+    assert_eq!(
+        upstream.requests(),
+        0,
+        "the request reached the upstream before the answer"
+    );
+    let r = pending.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(upstream.requests(), 1);
+    let echoed = r.echo();
+    assert_eq!(echoed.body, "payload-bytes", "the body survives the pause");
+
+    // The direct_response route: the answer arrives, then Envoy's router replies itself.
+    let r = get(&envoy, "/direct");
+    assert_eq!((r.status, r.text().as_str()), (200, "direct"));
+    // The local limit (2) is spent: answered at once, without asking the service (which would
+    // take DELAY_MS and add its X-RateLimit headers), and never forwarded.
+    let t = Instant::now();
+    let r = get(&envoy, "/slow");
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+    assert!(r.header("ratelimit").unwrap().contains("local-first"));
+    assert_eq!(
+        r.header("x-ratelimit-remaining"),
+        None,
+        "the service was asked"
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(DELAY_MS),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(upstream.requests(), 1);
+}
+
+#[test]
+fn eval_shows_the_descriptors_for_the_engine_config() {
+    let dir = support::TempDir::new("rls-eval").unwrap();
+    let doc_path = dir.path().join("doc.json");
+    std::fs::write(
+        &doc_path,
+        doc(
+            r#"{"cluster": "ratelimit", "domain": "edgeward"}"#,
+            r#"[{"name": "per-client", "key": "client_ip", "limit": 100, "window_s": 60, "backend": "rls"},
+                {"name": "per-user", "key": "header:x-user-id", "limit": 10, "window_s": 1, "backend": "rls"}]"#,
+        ),
+    )
+    .unwrap();
+    let req_path = dir.path().join("req.http");
+    std::fs::write(&req_path, "GET /x HTTP/1.1\r\nHost: api.test\r\n\r\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgeward"))
+        .arg("eval")
+        .arg(&doc_path)
+        .arg("--request")
+        .arg(&req_path)
+        .args(["--client-ip", "2001:db8:1:2::99"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["rate_limit_service"],
+        serde_json::json!({
+            "domain": "edgeward",
+            "descriptors": [
+                [["limit", "per-client"], ["key", "2001:db8:1:2::/64"]],
+                [["limit", "per-user"], ["key", "-"]]
+            ]
+        })
+    );
+    // Routes without remote limits show none.
+    std::fs::write(&req_path, "GET /open/x HTTP/1.1\r\nHost: api.test\r\n\r\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgeward"))
+        .arg("eval")
+        .arg(&doc_path)
+        .arg("--request")
+        .arg(&req_path)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["rate_limit_service"].is_null(), "{v}");
+}
+
+/// A private redis-server (Debian's), killed by pid on drop.
+struct Redis(std::process::Child);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Redis variant of the dev server: two dev servers sharing counters in one Redis, each behind
+/// its own Envoy. Needs redis-server and `rls-dev --features redis` (clang, libclang-dev; RocksDB
+/// makes the cold build long), so it is not part of the default run:
+/// `cargo test --test e2e_rls -- --ignored`.
+///
+/// Requests go one at a time: Limitador 0.14's Redis storages check, then update (two round trips,
+/// not atomic), so a concurrent burst overshoots the limit (seen: 17 of 18 passed a limit of 6).
+#[test]
+#[ignore = "needs redis-server and rls-dev built with --features redis (slow cold build)"]
+fn two_dev_servers_share_one_budget_through_redis() {
+    const LIMIT: usize = 6;
+    let bin = support::rls::rls_dev_redis_bin();
+    let port = support::free_port(false).unwrap();
+    let redis = Redis(
+        std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("redis://127.0.0.1:{port}");
+    let limits = limitador("cluster-total", LIMIT as u64, 300);
+    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let rls1 = RlsServer::start_with(&bin, &limits, any, 0, &["--redis", &url]).unwrap();
+    let rls2 = RlsServer::start_with(&bin, &limits, any, 0, &["--redis", &url]).unwrap();
+    let upstream = echo_server();
+    let policy = doc(
+        r#"{"cluster": "ratelimit", "domain": "edgeward", "timeout_ms": 5000}"#,
+        r#"[{"name": "cluster-total", "key": "route", "limit": 6, "window_s": 300, "backend": "rls"}]"#,
+    );
+    let a = start_envoy(upstream.addr(), &policy, rls1.addr().port(), true);
+    let b = start_envoy(upstream.addr(), &policy, rls2.addr().port(), true);
+    let statuses: Vec<u16> = (0..3 * LIMIT)
+        .map(|i| get(if i % 2 == 0 { &a } else { &b }, "/seq").status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        LIMIT,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2 * LIMIT,
+        "{statuses:?}"
+    );
+    assert_eq!(upstream.requests(), LIMIT as u64);
+    drop(redis);
+}
