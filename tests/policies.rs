@@ -591,9 +591,9 @@ fn schema_and_core_reject_the_same_bad_documents() {
             "policies.p.rate_limits[0].ipv6_prefix",
         ),
         (
-            "remote backend",
+            "unknown backend",
             with_policy(
-                json!({ "rate_limits": [{ "name": "a", "key": "route", "limit": 1, "window_s": 1, "backend": "rls" }] }),
+                json!({ "rate_limits": [{ "name": "a", "key": "route", "limit": 1, "window_s": 1, "backend": "redis" }] }),
             ),
             "policies.p.rate_limits[0].backend",
         ),
