@@ -407,6 +407,11 @@ impl HttpContext for EdgewardHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.grpc_token.is_some() {
+            // Headers are held while the rate limit service answers; with
+            // allow_on_headers_stop_iteration, returning Continue here would release them early.
+            return Action::Pause;
+        }
         let Some(max) = self.pending_body() else {
             return Action::Continue;
         };
@@ -425,6 +430,9 @@ impl HttpContext for EdgewardHttp {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.grpc_token.is_some() {
+            return Action::Pause;
+        }
         // HTTP/2 bodies may end with trailers instead of an end-of-stream data frame.
         if self.pending_body().is_some() {
             return self.evaluate_body();
