@@ -857,7 +857,12 @@ fn replayed_nonce_is_rejected_on_every_worker() {
     // original, so the nonce table is shared across workers.
     let start = worker_connections(&envoy);
     let mut replays = 0;
+    // exact_balance gives a new connection to the worker with the fewest open ones; short-lived
+    // connections one after another would all land on the same (idle) worker. Idle connections held
+    // open alternate the workers, so the replays spread over both.
+    let mut held = Vec::new();
     loop {
+        held.push(std::net::TcpStream::connect(envoy.http_addr()).unwrap());
         let resp = send_raw(&envoy, &signed);
         replays += 1;
         assert_eq!(resp.status, 401, "replay {replays}: {resp:?}");
