@@ -110,6 +110,8 @@ mod kind {
     pub const SET_SHARED_DATA: usize = 10;
     pub const SET_PROPERTY: usize = 11;
     pub const SEND_LOCAL_RESPONSE: usize = 12;
+    pub const DISPATCH_GRPC_CALL: usize = 13;
+    pub const CONTINUE_STREAM: usize = 14;
 }
 use kind::*;
 
@@ -119,7 +121,7 @@ mod calls {
     use proxy_wasm::types::MetricType;
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
-    pub(super) const NAMES: [&str; 13] = [
+    pub(super) const NAMES: [&str; 15] = [
         "log",
         "define_metric",
         "get_buffer",
@@ -133,11 +135,13 @@ mod calls {
         "set_shared_data",
         "set_property",
         "send_local_response",
+        "dispatch_grpc_call",
+        "continue_stream",
     ];
     const UNSET: u32 = u32::MAX;
-    static COUNTS: [AtomicU32; 13] = [const { AtomicU32::new(0) }; 13];
+    static COUNTS: [AtomicU32; 15] = [const { AtomicU32::new(0) }; 15];
     /// Metric ids: the total, then one per kind (defined on the first flush; UNSET until then).
-    static METRICS: [AtomicU32; 14] = [const { AtomicU32::new(UNSET) }; 14];
+    static METRICS: [AtomicU32; 16] = [const { AtomicU32::new(UNSET) }; 16];
 
     pub fn add(k: usize) {
         if let Some(c) = COUNTS.get(k) {
@@ -210,6 +214,19 @@ pub mod hostcalls {
     pub fn increment_metric(id: u32, offset: i64) -> Result<(), Status> {
         count(INCREMENT_METRIC);
         proxy_wasm::hostcalls::increment_metric(id, offset)
+    }
+    pub fn dispatch_grpc_call(
+        upstream: &str,
+        service: &str,
+        method: &str,
+        metadata: Vec<(&str, &[u8])>,
+        message: Option<&[u8]>,
+        timeout: std::time::Duration,
+    ) -> Result<u32, Status> {
+        count(DISPATCH_GRPC_CALL);
+        proxy_wasm::hostcalls::dispatch_grpc_call(
+            upstream, service, method, metadata, message, timeout,
+        )
     }
 }
 
@@ -333,6 +350,7 @@ pub fn get_buffer(buffer: u32, max: usize) -> Option<Vec<u8>> {
     let mut size: usize = 0;
     // SAFETY: as in `get_shared_data`: the host hands over a buffer allocated through the SDK's
     // `proxy_on_memory_allocate`, which we then own.
+    count(GET_BUFFER);
     let s = unsafe { proxy_get_buffer_bytes(buffer, 0, max, &mut data, &mut size) };
     if s != OK || data.is_null() {
         return None;
@@ -344,6 +362,7 @@ pub fn get_buffer(buffer: u32, max: usize) -> Option<Vec<u8>> {
 /// Resumes a paused request (e.g. after the rate limit service answered). Fails quietly when the
 /// stream is gone.
 pub fn resume_http_request() -> Result<(), u32> {
+    count(CONTINUE_STREAM);
     // SAFETY: no pointers.
     status(unsafe { proxy_continue_stream(HTTP_REQUEST_STREAM) })
 }
