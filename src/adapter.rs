@@ -9,8 +9,8 @@ use crate::host::{self, hostcalls};
 use crate::request::{Headers, Peer, RequestHead, TlsVersion};
 use crate::store::{Cas, SharedStore, StoreError};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
-use std::cell::Cell;
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -20,7 +20,7 @@ proxy_wasm::main! {{
         // Reached only through a bug; with panic=abort the VM traps after this line is logged.
         let _ = hostcalls::log(LogLevel::Critical, &format!("edgeward: panic: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(EdgewardRoot { doc: None, metrics: Rc::new(Vec::new()) }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(EdgewardRoot { doc: None, metrics: Rc::new(Metrics::default()) }) });
 }}
 
 fn log(level: LogLevel, msg: &str) {
@@ -29,15 +29,48 @@ fn log(level: LogLevel, msg: &str) {
 
 struct EdgewardRoot {
     doc: Option<Rc<Document>>,
-    metrics: Rc<Vec<u32>>,
+    metrics: Rc<Metrics>,
 }
 
-/// Defines every counter of the document once per VM; the request path only indexes the ids.
-fn define_metrics(doc: &Document) -> Vec<u32> {
-    crate::metrics::names(doc)
-        .iter()
-        .map(|n| hostcalls::define_metric(MetricType::Counter, n).unwrap_or(u32::MAX))
-        .collect()
+/// How often a worker VM adds its pending counts to Envoy's counters.
+const METRICS_FLUSH: Duration = Duration::from_secs(1);
+
+/// The document's counters in one VM: their ids, defined once, and the counts not yet added to them.
+/// A request only bumps `pending`; the root context flushes it every `METRICS_FLUSH` (one host call
+/// per counter that changed, instead of one per request), so `/stats` lags by at most that long.
+#[derive(Default)]
+struct Metrics {
+    ids: Vec<u32>,
+    pending: RefCell<Vec<u64>>,
+}
+
+impl Metrics {
+    /// Defines every counter of the document once per VM.
+    fn define(doc: &Document) -> Metrics {
+        let ids: Vec<u32> = crate::metrics::names(doc)
+            .iter()
+            .map(|n| hostcalls::define_metric(MetricType::Counter, n).unwrap_or(u32::MAX))
+            .collect();
+        let pending = RefCell::new(vec![0; ids.len()]);
+        Metrics { ids, pending }
+    }
+
+    fn add(&self, i: usize) {
+        if let Some(n) = self.pending.borrow_mut().get_mut(i) {
+            *n += 1;
+        }
+    }
+
+    fn flush(&self) {
+        for (i, n) in self.pending.borrow_mut().iter_mut().enumerate() {
+            if *n > 0 {
+                if let Some(&id) = self.ids.get(i).filter(|&&id| id != u32::MAX) {
+                    let _ = hostcalls::increment_metric(id, i64::try_from(*n).unwrap_or(i64::MAX));
+                }
+                *n = 0;
+            }
+        }
+    }
 }
 
 impl Context for EdgewardRoot {}
@@ -83,8 +116,9 @@ impl RootContext for EdgewardRoot {
                         doc.routes.len()
                     ),
                 );
-                self.metrics = Rc::new(define_metrics(&doc));
+                self.metrics = Rc::new(Metrics::define(&doc));
                 self.doc = Some(Rc::new(doc));
+                let _ = host::set_tick_period(METRICS_FLUSH);
                 true
             }
             Err(errors) => {
@@ -97,6 +131,10 @@ impl RootContext for EdgewardRoot {
                 false
             }
         }
+    }
+
+    fn on_tick(&mut self) {
+        self.metrics.flush();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -148,7 +186,7 @@ impl RequestData {
 
 struct EdgewardHttp {
     doc: Rc<Document>,
-    metrics: Rc<Vec<u32>>,
+    metrics: Rc<Metrics>,
     req: Option<RequestData>,
     eval: Option<Evaluation>,
     body_seen: usize,
@@ -182,7 +220,10 @@ fn property_string(path: Vec<&str>) -> Option<String> {
 
 impl EdgewardHttp {
     fn read_request(&self) -> RequestData {
-        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        // Our own decoder: the SDK's panics on a header value that is not UTF-8 (see crate::pairs).
+        let headers = host::get_header_map(host::REQUEST_HEADERS)
+            .and_then(|b| crate::pairs::decode_lossy(&b))
+            .unwrap_or_default();
         let find = |name: &str| {
             headers
                 .iter()
@@ -339,9 +380,7 @@ impl EdgewardHttp {
             .into_iter()
             .flatten()
         {
-            if let Some(id) = self.metrics.get(i) {
-                let _ = hostcalls::increment_metric(*id, 1);
-            }
+            self.metrics.add(i);
         }
     }
 
@@ -441,15 +480,28 @@ impl HttpContext for EdgewardHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(ev) = &self.eval {
-            for (k, v) in &ev.response_headers {
+        let adds: &[(String, String)] = self
+            .eval
+            .as_ref()
+            .map_or(&[], |ev| ev.response_headers.as_slice());
+        let parse = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u16>().ok();
+        // Two host calls whatever the number of headers: read the map (it has `:status` for the
+        // log), write it back with ours replaced or added. With fewer than two headers to set,
+        // reading `:status` alone and setting one header is as few calls and less copying.
+        let status = if adds.len() >= 2 {
+            host::get_header_map(host::RESPONSE_HEADERS).and_then(|raw| {
+                let pairs = crate::pairs::decode(&raw)?;
+                let status = crate::pairs::find(&pairs, ":status").and_then(parse);
+                let out = crate::pairs::encode(&crate::pairs::replaced(&pairs, adds));
+                let _ = host::set_header_map(host::RESPONSE_HEADERS, &out);
+                status
+            })
+        } else {
+            for (k, v) in adds {
                 let _ = host::set_header(host::RESPONSE_HEADERS, k, Some(v));
             }
-        }
-        let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u16>().ok());
+            host::get_header(host::RESPONSE_HEADERS, ":status").and_then(|b| parse(&b))
+        };
         self.emit_log(status.unwrap_or(0));
         Action::Continue
     }

@@ -386,11 +386,15 @@ impl Document {
             XffAction::Set(v) => ev
                 .upstream_headers
                 .push(HeaderOp::Set("x-forwarded-for".to_string(), v)),
-            XffAction::Remove => ev
+            // Only headers the request has: each change is a host call.
+            XffAction::Remove if head.headers.get("x-forwarded-for").is_some() => ev
                 .upstream_headers
                 .push(HeaderOp::Remove("x-forwarded-for".to_string())),
+            XffAction::Remove => {}
         }
-        if policy.log.remove_external_address() {
+        if policy.log.remove_external_address()
+            && head.headers.get("x-envoy-external-address").is_some()
+        {
             ev.upstream_headers
                 .push(HeaderOp::Remove("x-envoy-external-address".to_string()));
         }
@@ -630,6 +634,35 @@ mod tests {
             (403, Some(Reason::HttpsRequired))
         );
         assert!(ev.shadow.is_none());
+    }
+
+    #[test]
+    fn forwarding_headers_are_changed_only_when_the_request_has_them() {
+        // Each upstream header change is a host call: none for headers the request does not carry.
+        for (xff, remove_ops) in [("remove", true), ("truncate", false), ("keep", false)] {
+            let doc = Document::from_json(
+                &format!(
+                    r#"{{"policies": {{"p": {{"log": {{"upstream_xff": "{xff}"}}}}}},
+                        "routes": [{{"policy": "p"}}]}}"#
+                ),
+                &NoEnv,
+            )
+            .unwrap();
+            let mut r = Req::new("a.test", "/");
+            assert_eq!(r.eval(&doc).upstream_headers, vec![], "{xff}, no headers");
+            r.headers = vec![
+                ("x-forwarded-for".into(), "10.1.2.3".into()),
+                ("x-envoy-external-address".into(), "10.1.2.3".into()),
+            ];
+            let ops = r.eval(&doc).upstream_headers;
+            let removed = |n: &str| ops.contains(&HeaderOp::Remove(n.into()));
+            assert_eq!(removed("x-forwarded-for"), remove_ops, "{xff}: {ops:?}");
+            assert_eq!(
+                removed("x-envoy-external-address"),
+                xff != "keep",
+                "{xff}: {ops:?}"
+            );
+        }
     }
 
     #[test]

@@ -68,6 +68,20 @@ extern "C" {
         return_buffer_size: *mut usize,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
 }
 
 /// The SDK's host calls as the adapter uses them: the SDK itself, or (feature `host-call-count`, for the
@@ -112,6 +126,7 @@ mod kind {
     pub const SEND_LOCAL_RESPONSE: usize = 12;
     pub const DISPATCH_GRPC_CALL: usize = 13;
     pub const CONTINUE_STREAM: usize = 14;
+    pub const SET_MAP: usize = 15;
 }
 use kind::*;
 
@@ -121,7 +136,7 @@ mod calls {
     use proxy_wasm::types::MetricType;
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
-    pub(super) const NAMES: [&str; 15] = [
+    pub(super) const NAMES: [&str; 16] = [
         "log",
         "define_metric",
         "get_buffer",
@@ -137,11 +152,12 @@ mod calls {
         "send_local_response",
         "dispatch_grpc_call",
         "continue_stream",
+        "set_map",
     ];
     const UNSET: u32 = u32::MAX;
-    static COUNTS: [AtomicU32; 15] = [const { AtomicU32::new(0) }; 15];
+    static COUNTS: [AtomicU32; 16] = [const { AtomicU32::new(0) }; 16];
     /// Metric ids: the total, then one per kind (defined on the first flush; UNSET until then).
-    static METRICS: [AtomicU32; 16] = [const { AtomicU32::new(UNSET) }; 16];
+    static METRICS: [AtomicU32; 17] = [const { AtomicU32::new(UNSET) }; 17];
 
     pub fn add(k: usize) {
         if let Some(c) = COUNTS.get(k) {
@@ -180,7 +196,7 @@ mod calls {
 #[cfg(feature = "host-call-count")]
 pub mod hostcalls {
     use super::*;
-    use proxy_wasm::types::{BufferType, Bytes, LogLevel, MapType, MetricType, Status};
+    use proxy_wasm::types::{BufferType, Bytes, LogLevel, MetricType, Status};
     use std::time::SystemTime;
 
     pub fn log(level: LogLevel, message: &str) -> Result<(), Status> {
@@ -198,14 +214,6 @@ pub mod hostcalls {
     pub fn get_property(path: Vec<&str>) -> Result<Option<Bytes>, Status> {
         count(GET_PROPERTY);
         proxy_wasm::hostcalls::get_property(path)
-    }
-    pub fn get_map(t: MapType) -> Result<Vec<(String, String)>, Status> {
-        count(GET_MAP);
-        proxy_wasm::hostcalls::get_map(t)
-    }
-    pub fn get_map_value(t: MapType, key: &str) -> Result<Option<String>, Status> {
-        count(GET_MAP_VALUE);
-        proxy_wasm::hostcalls::get_map_value(t, key)
     }
     pub fn get_current_time() -> Result<SystemTime, Status> {
         count(GET_CURRENT_TIME);
@@ -365,4 +373,52 @@ pub fn resume_http_request() -> Result<(), u32> {
     count(CONTINUE_STREAM);
     // SAFETY: no pointers.
     status(unsafe { proxy_continue_stream(HTTP_REQUEST_STREAM) })
+}
+
+/// A header map of the current stream, serialized as the host sends it (`crate::pairs` decodes it).
+/// `None` when the map is unavailable at this point of the stream.
+pub fn get_header_map(map: u32) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    count(GET_MAP);
+    // SAFETY: as in `get_shared_data`: the host hands over a buffer allocated through the SDK's
+    // `proxy_on_memory_allocate`, which we then own.
+    let s = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
+    if s != OK {
+        return None;
+    }
+    if data.is_null() {
+        return Some(Vec::new());
+    }
+    // SAFETY: see above.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// Replaces a whole header map with `serialized` (the `crate::pairs` layout).
+pub fn set_header_map(map: u32, serialized: &[u8]) -> Result<(), u32> {
+    count(SET_MAP);
+    // SAFETY: pointer and length come from a live slice; the host copies it.
+    status(unsafe { proxy_set_header_map_pairs(map, serialized.as_ptr(), serialized.len()) })
+}
+
+/// One header's value (the first of that name), as bytes.
+pub fn get_header(map: u32, name: &str) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    count(GET_MAP_VALUE);
+    // SAFETY: as in `get_header_map`.
+    let s =
+        unsafe { proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size) };
+    if s != OK || data.is_null() {
+        return None;
+    }
+    // SAFETY: see above.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// Asks for `on_tick` on the root context every `period`.
+pub fn set_tick_period(period: std::time::Duration) -> Result<(), u32> {
+    let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    // SAFETY: no pointers.
+    status(unsafe { proxy_set_tick_period_milliseconds(ms) })
 }

@@ -13,6 +13,7 @@ pub mod https;
 pub mod ip;
 pub mod log;
 pub mod metrics;
+pub mod pairs;
 pub mod rate_limit;
 pub mod request;
 pub mod route;

@@ -200,7 +200,7 @@ fn counters_show_exactly_the_scripted_outcomes() {
     .collect();
     let total: u64 = want.values().sum();
 
-    // Counters are incremented before the response leaves Envoy; wait for the sum anyway (generous bound).
+    // Each worker adds its counts to Envoy's counters once a second: wait for the sum (generous bound).
     let deadline = Instant::now() + Duration::from_secs(30);
     let stats = loop {
         let s = edgeward_stats(&envoy);

@@ -406,14 +406,13 @@ fn concurrent_burst_of_three_times_the_limit_lets_exactly_the_limit_through() {
         "127.0.0.2 after its burst",
     );
     for (policy, limit) in [("ten", 10u64), ("hundred", 100)] {
-        let stat = |s: &str| {
-            envoy
-                .stat(&format!("wasmcustom.edgeward.{policy}.{s}"))
-                .unwrap()
+        let stat = |s: &str, want: u64| {
+            envoy.stat_eventually(&format!("wasmcustom.edgeward.{policy}.{s}"), Some(want))
         };
-        assert_eq!(stat("allowed"), Some(2 * limit));
+        assert_eq!(stat("allowed", 2 * limit), Some(2 * limit));
         let extra = u64::from(policy == "ten");
-        assert_eq!(stat("denied.rate_limited"), Some(4 * limit + extra));
+        let denied = 4 * limit + extra;
+        assert_eq!(stat("denied.rate_limited", denied), Some(denied));
     }
     assert_eq!(
         envoy
@@ -748,7 +747,10 @@ fn memory_stays_flat(keys: usize) {
         "every new key is admitted, with RateLimit headers"
     );
     assert_eq!(
-        envoy.stat("wasmcustom.edgeward.flat.allowed").unwrap(),
+        envoy.stat_eventually(
+            "wasmcustom.edgeward.flat.allowed",
+            Some((warm + keys) as u64)
+        ),
         Some((warm + keys) as u64)
     );
     // One shared-data entry per key would cost ~150-200 bytes (key and value strings, map node):

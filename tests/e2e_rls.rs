@@ -78,10 +78,13 @@ fn burst(addrs: [SocketAddr; 2], n: usize) -> Vec<Response> {
     })
 }
 
-fn failed_open(envoy: &Envoy) -> u64 {
+/// The fail-open counter, once it reads `want` (counts reach Envoy within a second).
+fn failed_open(envoy: &Envoy, want: u64) -> u64 {
     envoy
-        .stat("wasmcustom.edgeward.rate_limit.remote_failed_open")
-        .unwrap()
+        .stat_eventually(
+            "wasmcustom.edgeward.rate_limit.remote_failed_open",
+            Some(want),
+        )
         .unwrap_or(0)
 }
 
@@ -129,14 +132,17 @@ fn two_envoys_share_one_budget() {
     }
     // Both Envoys took part, on both sides of the decision.
     for (envoy, name) in [(&a, "a"), (&b, "b")] {
-        let allowed = envoy
-            .stat("wasmcustom.edgeward.api.allowed")
-            .unwrap()
-            .unwrap_or(0);
-        let denied = envoy
-            .stat("wasmcustom.edgeward.api.denied.rate_limited")
-            .unwrap()
-            .unwrap_or(0);
+        let read = |n: &str| envoy.stat(n).unwrap().unwrap_or(0);
+        // Counts reach Envoy's counters within a second of the requests.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (allowed, denied) = loop {
+            let allowed = read("wasmcustom.edgeward.api.allowed");
+            let denied = read("wasmcustom.edgeward.api.denied.rate_limited");
+            if allowed + denied >= (3 * LIMIT / 2) as u64 || Instant::now() > deadline {
+                break (allowed, denied);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert_eq!(allowed + denied, (3 * LIMIT / 2) as u64, "envoy {name}");
     }
 }
@@ -170,7 +176,7 @@ fn stopped_or_silent_service_follows_the_failure_mode_within_the_timeout() {
     // Service up: both pass.
     assert_eq!(get(&deny, "/a").status, 200);
     assert_eq!(get(&allow, "/a").status, 200);
-    assert_eq!(failed_open(&allow), 0);
+    assert_eq!(failed_open(&allow, 0), 0);
     let reached = upstream.requests();
 
     rls.stop();
@@ -191,12 +197,13 @@ fn stopped_or_silent_service_follows_the_failure_mode_within_the_timeout() {
     );
     for i in 1..=3 {
         assert_eq!(get(&allow, "/c").status, 200);
-        assert_eq!(failed_open(&allow), i);
+        assert_eq!(failed_open(&allow, i), i);
     }
     assert_eq!(upstream.requests(), reached + 3);
-    let denied = deny
-        .stat("wasmcustom.edgeward.api.denied.rate_limit_unavailable")
-        .unwrap();
+    let denied = deny.stat_eventually(
+        "wasmcustom.edgeward.api.denied.rate_limit_unavailable",
+        Some(1),
+    );
     assert_eq!(denied, Some(1));
 
     // A service that accepts connections and never answers: the call times out.
@@ -216,7 +223,7 @@ fn stopped_or_silent_service_follows_the_failure_mode_within_the_timeout() {
     let t = Instant::now();
     assert_eq!(get(&allow, "/d").status, 200);
     assert!(t.elapsed() < Duration::from_millis(TIMEOUT_MS) + MARGIN);
-    assert_eq!(failed_open(&allow), 4);
+    assert_eq!(failed_open(&allow, 4), 4);
     drop(silent);
     // Routes without a policy never call the service.
     assert_eq!(get(&deny, "/open/x").status, 200);

@@ -896,9 +896,10 @@ fn replayed_nonce_is_rejected_on_every_worker() {
         .skip(1)
         .all(|r| r["reason"] == "signature_replayed"));
     assert_eq!(
-        envoy
-            .stat("wasmcustom.edgeward.nonce.denied.signature_replayed")
-            .unwrap(),
+        envoy.stat_eventually(
+            "wasmcustom.edgeward.nonce.denied.signature_replayed",
+            Some(replays as u64)
+        ),
         Some(replays as u64)
     );
 

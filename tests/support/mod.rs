@@ -793,6 +793,20 @@ impl Envoy {
         }))
     }
 
+    /// A counter once it reads `want`, waiting up to 5 s: edgeward adds its counts to Envoy's counters
+    /// once a second (one host call per changed counter instead of one per request). Returns the last
+    /// value read, so `assert_eq!(envoy.stat_eventually(n, Some(3)), Some(3))` shows what it was.
+    pub fn stat_eventually(&self, name: &str, want: Option<u64>) -> Option<u64> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.stat(name).ok().flatten();
+            if got == want || std::time::Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The access log so far (edgeward's records, one per line).
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(&self.access_log_path).unwrap_or_default()

@@ -1,0 +1,206 @@
+//! The proxy-wasm header map serialization ("pairs"), decoded and encoded without panics.
+//!
+//! Layout (proxy-wasm ABI 0.2): `u32 count`, then `count` × (`u32 key_len`, `u32 value_len`), then every
+//! key and value, each followed by a NUL byte. All integers little-endian.
+//!
+//! The SDK's own decoder (`proxy_wasm::hostcalls::get_map`) `unwrap`s `String::from_utf8` on every name
+//! and value: one request header carrying an obs-text byte (0x80–0xFF, which Envoy's HTTP/1 codec
+//! accepts) would trap the VM and fail every later request on that worker. This decoder keeps bytes
+//! (`decode`) or converts them lossily (`decode_lossy`: invalid UTF-8 becomes U+FFFD, which no parser
+//! of the core accepts, so such a value can only fail a check, never pass one).
+
+/// One decoded map: (name, value) byte slices borrowed from the serialized buffer, in order.
+pub type RawPairs<'a> = Vec<(&'a [u8], &'a [u8])>;
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
+    let b = bytes.get(at..at.checked_add(4)?)?;
+    let arr: [u8; 4] = b.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(arr)).ok()
+}
+
+/// Decodes a serialized map. `None` when the buffer is malformed (truncated, lengths out of range);
+/// an empty buffer is an empty map.
+pub fn decode(bytes: &[u8]) -> Option<RawPairs<'_>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let count = read_u32(bytes, 0)?;
+    // Each pair needs 8 bytes of lengths and 2 NULs: bounds the allocation by the buffer's size.
+    if count > bytes.len() / 10 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut p = 4usize.checked_add(count.checked_mul(8)?)?;
+    for n in 0..count {
+        let s = 4 + n * 8;
+        let klen = read_u32(bytes, s)?;
+        let vlen = read_u32(bytes, s + 4)?;
+        let key = bytes.get(p..p.checked_add(klen)?)?;
+        p = p.checked_add(klen)?.checked_add(1)?;
+        let value = bytes.get(p..p.checked_add(vlen)?)?;
+        p = p.checked_add(vlen)?.checked_add(1)?;
+        out.push((key, value));
+    }
+    Some(out)
+}
+
+/// Decodes a serialized map into owned strings, invalid UTF-8 replaced by U+FFFD.
+pub fn decode_lossy(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    let raw = decode(bytes)?;
+    Some(
+        raw.into_iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Encodes a map in the same layout.
+pub fn encode<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| 10 + k.as_ref().len() + v.as_ref().len())
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&len(pairs.len()));
+    for (k, v) in pairs {
+        out.extend_from_slice(&len(k.as_ref().len()));
+        out.extend_from_slice(&len(v.as_ref().len()));
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_ref());
+        out.push(0);
+        out.extend_from_slice(v.as_ref());
+        out.push(0);
+    }
+    out
+}
+
+/// The first value of `name` (exact, lowercase as the host delivers it).
+pub fn find<'a>(pairs: &RawPairs<'a>, name: &str) -> Option<&'a [u8]> {
+    pairs
+        .iter()
+        .find(|(k, _)| *k == name.as_bytes())
+        .map(|(_, v)| *v)
+}
+
+/// `pairs` with every entry named like one of `set` replaced by `set`'s entries (appended at the end,
+/// in `set`'s order), byte for byte otherwise: what a sequence of replace-header calls would leave.
+pub fn replaced<'a>(pairs: &RawPairs<'a>, set: &'a [(String, String)]) -> RawPairs<'a> {
+    let mut out: RawPairs<'a> = pairs
+        .iter()
+        .filter(|(k, _)| {
+            !set.iter()
+                .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(k))
+        })
+        .copied()
+        .collect();
+    out.extend(set.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// A map serialized by hand, as Envoy's host does (the SDK's own encoder agrees: see below).
+    fn envoy_bytes() -> Vec<u8> {
+        let mut b = vec![2, 0, 0, 0];
+        b.extend_from_slice(&[7, 0, 0, 0, 3, 0, 0, 0]);
+        b.extend_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0]);
+        b.extend_from_slice(b":status\x00200\x00");
+        b.extend_from_slice(b"x\x00\xff\xfe\x00");
+        b
+    }
+
+    #[test]
+    fn decodes_what_the_host_sends() {
+        let bytes = envoy_bytes();
+        let pairs = decode(&bytes).unwrap();
+        assert_eq!(
+            pairs,
+            vec![
+                (&b":status"[..], &b"200"[..]),
+                (&b"x"[..], &b"\xff\xfe"[..])
+            ]
+        );
+        assert_eq!(find(&pairs, ":status"), Some(&b"200"[..]));
+        assert_eq!(find(&pairs, "y"), None);
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_characters_not_a_panic() {
+        let lossy = decode_lossy(&envoy_bytes()).unwrap();
+        assert_eq!(lossy[1], ("x".to_string(), "\u{fffd}\u{fffd}".to_string()));
+    }
+
+    #[test]
+    fn encode_round_trips_bytes() {
+        let bytes = envoy_bytes();
+        let pairs = decode(&bytes).unwrap();
+        assert_eq!(encode(&pairs), bytes);
+        assert_eq!(decode(&encode::<&str, &str>(&[])).unwrap(), vec![]);
+        assert_eq!(decode(&[]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn malformed_buffers_are_refused() {
+        let bytes = envoy_bytes();
+        for cut in 1..bytes.len() - 1 {
+            assert_eq!(decode(&bytes[..cut]), None, "truncated at {cut}");
+        }
+        // A count far beyond the buffer, and lengths that overflow.
+        assert_eq!(decode(&[0xff, 0xff, 0xff, 0x7f]), None);
+        let mut huge = vec![1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+        huge.extend_from_slice(&[0; 8]);
+        assert_eq!(decode(&huge), None);
+    }
+
+    #[test]
+    fn replaced_keeps_everything_else_in_order() {
+        let bytes = encode(&[
+            (":status", "200"),
+            ("set-cookie", "a=1"),
+            ("Strict-Transport-Security", "max-age=1"),
+            ("set-cookie", "b=2"),
+        ]);
+        let pairs = decode(&bytes).unwrap();
+        let set = vec![
+            (
+                "strict-transport-security".to_string(),
+                "max-age=31536000".to_string(),
+            ),
+            ("ratelimit".to_string(), "r".to_string()),
+        ];
+        let out = replaced(&pairs, &set);
+        let text: Vec<(String, String)> = out
+            .iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into(),
+                    String::from_utf8_lossy(v).into(),
+                )
+            })
+            .collect();
+        let want = [
+            (":status", "200"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("strict-transport-security", "max-age=31536000"),
+            ("ratelimit", "r"),
+        ];
+        assert_eq!(
+            text,
+            want.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        );
+    }
+}
