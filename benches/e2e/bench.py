@@ -213,7 +213,38 @@ def configurations(a):
         ("E401", "deny: signature does not verify", ew(document(allow10, secret=WRONG_SECRET)), EDGEWARD_LOG, [], (401, 401)),
         ("E429", "deny: rate limit reached", ew(document(allow10, limit=1, window_s=31536000)), EDGEWARD_LOG, [], (200, 429)),
         ("E301", "redirect: X-Forwarded-Proto not trusted", ew(document(allow10, https="redirect", proxies=False)), EDGEWARD_LOG, [], (301, 301)),
-    ], ("Dhc", "D with the host-call-count build", ew(d, a.wasm_hc), EDGEWARD_LOG, [], (200, 200)), allow100k
+    ] + parts(d, ew), ("Dhc", "D with the host-call-count build", ew(d, a.wasm_hc), EDGEWARD_LOG, [], (200, 200)), allow100k
+
+
+# Where D's cost goes (not run by default: BENCH_PARTS=1, or name them in BENCH_ONLY): edgeward with one
+# kind of check at a time, and with none (the plugin's fixed cost: read the request, select the route,
+# the record as filter state, the counter). Each part minus P0 is that check's own cost.
+PARTS = [
+    ("P0", "edgeward, a policy with no checks", ()),
+    ("Phttps", "edgeward, HTTPS only (+ HSTS)", ("https",)),
+    ("Pip", "edgeward, IP allow list (10 CIDRs) only", ("ip",)),
+    ("Psig", "edgeward, signature + Content-Digest only", ("signature",)),
+    ("Prl", "edgeward, the two rate limits only", ("rate_limits",)),
+    ("Plog", "edgeward, the log section (2 pseudonyms) + access log only", ("log",)),
+]
+
+
+def parts(d, ew):
+    out = []
+    for name, what, keep in PARTS:
+        doc = json.loads(json.dumps(d))
+        policy = doc["policies"]["api"]
+        for section in ("https", "ip", "signature", "rate_limits", "log"):
+            if section not in keep:
+                policy.pop(section, None)
+        if "signature" not in keep:
+            # A key_id limit needs a verified signature; a header key is the same kind of keyed bucket.
+            for limit in policy.get("rate_limits", []):
+                if limit["key"] == "key_id":
+                    limit["key"] = "header:user-agent"
+
+        out.append((name, what, ew(doc), EDGEWARD_LOG if "log" in keep else [], [], (200, 200)))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -464,6 +495,8 @@ def main():
     if a.only:
         keep = set(a.only.split(","))
         configs = [c for c in configs if c[0] in keep]
+    elif os.environ.get("BENCH_PARTS") != "1":
+        configs = [c for c in configs if c[0] not in {p[0] for p in PARTS}]
     client_rank = [str(n) for n in allow100k].index("127.0.0.1/32")
 
     envoys = {}
@@ -491,10 +524,17 @@ def main():
         e = envoys["Dhc"]
         s0 = e.stats()
         run_wrk(a, e, script, 2)
+        time.sleep(1.5)  # edgeward adds its counts to Envoy's counters once a second
         s1 = e.stats()
         hc_key = "wasmcustom.edgeward.host_calls"
         allowed_key = "wasmcustom.edgeward.api.allowed"
         host_calls = (s1.get(hc_key, 0) - s0.get(hc_key, 0)) / max(1, e.requests(s1) - e.requests(s0))
+        per_kind = {
+            k[len(hc_key) + 1:]: (v - s0.get(k, 0)) / max(1, e.requests(s1) - e.requests(s0))
+            for k, v in s1.items() if k.startswith(hc_key + ".")
+        }
+        print("    host calls per request: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per_kind.items()) if v >= 0.005),
+              file=sys.stderr)
         allowed_share = (s1.get(allowed_key, 0) - s0.get(allowed_key, 0)) / max(1, e.requests(s1) - e.requests(s0))
 
         results = {n: {"wrk": [], "oha": []} for n in names}
@@ -529,7 +569,7 @@ def main():
 
     elapsed = time.time() - started
     load_after = os.getloadavg()
-    report = render(a, configs, results, rate, rss, statuses, host_calls, allowed_share, client_rank,
+    report = render(a, configs, results, rate, rss, statuses, (host_calls, per_kind), allowed_share, client_rank,
                     created, load_before, load_after, elapsed)
     os.makedirs(a.out, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
@@ -625,11 +665,16 @@ def render(a, configs, results, rate, rss, statuses, host_calls, allowed_share, 
     t = ratio("D100k", "B100k"); rows.append(("D100k/B100k throughput (B-100k slowdown factor)", fmt(t, f1), "≫ 1", ok(t, lambda v: v > 1)))
     for e in [n for n in names if n.startswith("E")]:
         t = diff(e, "D"); rows.append((f"{e} − D CPU-µs/req", fmt(t, f1), "< 0", ok(t, lambda v: v < 0)))
+    if "P0" in results:
+        t = diff("P0", "C"); rows.append(("P0 − C CPU-µs/req (edgeward's fixed cost over a no-op filter)", fmt(t, f1), "", ""))
+        for n in [n for n in names if n.startswith("P") and n != "P0"]:
+            t = diff(n, "P0"); rows.append((f"{n} − P0 CPU-µs/req ({desc[n].split(', ', 1)[-1]})", fmt(t, f1), "", ""))
     t = diff("D", "A", "p50_us"); rows.append(("D − A p50 latency µs", fmt(t, f0), "≤ 15", ok(t, lambda v: v <= 15)))
     t = diff("D", "A", "p99_us"); rows.append(("D − A p99 latency µs", fmt(t, f0), "≤ 50", ok(t, lambda v: v <= 50)))
     if "D100k" in rss and "A" in rss:
         d = rss["D100k"] - rss["A"]
         rows.append(("RSS D100k − A (MB)", f"{d:.0f}", "≤ 30", "met" if d <= 30 else "**missed**"))
+    host_calls, per_kind = host_calls
     rows.append(("host calls per allowed request (D)", f"{host_calls:.2f}", "≤ 12", "met" if host_calls <= 12 else "**missed**"))
     size = os.path.getsize(a.wasm)
     raw = f" ({a.wasm_raw_size / 1024:.0f} KiB before wasm-opt)" if a.wasm_raw_size else ""
@@ -645,7 +690,9 @@ def render(a, configs, results, rate, rss, statuses, host_calls, allowed_share, 
                  f"prefixes are deterministic pseudo-random IPv4 /16–/32 outside 127/8 plus 127.0.0.1/32, sorted by "
                  f"address; the client's entry is number {client_rank + 1:,}, so RBAC (first match, in order) scans "
                  f"about that many principals. Host calls are counted by a build with `--features host-call-count` "
-                 f"({allowed_share * 100:.0f}% of its requests allowed). Every configuration runs buffer → its filters → "
+                 f"({allowed_share * 100:.0f}% of its requests allowed); per request: "
+                 + ", ".join(f"`{k}` {v:.2f}" for k, v in sorted(per_kind.items()) if v >= 0.005)
+                 + f". Every configuration runs buffer → its filters → "
                  f"buffer → router (benches/e2e/envoy.tmpl.yaml says why).\n")
     return "\n".join(lines)
 
