@@ -537,6 +537,18 @@ pub fn remove_yaml_item(yaml: &str, marker: &str) -> Result<String, String> {
     Ok(out.join("\n") + "\n")
 }
 
+/// Test-only listener change (an `EnvoyOpts::edit`): Envoy hands each new connection to the worker
+/// with the fewest, so both workers serve a burst even when the machine is so loaded that one worker
+/// thread would otherwise win every accept. (The plugin's behaviour under test is the same either way.)
+pub fn exact_balance(yaml: String) -> String {
+    let from = "enable_reuse_port: false";
+    assert!(yaml.contains(from));
+    yaml.replace(
+        from,
+        "enable_reuse_port: false\n    connection_balance_config: { exact_balance: {} }",
+    )
+}
+
 /// Renders envoy/envoy.yaml for a test: free ports, temp paths, the plugin and policy.
 pub fn render(opts: &EnvoyOpts, ports: Ports, dir: TempDir) -> Result<Rendered, String> {
     let src = reference_config_path();
@@ -908,6 +920,29 @@ impl Drop for Envoy {
             );
         }
     }
+}
+
+/// Connections each worker of the plain listener has accepted so far (`worker_0`, `worker_1`);
+/// asserts there are two workers.
+pub fn worker_connections(envoy: &Envoy) -> Vec<u64> {
+    let prefix = format!("listener.127.0.0.1_{}.worker_", envoy.ports.http);
+    let text = envoy.stats("downstream_cx_total").unwrap();
+    let mut counts = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((worker, value)) = rest.split_once(".downstream_cx_total: ") else {
+            continue;
+        };
+        let worker: usize = worker.parse().unwrap();
+        if worker >= counts.len() {
+            counts.resize(worker + 1, 0);
+        }
+        counts[worker] = value.trim().parse().unwrap();
+    }
+    assert_eq!(counts.len(), 2, "per-worker listener stats:\n{text}");
+    counts
 }
 
 /// Lines like `[...][main] [source/server/server.cc:467]   envoy.filters.http: ...`: the message
