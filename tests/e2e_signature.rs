@@ -370,23 +370,7 @@ fn assert_unauthorized(resp: &Response, what: &str) {
 
 /// The access-log record of the request whose path is `path` (waits for it, up to 30 s).
 fn record_for(envoy: &Envoy, path: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let found = envoy
-            .access_log()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|r| r["path"] == path);
-        if let Some(r) = found {
-            return r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no access log record for {path}:\n{}",
-            envoy.access_log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    envoy.access_log_record(path, |v| v["path"] == path)
 }
 
 fn reason_for(envoy: &Envoy, path: &str) -> String {

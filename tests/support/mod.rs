@@ -837,6 +837,46 @@ impl Envoy {
         }
     }
 
+    /// Waits (up to 30 s) for the first access log record (a JSON line) that `matches`; `what` names
+    /// the record in the failure message.
+    pub fn access_log_record(
+        &self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self
+                .access_log()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| matches(v));
+            if let Some(v) = found {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no access log record for {what}:\n{}",
+                self.access_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends `req` over HTTP/1.1 from the local address `from` to the plain listener (its ::1
+    /// address for an IPv6 source); panics if the exchange fails.
+    pub fn send_from(&self, from: IpAddr, req: &Req) -> Response {
+        let addr = if from.is_ipv6() {
+            self.http_addr_v6().expect("IPv6 listener")
+        } else {
+            self.http_addr()
+        };
+        Client::h1()
+            .bind(from)
+            .send_blocking(addr, req)
+            .unwrap_or_else(|e| panic!("{} from {from}: {e}", req.path))
+    }
+
     /// Envoy's own log (stdout/stderr and --log-path), without the startup listings of compiled-in
     /// extensions and header maps (hundreds of lines that never explain a failure).
     pub fn log(&self) -> String {
