@@ -8,7 +8,6 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{echo, Client, Envoy, EnvoyOpts, Req, Response, TempDir, Tls};
@@ -48,22 +47,7 @@ fn ip(s: &str) -> IpAddr {
 
 /// Waits (up to 30 s) for the access log record of the request with this exact path.
 fn record_for(envoy: &Envoy, path: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        for line in envoy.access_log().lines() {
-            if let Ok(v) = serde_json::from_str::<Value>(line) {
-                if v["path"] == path {
-                    return v;
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no access log record for {path}:\n{}",
-            envoy.access_log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    envoy.access_log_record(path, |v| v["path"] == path)
 }
 
 /// `edgeward eval DOC --request FILE` with extra flags; the JSON it prints.

@@ -7,10 +7,9 @@
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{echo, Client, Envoy, EnvoyOpts, Req, Response};
+use support::{echo, Envoy, EnvoyOpts, Req};
 
 fn echo_server() -> echo::EchoServer {
     echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap()
@@ -26,45 +25,16 @@ fn ip(s: &str) -> IpAddr {
 
 const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
-/// Sends `req` from `from` to the plain listener (its ::1 address for an IPv6 source).
-fn send(envoy: &Envoy, from: IpAddr, req: &Req) -> Response {
-    let addr = if from.is_ipv6() {
-        envoy.http_addr_v6().expect("IPv6 listener")
-    } else {
-        envoy.http_addr()
-    };
-    Client::h1()
-        .bind(from)
-        .send_blocking(addr, req)
-        .unwrap_or_else(|e| panic!("{} from {from}: {e}", req.path))
-}
-
 /// Waits (up to 30 s) for the access log record of the request with this exact path.
 fn record_for(envoy: &Envoy, path: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let found = envoy
-            .access_log()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["path"] == path);
-        if let Some(v) = found {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no access log record for {path}:\n{}",
-            envoy.access_log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    envoy.access_log_record(path, |v| v["path"] == path)
 }
 
 /// Asserts an allowed request reached the upstream, or a denied one got `status` and never did; the
 /// access log names the reason. Each case uses its own path.
 fn expect(envoy: &Envoy, from: IpAddr, req: &Req, status: u16, reason: Option<&str>) {
     let what = format!("{} from {from}", req.path);
-    let resp = send(envoy, from, req);
+    let resp = envoy.send_from(from, req);
     assert_eq!(resp.status, status, "{what}: {}", resp.text());
     if status == 200 {
         assert_eq!(resp.echo().path, req.path, "{what}");

@@ -6,14 +6,13 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac as _};
 use serde_json::Value;
 use sha2::Sha256;
-use support::{echo, Client, Envoy, EnvoyOpts, Req, Response};
+use support::{echo, Envoy, EnvoyOpts, Req, Response};
 
 /// The distinctive client address: it must never appear raw anywhere Envoy writes.
 const CLIENT: &str = "127.0.0.77";
@@ -85,23 +84,9 @@ fn ip_pseudonym(ip: &str) -> String {
 
 /// Waits (up to 30 s) for the access log record whose path starts with `prefix`.
 fn record_for(envoy: &Envoy, prefix: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let found = envoy
-            .access_log()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["path"].as_str().is_some_and(|p| p.starts_with(prefix)));
-        if let Some(v) = found {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no access log record for {prefix}:\n{}",
-            envoy.access_log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    envoy.access_log_record(prefix, |v| {
+        v["path"].as_str().is_some_and(|p| p.starts_with(prefix))
+    })
 }
 
 /// A request carrying every kind of secret, from 127.0.0.77, with a spoofed X-Forwarded-For.
@@ -116,11 +101,7 @@ fn send(envoy: &Envoy, prefix: &str) -> Response {
         .header("x-user-id", USER_ID)
         .header("user-agent", "e2e-agent/1.0")
         .header("x-forwarded-for", SPOOFED);
-    let client: IpAddr = CLIENT.parse().unwrap();
-    Client::h1()
-        .bind(client)
-        .send_blocking(envoy.http_addr(), &req)
-        .unwrap_or_else(|e| panic!("{prefix}: {e}"))
+    envoy.send_from(CLIENT.parse().unwrap(), &req)
 }
 
 #[test]

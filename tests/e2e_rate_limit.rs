@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use support::{echo, Client, Envoy, EnvoyOpts, Req, Response};
+use support::{echo, exact_balance, worker_connections, Client, Envoy, EnvoyOpts, Req, Response};
 
 const CLI: &str = env!("CARGO_BIN_EXE_edgeward");
 const SECRET_A: [u8; 32] = *b"partner-a secret, 32 bytes long!";
@@ -191,40 +191,6 @@ fn assert_never_reached_upstream(echo: &echo::EchoServer, path: &str) {
 
 // ---------------------------------------------------------------------------------------------
 // Exactly `limit` of a concurrent burst, across both workers
-
-/// Test-only listener change: Envoy hands each new connection to the worker with the fewest, so
-/// both workers serve a burst even when the machine is so loaded that one worker thread would
-/// otherwise win every accept. (The plugin's behaviour under test is the same either way.)
-fn exact_balance(yaml: String) -> String {
-    let from = "enable_reuse_port: false";
-    assert!(yaml.contains(from));
-    yaml.replace(
-        from,
-        "enable_reuse_port: false\n    connection_balance_config: { exact_balance: {} }",
-    )
-}
-
-/// Connections each worker of the plain listener has accepted so far.
-fn worker_connections(envoy: &Envoy) -> Vec<u64> {
-    let prefix = format!("listener.127.0.0.1_{}.worker_", envoy.ports.http);
-    let text = envoy.stats("downstream_cx_total").unwrap();
-    let mut counts = Vec::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Some((worker, value)) = rest.split_once(".downstream_cx_total: ") else {
-            continue;
-        };
-        let worker: usize = worker.parse().unwrap();
-        if worker >= counts.len() {
-            counts.resize(worker + 1, 0);
-        }
-        counts[worker] = value.trim().parse().unwrap();
-    }
-    assert_eq!(counts.len(), 2, "per-worker listener stats:\n{text}");
-    counts
-}
 
 type H1Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 

@@ -21,7 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
-use support::{echo, Client, Envoy, EnvoyOpts, Req, Response, TempDir, Tls};
+use support::{
+    echo, exact_balance, worker_connections, Client, Envoy, EnvoyOpts, Req, Response, TempDir, Tls,
+};
 
 const CLI: &str = env!("CARGO_BIN_EXE_edgeward");
 
@@ -368,23 +370,7 @@ fn assert_unauthorized(resp: &Response, what: &str) {
 
 /// The access-log record of the request whose path is `path` (waits for it, up to 30 s).
 fn record_for(envoy: &Envoy, path: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let found = envoy
-            .access_log()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|r| r["path"] == path);
-        if let Some(r) = found {
-            return r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no access log record for {path}:\n{}",
-            envoy.access_log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    envoy.access_log_record(path, |v| v["path"] == path)
 }
 
 fn reason_for(envoy: &Envoy, path: &str) -> String {
@@ -774,40 +760,6 @@ fn key_past_not_after_is_refused_and_its_successor_accepted() {
 
 // ---------------------------------------------------------------------------------------------
 // Replay across workers
-
-/// Test-only listener change: Envoy hands each new connection to the worker with the fewest, so
-/// both workers serve a burst even when the machine is so loaded that one worker thread would
-/// otherwise win every accept. (The plugin's behaviour under test is the same either way.)
-fn exact_balance(yaml: String) -> String {
-    let from = "enable_reuse_port: false";
-    assert!(yaml.contains(from));
-    yaml.replace(
-        from,
-        "enable_reuse_port: false\n    connection_balance_config: { exact_balance: {} }",
-    )
-}
-
-/// Connections each worker of the plain listener has accepted so far (`worker_0`, `worker_1`).
-fn worker_connections(envoy: &Envoy) -> Vec<u64> {
-    let prefix = format!("listener.127.0.0.1_{}.worker_", envoy.ports.http);
-    let text = envoy.stats("downstream_cx_total").unwrap();
-    let mut counts = Vec::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Some((worker, value)) = rest.split_once(".downstream_cx_total: ") else {
-            continue;
-        };
-        let worker: usize = worker.parse().unwrap();
-        if worker >= counts.len() {
-            counts.resize(worker + 1, 0);
-        }
-        counts[worker] = value.trim().parse().unwrap();
-    }
-    assert_eq!(counts.len(), 2, "per-worker listener stats:\n{text}");
-    counts
-}
 
 fn delta(after: &[u64], before: &[u64]) -> Vec<u64> {
     after.iter().zip(before).map(|(a, b)| a - b).collect()

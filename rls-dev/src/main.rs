@@ -189,7 +189,8 @@ mod tests {
         }
     }
 
-    fn ask(s: &Service, descs: &[(&str, &str)]) -> i32 {
+    /// One ShouldRateLimit call with `(limit, key)` descriptors and a hit of 1.
+    fn call(s: &Service, descs: &[(&str, &str)]) -> Result<Response<RateLimitResponse>, Status> {
         let req = RateLimitRequest {
             domain: "edgeward".into(),
             descriptors: descs
@@ -214,38 +215,14 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(s.should_rate_limit(Request::new(req)))
-            .unwrap()
-            .into_inner()
-            .overall_code
+    }
+
+    fn ask(s: &Service, descs: &[(&str, &str)]) -> i32 {
+        call(s, descs).unwrap().into_inner().overall_code
     }
 
     fn ask_status(s: &Service, descs: &[(&str, &str)]) -> Option<tonic::Code> {
-        let req = RateLimitRequest {
-            domain: "edgeward".into(),
-            descriptors: descs
-                .iter()
-                .map(|(l, k)| RateLimitDescriptor {
-                    entries: vec![
-                        Entry {
-                            key: "limit".into(),
-                            value: l.to_string(),
-                        },
-                        Entry {
-                            key: "key".into(),
-                            value: k.to_string(),
-                        },
-                    ],
-                    ..Default::default()
-                })
-                .collect(),
-            hits_addend: 1,
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(s.should_rate_limit(Request::new(req)))
-            .err()
-            .map(|e| e.code())
+        call(s, descs).err().map(|e| e.code())
     }
 
     #[test]

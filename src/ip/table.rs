@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::ops::{BitXor, Shl, Shr};
 
 use super::parse::Net;
 
@@ -18,77 +19,63 @@ const INDEX_MIN: usize = 64;
 /// Bucket index width for the largest lists (64K buckets, 256 KB).
 const INDEX_MAX_BITS: u32 = 16;
 
-/// An address word: u32 for IPv4, u128 for IPv6.
-trait Word: Copy + Ord + fmt::Debug {
+/// An address word: u32 for IPv4, u128 for IPv6. One generic definition over the std operators (and
+/// a widening to u128, which LLVM folds away); a width only names its size.
+trait Word:
+    Copy
+    + Ord
+    + fmt::Debug
+    + From<u8>
+    + Into<u128>
+    + BitXor<Output = Self>
+    + Shl<u32, Output = Self>
+    + Shr<u32, Output = Self>
+{
     const BITS: u32;
-    const ZERO: Self;
-    fn xor(self, o: Self) -> Self;
-    fn shr(self, n: u32) -> Self;
-    fn is_zero(self) -> bool;
-    fn leading_zeros(self) -> u32;
+
+    /// `self >> n`, and 0 once `n` reaches the width (where `>>` itself would overflow).
+    fn shr_or_zero(self, n: u32) -> Self {
+        if n < Self::BITS {
+            self >> n
+        } else {
+            Self::from(0)
+        }
+    }
+
+    fn is_zero(self) -> bool {
+        self == Self::from(0)
+    }
+
+    fn leading_zeros(self) -> u32 {
+        let wide: u128 = self.into();
+        wide.leading_zeros() - (u128::BITS - Self::BITS)
+    }
+
     /// The low 32 bits (index keys are at most 16 bits wide).
-    fn low32(self) -> u32;
+    fn low32(self) -> u32 {
+        let wide: u128 = self.into();
+        // Truncation intended: callers shift the wanted bits to the bottom first.
+        wide as u32
+    }
+
     /// The size of a prefix of length `len` as a word, None for len 0 (the whole space).
-    fn block(len: u8) -> Option<Self>;
-    fn wrapping_add(self, o: Self) -> Self;
+    fn block(len: u8) -> Option<Self> {
+        let shift = Self::BITS.checked_sub(u32::from(len))?;
+        (len > 0).then(|| Self::from(1) << shift)
+    }
 }
 
 impl Word for u32 {
-    const BITS: u32 = 32;
-    const ZERO: Self = 0;
-    fn xor(self, o: Self) -> Self {
-        self ^ o
-    }
-    fn shr(self, n: u32) -> Self {
-        self.checked_shr(n).unwrap_or(0)
-    }
-    fn is_zero(self) -> bool {
-        self == 0
-    }
-    fn leading_zeros(self) -> u32 {
-        u32::leading_zeros(self)
-    }
-    fn low32(self) -> u32 {
-        self
-    }
-    fn block(len: u8) -> Option<Self> {
-        1u32.checked_shl(32 - u32::from(len)).filter(|_| len > 0)
-    }
-    fn wrapping_add(self, o: Self) -> Self {
-        u32::wrapping_add(self, o)
-    }
+    const BITS: u32 = u32::BITS;
 }
 
 impl Word for u128 {
-    const BITS: u32 = 128;
-    const ZERO: Self = 0;
-    fn xor(self, o: Self) -> Self {
-        self ^ o
-    }
-    fn shr(self, n: u32) -> Self {
-        self.checked_shr(n).unwrap_or(0)
-    }
-    fn is_zero(self) -> bool {
-        self == 0
-    }
-    fn leading_zeros(self) -> u32 {
-        u128::leading_zeros(self)
-    }
-    fn low32(self) -> u32 {
-        // Truncation intended: callers shift the wanted bits to the bottom first.
-        self as u32
-    }
-    fn block(len: u8) -> Option<Self> {
-        1u128.checked_shl(128 - u32::from(len)).filter(|_| len > 0)
-    }
-    fn wrapping_add(self, o: Self) -> Self {
-        u128::wrapping_add(self, o)
-    }
+    const BITS: u32 = u128::BITS;
 }
 
 /// Whether prefix (start, len) holds `x`.
 fn holds<W: Word>(start: W, len: u8, x: W) -> bool {
-    start.xor(x).shr(W::BITS - u32::from(len)).is_zero()
+    (start ^ x).shr_or_zero(W::BITS - u32::from(len)).is_zero()
 }
 
 /// One prefix, packed so that the start and the length share a cache line (17 bytes for IPv6, not 32).
@@ -139,7 +126,11 @@ impl<W: Word> PrefixSet<W> {
                     break;
                 };
                 let siblings = match W::block(la) {
-                    Some(size) if la == lb && holds(a, la - 1, b) => a.wrapping_add(size) == b,
+                    // Summed in u128: a sum past the top of the space is no sibling (b is never below a).
+                    Some(size) if la == lb && holds(a, la - 1, b) => {
+                        let (a, b, size): (u128, u128, u128) = (a.into(), b.into(), size.into());
+                        a.checked_add(size) == Some(b)
+                    }
                     _ => false,
                 };
                 if !siblings {
@@ -160,7 +151,7 @@ impl<W: Word> PrefixSet<W> {
         let mut set = PrefixSet {
             slots,
             index: Vec::new(),
-            high: W::ZERO,
+            high: W::from(0),
             high_shift: W::BITS,
             key_shift: 0,
             key_mask: 0,
@@ -178,7 +169,7 @@ impl<W: Word> PrefixSet<W> {
         if n < INDEX_MIN || u32::try_from(n).is_err() {
             return;
         }
-        let common = first.xor(last).leading_zeros();
+        let common = (first ^ last).leading_zeros();
         // About two entries per bucket: log2(n) - 1 bits, capped, and never below the last bit.
         let want = (usize::BITS - n.leading_zeros())
             .saturating_sub(1)
@@ -189,7 +180,7 @@ impl<W: Word> PrefixSet<W> {
         }
         self.key_shift = W::BITS - common - bits;
         self.high_shift = W::BITS - common;
-        self.high = first.shr(self.high_shift);
+        self.high = first.shr_or_zero(self.high_shift);
         self.key_mask = (1u32 << bits) - 1;
         let buckets = 1usize << bits;
         let mut index = Vec::with_capacity(buckets + 1);
@@ -209,14 +200,14 @@ impl<W: Word> PrefixSet<W> {
     }
 
     fn key(&self, x: W) -> u32 {
-        x.shr(self.key_shift).low32() & self.key_mask
+        x.shr_or_zero(self.key_shift).low32() & self.key_mask
     }
 
     fn contains(&self, x: W) -> bool {
         let (lo, hi) = if self.index.is_empty() {
             (0, self.slots.len())
         } else {
-            match x.shr(self.high_shift).cmp(&self.high) {
+            match x.shr_or_zero(self.high_shift).cmp(&self.high) {
                 std::cmp::Ordering::Less => return false,
                 std::cmp::Ordering::Greater => (self.slots.len(), self.slots.len()),
                 std::cmp::Ordering::Equal => {

@@ -537,6 +537,18 @@ pub fn remove_yaml_item(yaml: &str, marker: &str) -> Result<String, String> {
     Ok(out.join("\n") + "\n")
 }
 
+/// Test-only listener change (an `EnvoyOpts::edit`): Envoy hands each new connection to the worker
+/// with the fewest, so both workers serve a burst even when the machine is so loaded that one worker
+/// thread would otherwise win every accept. (The plugin's behaviour under test is the same either way.)
+pub fn exact_balance(yaml: String) -> String {
+    let from = "enable_reuse_port: false";
+    assert!(yaml.contains(from));
+    yaml.replace(
+        from,
+        "enable_reuse_port: false\n    connection_balance_config: { exact_balance: {} }",
+    )
+}
+
 /// Renders envoy/envoy.yaml for a test: free ports, temp paths, the plugin and policy.
 pub fn render(opts: &EnvoyOpts, ports: Ports, dir: TempDir) -> Result<Rendered, String> {
     let src = reference_config_path();
@@ -825,6 +837,46 @@ impl Envoy {
         }
     }
 
+    /// Waits (up to 30 s) for the first access log record (a JSON line) that `matches`; `what` names
+    /// the record in the failure message.
+    pub fn access_log_record(
+        &self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self
+                .access_log()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| matches(v));
+            if let Some(v) = found {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no access log record for {what}:\n{}",
+                self.access_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends `req` over HTTP/1.1 from the local address `from` to the plain listener (its ::1
+    /// address for an IPv6 source); panics if the exchange fails.
+    pub fn send_from(&self, from: IpAddr, req: &Req) -> Response {
+        let addr = if from.is_ipv6() {
+            self.http_addr_v6().expect("IPv6 listener")
+        } else {
+            self.http_addr()
+        };
+        Client::h1()
+            .bind(from)
+            .send_blocking(addr, req)
+            .unwrap_or_else(|e| panic!("{} from {from}: {e}", req.path))
+    }
+
     /// Envoy's own log (stdout/stderr and --log-path), without the startup listings of compiled-in
     /// extensions and header maps (hundreds of lines that never explain a failure).
     pub fn log(&self) -> String {
@@ -910,6 +962,29 @@ impl Drop for Envoy {
     }
 }
 
+/// Connections each worker of the plain listener has accepted so far (`worker_0`, `worker_1`);
+/// asserts there are two workers.
+pub fn worker_connections(envoy: &Envoy) -> Vec<u64> {
+    let prefix = format!("listener.127.0.0.1_{}.worker_", envoy.ports.http);
+    let text = envoy.stats("downstream_cx_total").unwrap();
+    let mut counts = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((worker, value)) = rest.split_once(".downstream_cx_total: ") else {
+            continue;
+        };
+        let worker: usize = worker.parse().unwrap();
+        if worker >= counts.len() {
+            counts.resize(worker + 1, 0);
+        }
+        counts[worker] = value.trim().parse().unwrap();
+    }
+    assert_eq!(counts.len(), 2, "per-worker listener stats:\n{text}");
+    counts
+}
+
 /// Lines like `[...][main] [source/server/server.cc:467]   envoy.filters.http: ...`: the message
 /// is indented (a listing item).
 fn is_startup_listing(line: &str) -> bool {
@@ -973,19 +1048,12 @@ pub struct Response {
 impl Response {
     /// The first value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_values(&self.headers, name).next()
     }
 
     /// Every value of a header, in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_values(&self.headers, name).collect()
     }
 
     /// The body parsed as JSON (panics with the body if it is not JSON).
@@ -1041,20 +1109,24 @@ pub struct Echoed {
 impl Echoed {
     /// The first value of a header the upstream received.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_values(&self.headers, name).next()
     }
 
     /// Every value of a header the upstream received, in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_values(&self.headers, name).collect()
     }
+}
+
+/// The values of header `name` (case-insensitive) in `headers`, in order.
+fn header_values<'a: 'n, 'n>(
+    headers: &'a [(String, String)],
+    name: &'n str,
+) -> impl Iterator<Item = &'a str> + 'n {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// A request to send with `Client`.
