@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The end-to-end benchmark (issue 9): edgeward in Envoy side by side with bare Envoy (A), Envoy's native
 # filters (B), a no-op Rust wasm filter (C), edgeward's allow path (D), D with 100k prefixes, B with the
-# same 100k prefixes, and edgeward's deny paths (E). Builds what it measures, installs what it needs (wrk,
-# binaryen and util-linux from Debian when missing and root; oha from crates.io into the cache), then runs
-# benches/e2e/bench.py and prints the table, also written to bench-results/latest.md and a dated copy.
+# same 100k prefixes, D with one limit on a rate limit service (D-rls), and edgeward's deny paths (E).
+# Builds what it measures (also the development rate limit service, rls-dev), installs what it needs
+# (wrk, binaryen and util-linux from Debian when missing and root; oha from crates.io into the cache),
+# then runs benches/e2e/bench.py and prints the table, also written to bench-results/latest.md and a
+# dated copy.
 #
-# Needs 2 CPUs (Envoy on CPU 0, the load generator on CPU 1). Knobs (environment): BENCH_ROUNDS (3),
-# BENCH_SECONDS (5, throughput per run), BENCH_LATENCY_SECONDS (4), BENCH_WARMUP_SECONDS (2),
-# BENCH_ONLY=A,D,... (a subset of the configurations).
+# Needs 2 CPUs (Envoy on CPU 0, the load generator and D-rls's rate limit service on CPU 1). Knobs
+# (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5, throughput per run), BENCH_LATENCY_SECONDS (4),
+# BENCH_WARMUP_SECONDS (2), BENCH_ONLY=A,D,... (a subset of the configurations).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 START=$(date +%s)
@@ -50,10 +52,16 @@ optimize_wasm "$TARGET/host-call-count/wasm32-wasip1/release/edgeward.wasm" dist
 optimize_wasm "$TARGET/wasm32-wasip1/release/noop_filter.wasm" dist/noop-filter.wasm
 log "building the edgeward CLI (signs the benchmark's request)"
 cargo build --quiet --release --bin edgeward
+# D-rls's rate limit service, --release (a debug build's latency would count as edgeward's), into the
+# target directory the e2e tests use (tests/support/rls.rs), so both share one build per machine.
+RLS_TARGET="${EDGEWARD_RLS_TARGET:-$CACHE/rls-dev-target}"
+log "building the development rate limit service (rls-dev, --release; ~4 min of CPU the first time)"
+(cd rls-dev && CARGO_TARGET_DIR="$RLS_TARGET" cargo build --quiet --release --locked)
 ENVOY="$(find_envoy)"
 log "Envoy: $("$ENVOY" --version | tr -s ' ' | cut -c1-100)"
 
 python3 benches/e2e/bench.py --envoy "$ENVOY" --wasm dist/edgeward.wasm \
   --wasm-hc dist/edgeward-host-call-count.wasm --noop dist/noop-filter.wasm \
-  --cli "$TARGET/release/edgeward" --oha "$OHA" --wasm-raw-size "$RAW_SIZE"
+  --cli "$TARGET/release/edgeward" --oha "$OHA" --wasm-raw-size "$RAW_SIZE" \
+  --rls-dev "$RLS_TARGET/release/edgeward-rls-dev"
 log "scripts/bench.sh took $(( $(date +%s) - START )) s"

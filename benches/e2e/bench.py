@@ -37,6 +37,9 @@ WRONG_SECRET = base64.b64encode(b"not the key the client signs with").decode()
 LOG_KEY = base64.b64encode(b"edgeward benchmark pseudonym key").decode()
 # The signature's `created` is the start of the run; it stays valid for this long (the run takes < 10 min).
 MAX_AGE_S = 3600
+# D-rls: one more limit, counted by the rate limit service (rls-dev) and never reached.
+RLS_DOMAIN = "edgeward"
+RLS_LIMIT = "per-client-remote"
 
 # ---------------------------------------------------------------------------------------------------------
 # Address lists
@@ -105,6 +108,41 @@ def document(allow, *, secret=SIG_SECRET, limit=1_000_000_000, window_s=1, https
             }
         },
         "routes": [{"route": "api", "policy": "api"}],
+    }
+
+
+def rls_document(allow):
+    """D's document with one more limit on the rate limit service, keyed like D's per-client limit."""
+    doc = document(allow)
+    doc["rls"] = {"cluster": "ratelimit", "domain": RLS_DOMAIN, "timeout_ms": 50, "failure_mode": "deny"}
+    doc["policies"]["api"]["rate_limits"].append(
+        {"name": RLS_LIMIT, "key": "client_ip", "limit": 1_000_000_000, "window_s": 1, "backend": "rls"})
+    return doc
+
+
+def rls_limits():
+    """The service's config for that limit (Limitador's format, as README "Descriptors" shows): never reached."""
+    return [{"namespace": RLS_DOMAIN, "name": RLS_LIMIT, "max_value": 1_000_000_000, "seconds": 1,
+             "conditions": [f"descriptors[0].limit == '{RLS_LIMIT}'"], "variables": ["descriptors[0].key"]}]
+
+
+def rls_cluster(port):
+    """The `ratelimit` cluster of D-rls: HTTP/2 (gRPC), to the rate limit service on 127.0.0.1."""
+    return {
+        "name": "ratelimit",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": "ratelimit",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}],
+        },
     }
 
 
@@ -186,8 +224,9 @@ LOCAL_RATELIMIT = {
 }
 
 
-def configurations(a):
-    """(name, description, filters, access log, response headers, expected statuses of two requests)."""
+def configurations(a, rls_port):
+    """(name, description, filters, access log, response headers, expected statuses of two requests), the
+    host-call-count configuration, the 100k prefixes, and the extra clusters per configuration."""
     allow10 = prefixes(10, 0x5EED_0010)
     allow100k = prefixes(100_000, 0x5EED_100000)
     deny10 = [ipaddress.ip_network("192.0.2.0/24")] + [n for n in allow10 if not n.overlaps(ipaddress.ip_network("127.0.0.0/8"))]
@@ -207,13 +246,16 @@ def configurations(a):
         ("B", "RBAC 10 CIDRs + local_ratelimit + HSTS header", chain(rbac(allow10), LOCAL_RATELIMIT), [], HSTS, (200, 200)),
         ("C", "no-op Rust wasm filter", chain(wasm_filter(a.noop, "noop", "")), [], [], (200, 200)),
         ("D", "edgeward, allow path, every check on", ew(d), EDGEWARD_LOG, [], (200, 200)),
+        ("D-rls", "D + one limit on the rate limit service (rls-dev, CPU 1)", ew(rls_document(allow10)), EDGEWARD_LOG, [], (200, 200)),
         ("D100k", "D with a 100,000-prefix allow list", ew(document(allow100k)), EDGEWARD_LOG, [], (200, 200)),
         ("B100k", "B with the same 100,000 prefixes in RBAC", chain(rbac(allow100k), LOCAL_RATELIMIT), [], HSTS, (200, 200)),
         ("E403", "deny: client not in the IP allow list", ew(document(deny10)), EDGEWARD_LOG, [], (403, 403)),
         ("E401", "deny: signature does not verify", ew(document(allow10, secret=WRONG_SECRET)), EDGEWARD_LOG, [], (401, 401)),
         ("E429", "deny: rate limit reached", ew(document(allow10, limit=1, window_s=31536000)), EDGEWARD_LOG, [], (200, 429)),
         ("E301", "redirect: X-Forwarded-Proto not trusted", ew(document(allow10, https="redirect", proxies=False)), EDGEWARD_LOG, [], (301, 301)),
-    ] + parts(d, ew), ("Dhc", "D with the host-call-count build", ew(d, a.wasm_hc), EDGEWARD_LOG, [], (200, 200)), allow100k
+    ] + parts(d, ew), ("Dhc", "D with the host-call-count build", ew(d, a.wasm_hc), EDGEWARD_LOG, [], (200, 200)), allow100k, {
+        "D-rls": [rls_cluster(rls_port)],
+    }
 
 
 # Where D's cost goes (not run by default: BENCH_PARTS=1, or name them in BENCH_ONLY): edgeward with one
@@ -257,8 +299,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def proc_cpu_ticks(pid):
+    """utime + stime of a process (all its threads) in clock ticks (fields 14 and 15 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 class Envoy:
-    def __init__(self, a, work, name, filters, access_log, response_headers):
+    def __init__(self, a, work, name, filters, access_log, response_headers, clusters):
         self.name = name
         self.port, self.admin = free_port(), free_port()
         with open(os.path.join(HERE, "envoy.tmpl.yaml")) as f:
@@ -270,6 +319,7 @@ class Envoy:
             "@ACCESS_LOG@": json.dumps(access_log),
             "@HTTP_FILTERS@": json.dumps(filters),
             "@RESPONSE_HEADERS@": json.dumps(response_headers),
+            "@CLUSTERS@": json.dumps(clusters),
         }.items():
             text = text.replace(key, value)
         self.config = os.path.join(work, f"{name}.yaml")
@@ -307,9 +357,7 @@ class Envoy:
         return (stats or self.stats()).get(f"http.{self.name.lower()}.downstream_rq_total", 0)
 
     def cpu_ticks(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15 of stat)
+        return proc_cpu_ticks(self.proc.pid)
 
     def rss_mb(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -317,6 +365,45 @@ class Envoy:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
         return float("nan")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class RlsServer:
+    """The development rate limit service (rls-dev, --release, counters in memory) for D-rls, pinned to the
+    load generator's CPU: its work is not Envoy's, and it must not take Envoy's CPU."""
+
+    def __init__(self, a, work, port):
+        self.port = port
+        limits = os.path.join(work, "rls-limits.json")
+        with open(limits, "w") as f:
+            json.dump(rls_limits(), f)
+        self.log = os.path.join(work, "rls-dev.log")
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                ["taskset", "-c", a.load_cpu, a.rls_dev, "--limits", limits, "--listen", f"127.0.0.1:{port}"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout=30):
+        # It prints "listening on ADDR" once bound.
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"rls-dev exited:\n{tail(self.log)}")
+            if "listening on" in tail(self.log):
+                return
+            time.sleep(0.1)
+        raise SystemExit(f"rls-dev not listening after {timeout}s:\n{tail(self.log)}")
+
+    def cpu_ticks(self):
+        return proc_cpu_ticks(self.proc.pid)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -404,9 +491,11 @@ def wrk_script(work, headers, body):
 # Measurements
 
 
-def run_wrk(a, envoy, script, seconds):
-    """Maximum throughput: req/s, Envoy CPU-µs per request, the other processes' share of CPU 0."""
+def run_wrk(a, envoy, script, seconds, rls=None):
+    """Maximum throughput: req/s, Envoy CPU-µs per request, the other processes' share of CPU 0, and the
+    rate limit service's CPU-µs per request when `rls` serves this Envoy."""
     s0 = envoy.stats()
+    r0 = rls.cpu_ticks() if rls else 0
     c0, b0 = envoy.cpu_ticks(), cpu_busy(a.envoy_cpu)
     t0 = time.time()
     out = subprocess.run(
@@ -414,6 +503,7 @@ def run_wrk(a, envoy, script, seconds):
          f"http://127.0.0.1:{envoy.port}{PATH}"], capture_output=True, text=True, check=True).stdout
     t1 = time.time()
     c1, b1 = envoy.cpu_ticks(), cpu_busy(a.envoy_cpu)
+    r1 = rls.cpu_ticks() if rls else 0
     s1 = envoy.stats()
     n = envoy.requests(s1) - envoy.requests(s0)
     cx = s1.get(f"http.{envoy.name.lower()}.downstream_cx_total", 0) - s0.get(f"http.{envoy.name.lower()}.downstream_cx_total", 0)
@@ -424,8 +514,10 @@ def run_wrk(a, envoy, script, seconds):
     busy, total = b1[0] - b0[0], b1[1] - b0[1]
     other = max(0.0, busy / total - (c1 - c0) / total) if total else 0.0
     errors = re.search(r"Socket errors:.*", out)
+    rls_us = (r1 - r0) / hz * 1e6 / n if rls and n else float("nan")
     return {"rps": rps, "cpu_us": cpu_s * 1e6 / n if n else float("nan"), "requests": n,
-            "connections": cx, "other_cpu0": other, "errors": errors.group(0) if errors else None}
+            "connections": cx, "other_cpu0": other, "errors": errors.group(0) if errors else None,
+            "rls_cpu_us": rls_us}
 
 
 def run_oha(a, envoy, headers, body, rate, seconds, work):
@@ -473,6 +565,7 @@ def main():
     p.add_argument("--noop", required=True, help="the no-op filter (benches/noop-filter)")
     p.add_argument("--cli", required=True, help="the edgeward CLI (to sign the request)")
     p.add_argument("--oha", required=True)
+    p.add_argument("--rls-dev", help="the development rate limit service, built --release (for D-rls)")
     p.add_argument("--wasm-raw-size", type=int, default=0, help="size before wasm-opt")
     p.add_argument("--out", default=os.path.join(ROOT, "bench-results"))
     p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)))
@@ -491,7 +584,8 @@ def main():
     created = int(time.time())
     headers, body = signed_request(a, created)
     script = wrk_script(work, headers, body)
-    configs, hc_config, allow100k = configurations(a)
+    rls_port = free_port()
+    configs, hc_config, allow100k, clusters = configurations(a, rls_port)
     if a.only:
         keep = set(a.only.split(","))
         configs = [c for c in configs if c[0] in keep]
@@ -500,17 +594,39 @@ def main():
     client_rank = [str(n) for n in allow100k].index("127.0.0.1/32")
 
     envoys = {}
+    rls = None
     try:
+        if "D-rls" in [c[0] for c in configs]:
+            if not a.rls_dev:
+                raise SystemExit("D-rls needs --rls-dev (the rate limit service)")
+            rls = RlsServer(a, work, rls_port)
+            rls.wait_ready()
         print(f"==> starting {len(configs) + 1} Envoys (pinned to CPU {a.envoy_cpu}); work dir {work}", file=sys.stderr)
         for name, _, filters, log, resp, _ in configs + [hc_config]:
-            envoys[name] = Envoy(a, work, name, filters, log, resp)
+            envoys[name] = Envoy(a, work, name, filters, log, resp, clusters.get(name, []))
         for e in envoys.values():
             e.wait_ready()
+        if rls:
+            # The first call also opens the HTTP/2 connection to the service, which can take longer than
+            # timeout_ms while the other Envoys are still loading (their 100k lists): a 503 then. Wait until
+            # D-rls answers 200 once; the check below and the measurement then see the steady state.
+            end = time.time() + 30
+            while send_once(envoys["D-rls"].port, headers, body)[0] != 200:
+                if time.time() > end:
+                    raise SystemExit(f"D-rls: no 200 within 30 s\n{tail(envoys['D-rls'].log)}\n{tail(rls.log)}")
+                time.sleep(0.5)
+        calls0 = envoys["D-rls"].stats().get("cluster.ratelimit.upstream_rq_total", 0) if rls else 0
         # Every configuration answers as intended before anything is measured.
         for name, _, _, _, _, expect in configs + [hc_config]:
             got = tuple(send_once(envoys[name].port, headers, body)[0] for _ in expect)
             if got != expect:
                 raise SystemExit(f"{name}: expected statuses {expect}, got {got}\n{tail(envoys[name].log)}")
+        if rls:
+            # D-rls's 200s must have come through the service (with failure_mode deny, a failed call is a 503).
+            calls = envoys["D-rls"].stats().get("cluster.ratelimit.upstream_rq_total", 0) - calls0
+            if calls < 2:
+                raise SystemExit(f"D-rls: the rate limit service saw {calls} requests, expected 2\n"
+                                 f"{tail(envoys['D-rls'].log)}\n{tail(rls.log)}")
         st, h = send_once(envoys["D"].port, headers, body) if "D" in envoys else (200, {"strict-transport-security": "-"})
         if "strict-transport-security" not in h:
             raise SystemExit("D: no Strict-Transport-Security in the response")
@@ -542,7 +658,7 @@ def main():
         for r in range(a.rounds):
             print(f"==> round {r + 1}/{a.rounds}: throughput ({a.seconds:g} s each)", file=sys.stderr)
             for n in names:
-                res = run_wrk(a, envoys[n], script, a.seconds)
+                res = run_wrk(a, envoys[n], script, a.seconds, rls if n == "D-rls" else None)
                 results[n]["wrk"].append(res)
                 print(f"    {n:6} {res['rps']:9.0f} req/s {res['cpu_us']:7.1f} CPU-µs/req "
                       f"(other load on CPU {a.envoy_cpu}: {res['other_cpu0'] * 100:.0f}%)", file=sys.stderr)
@@ -562,15 +678,22 @@ def main():
             s = envoys[n].stats()
             statuses[n] = {k.rsplit("_", 1)[1]: v for k, v in s.items()
                            if re.fullmatch(rf"http\.{n.lower()}\.downstream_rq_[1-5]xx", k) and v}
+        # Calls to the rate limit service per D-rls request over the whole run (1.00: every request asked).
+        rls_calls = None
+        if rls:
+            s = envoys["D-rls"].stats()
+            rls_calls = s.get("cluster.ratelimit.upstream_rq_total", 0) / max(1, envoys["D-rls"].requests(s))
     finally:
         for e in envoys.values():
             e.stop()
+        if rls:
+            rls.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     elapsed = time.time() - started
     load_after = os.getloadavg()
     report = render(a, configs, results, rate, rss, statuses, (host_calls, per_kind), allowed_share, client_rank,
-                    created, load_before, load_after, elapsed)
+                    created, load_before, load_after, elapsed, rls_calls)
     os.makedirs(a.out, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
     for fname in ("latest.md", f"{stamp}.md"):
@@ -594,7 +717,7 @@ def machine():
 
 
 def render(a, configs, results, rate, rss, statuses, host_calls, allowed_share, client_rank,
-           created, load_before, load_after, elapsed):
+           created, load_before, load_after, elapsed, rls_calls=None):
     names = [c[0] for c in configs]
     desc = {c[0]: c[1] for c in configs}
     col = lambda n, src, key: [x[key] for x in results[n][src]]
@@ -660,6 +783,11 @@ def render(a, configs, results, rate, rss, statuses, host_calls, allowed_share, 
     t = diff("C", "A"); rows.append(("C − A CPU-µs/req (no-op wasm filter)", fmt(t, f1), "≈ 4 (issue)", ""))
     t = ratio("D", "B"); rows.append(("D/B throughput", fmt(t, f2), "≥ 0.75", ok(t, lambda v: v >= 0.75)))
     t = diff("D", "B"); rows.append(("D − B CPU-µs/req", fmt(t, f1), "", ""))
+    t = diff("D-rls", "D"); rows.append(("D-rls − D CPU-µs/req (Envoy)", fmt(t, f1), "", ""))
+    t = ratio("D-rls", "D"); rows.append(("D-rls/D throughput", fmt(t, f2), "", ""))
+    if "D-rls" in results:
+        v = col("D-rls", "wrk", "rls_cpu_us")
+        rows.append(("rate limit service (rls-dev) CPU-µs/req in D-rls, not in Envoy's", spread(v, f1), "", ""))
     t = ratio("D100k", "D"); rows.append(("D100k/D throughput", fmt(t, f2), "≥ 0.97", ok(t, lambda v: v >= 0.97)))
     t = ratio("D100k", "D", "cpu_us"); rows.append(("D100k/D CPU-µs/req", fmt(t, f2), "≤ 1.03", ok(t, lambda v: v <= 1.03)))
     t = ratio("D100k", "B100k"); rows.append(("D100k/B100k throughput (B-100k slowdown factor)", fmt(t, f1), "≫ 1", ok(t, lambda v: v > 1)))
@@ -694,6 +822,17 @@ def render(a, configs, results, rate, rss, statuses, host_calls, allowed_share, 
                  + ", ".join(f"`{k}` {v:.2f}" for k, v in sorted(per_kind.items()) if v >= 0.005)
                  + f". Every configuration runs buffer → its filters → "
                  f"buffer → router (benches/e2e/envoy.tmpl.yaml says why).\n")
+    if "D-rls" in results:
+        lines.append(f"D-rls: D's document plus one limit with `\"backend\": \"rls\"` keyed by client_ip (never "
+                     f"reached: 1e9 per second in the service's config), `failure_mode: deny`, `timeout_ms` 50, so "
+                     f"every request waits for one ShouldRateLimit call over an HTTP/2 cluster. The service is "
+                     f"rls-dev (`--release`, Limitador with in-memory counters, a development server) on 127.0.0.1, "
+                     f"pinned to CPU {a.load_cpu} beside the load generator: it shares that CPU with wrk and oha, "
+                     f"and its CPU is not in Envoy's figure (reported as its own row, utime+stime of its pid over "
+                     f"D-rls's throughput runs). Its first requests may answer 503 (in its statuses) while the "
+                     f"connection to the service opens at start-up; that is waited out before anything is "
+                     f"measured. Calls to the service per D-rls request: "
+                     f"{rls_calls if rls_calls is not None else float('nan'):.2f}.\n")
     return "\n".join(lines)
 
 
