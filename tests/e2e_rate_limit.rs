@@ -16,16 +16,17 @@ mod support;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use support::{echo, exact_balance, worker_connections, Client, Envoy, EnvoyOpts, Req, Response};
+use support::{
+    echo, exact_balance, uniq, worker_connections, Client, Envoy, EnvoyOpts, Req, Response,
+};
 
 const CLI: &str = env!("CARGO_BIN_EXE_edgeward");
 const SECRET_A: [u8; 32] = *b"partner-a secret, 32 bytes long!";
@@ -37,16 +38,6 @@ fn b64(bytes: &[u8]) -> String {
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
-}
-
-/// A path segment no other request of this test run uses.
-fn uniq(tag: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{tag}-{}-{nanos}", N.fetch_add(1, Ordering::Relaxed))
 }
 
 fn start(doc: String, env: &[(&str, &str)]) -> (Envoy, echo::EchoServer) {

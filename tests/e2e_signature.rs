@@ -15,14 +15,14 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 use support::{
-    echo, exact_balance, worker_connections, Client, Envoy, EnvoyOpts, Req, Response, TempDir, Tls,
+    echo, exact_balance, uniq, worker_connections, Client, Envoy, EnvoyOpts, Req, Response,
+    TempDir, Tls,
 };
 
 const CLI: &str = env!("CARGO_BIN_EXE_edgeward");
@@ -163,16 +163,6 @@ fn fixture() -> Arc<Fixture> {
 
 // ---------------------------------------------------------------------------------------------
 // Requests, signing, checking
-
-/// A path segment no other request of this test run uses.
-fn uniq(tag: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{tag}-{}-{nanos}", N.fetch_add(1, Ordering::Relaxed))
-}
 
 fn raw_get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n").into_bytes()

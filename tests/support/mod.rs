@@ -1625,3 +1625,15 @@ fn raw_http1_std(addr: SocketAddr, bytes: &[u8]) -> io::Result<Response> {
         }
     }
 }
+
+/// A path segment no other request of this test run uses.
+pub fn uniq(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{tag}-{}-{nanos}", N.fetch_add(1, Ordering::Relaxed))
+}
