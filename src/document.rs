@@ -122,12 +122,19 @@ pub struct Document {
 }
 
 /// Parses JSON text into the input types; errors carry the JSON path (`policies.p.ip: unknown field ...`).
+/// Text after the document is an error too.
 pub fn parse(json: &str) -> Result<DocumentInput, ConfigError> {
-    let mut de = serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        ConfigError::new(path, e.into_inner().to_string())
+    serde_json::from_str(json).map_err(|e: serde_json::Error| {
+        // Errors without a position (line 0) come from no particular value.
+        let path = if e.line() == 0 {
+            String::new()
+        } else {
+            crate::json_path::path_at(
+                json,
+                crate::json_path::offset_of(json, e.line(), e.column()),
+            )
+        };
+        ConfigError::new(path, e.to_string())
     })
 }
 

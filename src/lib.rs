@@ -11,6 +11,7 @@ pub mod error;
 pub mod http1;
 pub mod https;
 pub mod ip;
+pub mod json_path;
 pub mod log;
 pub mod metrics;
 pub mod pairs;
