@@ -8,6 +8,7 @@
 pub mod components;
 pub mod digest;
 pub mod nonce;
+mod pem;
 pub mod sfv;
 pub mod sign;
 
@@ -20,6 +21,8 @@ use crate::decision::{Reason, Reply};
 use crate::error::{index, join, Errors};
 use crate::request::RequestHead;
 use crate::secret::{decode_base64, Env, SecretInput};
+// tests.rs decodes PEM with the `pkcs8` crate too (enabled for tests only, as a dev-dependency feature).
+#[cfg(test)]
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
 use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac as _};
@@ -236,8 +239,10 @@ pub struct Verified {
 
 fn parse_public_key(s: &str) -> Result<VerifyingKey, String> {
     let key = if s.trim_start().starts_with("-----BEGIN") {
-        VerifyingKey::from_public_key_pem(s.trim())
-            .map_err(|_| "public_key is not a valid ed25519 PEM public key (SPKI)".to_string())?
+        pem::ed25519_public_key_from_pem(s)
+            .ok()
+            .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
+            .ok_or_else(|| "public_key is not a valid ed25519 PEM public key (SPKI)".to_string())?
     } else {
         let raw =
             decode_base64(s).ok_or_else(|| "public_key is neither PEM nor base64".to_string())?;

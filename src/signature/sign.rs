@@ -8,7 +8,6 @@ use crate::http1::ParsedRequest;
 use crate::request::{Headers, Peer, RequestHead, TlsVersion};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use ed25519_dalek::pkcs8::DecodePrivateKey as _;
 use ed25519_dalek::Signer as _;
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
@@ -44,7 +43,7 @@ impl SigningKey {
 
     /// An ed25519 private key from PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
     pub fn ed25519_from_pem(pem: &str) -> Result<SigningKey, String> {
-        ed25519_dalek::SigningKey::from_pkcs8_pem(pem.trim())
+        super::pem::ed25519_signing_key_from_pem(pem)
             .map(|k| SigningKey::Ed25519(Box::new(k)))
             .map_err(|_| "not an ed25519 private key in PKCS#8 PEM form".to_string())
     }
