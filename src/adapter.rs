@@ -1,30 +1,206 @@
 //! The proxy-wasm adapter: reads the request from the host (one headers map, a few properties), calls
 //! the core, and maps the evaluation to Envoy (local reply, header changes, filter state). Compiled only
 //! for `wasm32-wasip1`.
+//!
+//! It exports the proxy-wasm ABI (0.2.1) itself instead of using the SDK's dispatcher: Envoy calls a
+//! plugin callback only if the module exports it, and every call crosses the VM boundary (several µs
+//! here, see README "Benchmark"). The SDK exports all of them; edgeward exports what it uses (no
+//! `on_done`, no response body or trailers callbacks) and never panics on an unknown context id.
 
 use crate::decision::Reply;
 use crate::document::Document;
 use crate::engine::{Evaluation, HeaderOp};
-use crate::host::{self, hostcalls};
+use crate::host::{self, level};
 use crate::request::{Headers, Peer, RequestHead, TlsVersion};
 use crate::store::{Cas, SharedStore, StoreError};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::mem::MaybeUninit;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
+/// What a request callback tells Envoy: go on with the next filter, or hold the stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Continue = 0,
+    Pause = 1,
+}
+
+fn log(level: u32, msg: &str) {
+    host::log(level, msg);
+}
+
+thread_local! {
+    /// The root contexts of this VM (one per plugin configuration sharing the VM), by context id.
+    static ROOTS: RefCell<BTreeMap<u32, EdgewardRoot>> = const { RefCell::new(BTreeMap::new()) };
+    /// The HTTP streams in flight on this worker, by context id.
+    static STREAMS: RefCell<BTreeMap<u32, EdgewardHttp>> = const { RefCell::new(BTreeMap::new()) };
+    /// Pending rate limit service calls: token → the stream waiting for the answer.
+    static GRPC_CALLS: RefCell<BTreeMap<u32, u32>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Runs `f` on stream `id`; `None` if there is no such stream (or, which Envoy never does, the call
+/// re-entered a callback of this VM).
+fn with_stream<R>(id: u32, f: impl FnOnce(&mut EdgewardHttp) -> R) -> Option<R> {
+    STREAMS.with(|s| s.try_borrow_mut().ok()?.get_mut(&id).map(f))
+}
+
+fn with_root<R>(id: u32, f: impl FnOnce(&mut EdgewardRoot) -> R) -> Option<R> {
+    ROOTS.with(|r| r.try_borrow_mut().ok()?.get_mut(&id).map(f))
+}
+
+#[cfg(target_os = "wasi")]
+extern "C" {
+    fn __wasm_call_ctors();
+}
+
+/// The module's initializer (WASI reactor), called once by the host before anything else.
+#[no_mangle]
+pub extern "C" fn _initialize() {
+    // SAFETY: the linker-generated constructor list, run once as the WASI reactor model requires.
+    #[cfg(target_os = "wasi")]
+    unsafe {
+        __wasm_call_ctors();
+    }
     std::panic::set_hook(Box::new(|info| {
         // Reached only through a bug; with panic=abort the VM traps after this line is logged.
-        let _ = hostcalls::log(LogLevel::Critical, &format!("edgeward: panic: {info}"));
+        log(level::CRITICAL, &format!("edgeward: panic: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(EdgewardRoot { doc: None, metrics: Rc::new(Metrics::default()) }) });
-}}
+}
 
-fn log(level: LogLevel, msg: &str) {
-    let _ = hostcalls::log(level, msg);
+#[no_mangle]
+pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+/// The host's buffers for data it hands to the plugin; `host` takes ownership with `Vec::from_raw_parts`.
+#[no_mangle]
+pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+    let mut v: Vec<MaybeUninit<u8>> = Vec::with_capacity(size);
+    // SAFETY: `MaybeUninit` needs no initialization; the host writes the bytes before we read them.
+    unsafe { v.set_len(size) };
+    Box::into_raw(v.into_boxed_slice()).cast::<u8>()
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(context_id: u32, root_context_id: u32) {
+    if root_context_id == 0 {
+        ROOTS.with(|r| {
+            if let Ok(mut r) = r.try_borrow_mut() {
+                r.insert(context_id, EdgewardRoot::new());
+            }
+        });
+        return;
+    }
+    // A root whose document did not load creates no stream: its callbacks then find none, and
+    // Envoy does not run a plugin whose configuration failed.
+    if let Some(Some(stream)) =
+        with_root(root_context_id, |root| root.create_http_context(context_id))
+    {
+        STREAMS.with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                s.insert(context_id, stream);
+            }
+        });
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_vm_start(_root_context_id: u32, _vm_configuration_size: usize) -> u32 {
+    1
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(root_context_id: u32, _configuration_size: usize) -> u32 {
+    u32::from(with_root(root_context_id, EdgewardRoot::on_configure).unwrap_or(false))
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_tick(root_context_id: u32) {
+    with_root(root_context_id, |root| root.metrics.flush());
+}
+
+/// Request callbacks on a stream this VM does not know hold the stream (fail closed); Envoy only calls
+/// them for streams it created here.
+#[no_mangle]
+pub extern "C" fn proxy_on_request_headers(
+    context_id: u32,
+    num_headers: usize,
+    end_of_stream: u32,
+) -> u32 {
+    with_stream(context_id, |s| {
+        s.on_http_request_headers(num_headers, end_of_stream != 0)
+    })
+    .unwrap_or(Action::Pause) as u32
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_body(
+    context_id: u32,
+    body_size: usize,
+    end_of_stream: u32,
+) -> u32 {
+    with_stream(context_id, |s| {
+        s.on_http_request_body(body_size, end_of_stream != 0)
+    })
+    .unwrap_or(Action::Pause) as u32
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_trailers(context_id: u32, _num_trailers: usize) -> u32 {
+    with_stream(context_id, EdgewardHttp::on_http_request_trailers).unwrap_or(Action::Pause) as u32
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_headers(
+    context_id: u32,
+    _num_headers: usize,
+    _end_of_stream: u32,
+) -> u32 {
+    with_stream(context_id, EdgewardHttp::on_http_response_headers);
+    Action::Continue as u32
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_log(context_id: u32) {
+    with_stream(context_id, EdgewardHttp::on_log);
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_delete(context_id: u32) {
+    let removed = STREAMS.with(|s| s.try_borrow_mut().ok()?.remove(&context_id));
+    if removed.is_some() {
+        // A call still pending for this stream answers into nothing.
+        GRPC_CALLS.with(|g| {
+            if let Ok(mut g) = g.try_borrow_mut() {
+                g.retain(|_, stream| *stream != context_id);
+            }
+        });
+    } else {
+        ROOTS.with(|r| r.try_borrow_mut().ok().map(|mut r| r.remove(&context_id)));
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_grpc_receive(_root_context_id: u32, token: u32, response_size: usize) {
+    grpc_answer(token, 0, response_size);
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_grpc_close(_root_context_id: u32, token: u32, status_code: u32) {
+    grpc_answer(token, status_code, 0);
+}
+
+/// Delivers the end of a rate limit service call to the stream that made it (status 0: the answer is in
+/// the gRPC receive buffer).
+fn grpc_answer(token: u32, status_code: u32, response_size: usize) {
+    let Some(stream) = GRPC_CALLS.with(|g| g.try_borrow_mut().ok()?.remove(&token)) else {
+        return;
+    };
+    // The answer arrives on the root context: host calls must act on the stream.
+    if host::set_effective_context(stream).is_ok() {
+        with_stream(stream, |s| {
+            s.on_grpc_call_response(token, status_code, response_size)
+        });
+    }
 }
 
 struct EdgewardRoot {
@@ -49,7 +225,7 @@ impl Metrics {
     fn define(doc: &Document) -> Metrics {
         let ids: Vec<u32> = crate::metrics::names(doc)
             .iter()
-            .map(|n| hostcalls::define_metric(MetricType::Counter, n).unwrap_or(u32::MAX))
+            .map(|n| host::define_counter(n).unwrap_or(u32::MAX))
             .collect();
         let pending = RefCell::new(vec![0; ids.len()]);
         Metrics { ids, pending }
@@ -65,7 +241,7 @@ impl Metrics {
         for (i, n) in self.pending.borrow_mut().iter_mut().enumerate() {
             if *n > 0 {
                 if let Some(&id) = self.ids.get(i).filter(|&&id| id != u32::MAX) {
-                    let _ = hostcalls::increment_metric(id, i64::try_from(*n).unwrap_or(i64::MAX));
+                    host::increment_metric(id, i64::try_from(*n).unwrap_or(i64::MAX));
                 }
                 *n = 0;
             }
@@ -73,27 +249,25 @@ impl Metrics {
     }
 }
 
-impl Context for EdgewardRoot {}
+impl EdgewardRoot {
+    fn new() -> Self {
+        EdgewardRoot {
+            doc: None,
+            metrics: Rc::new(Metrics::default()),
+        }
+    }
 
-impl RootContext for EdgewardRoot {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = match hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::PluginConfiguration,
-            0,
-            usize::MAX,
-        ) {
-            Ok(Some(b)) => b,
-            _ => {
-                log(
-                    LogLevel::Critical,
-                    "edgeward: no plugin configuration: refusing to start",
-                );
-                return false;
-            }
+    fn on_configure(&mut self) -> bool {
+        let Some(raw) = host::get_buffer(host::PLUGIN_CONFIGURATION, usize::MAX) else {
+            log(
+                level::CRITICAL,
+                "edgeward: no plugin configuration: refusing to start",
+            );
+            return false;
         };
         let Ok(json) = std::str::from_utf8(&raw) else {
             log(
-                LogLevel::Critical,
+                level::CRITICAL,
                 "edgeward: configuration is not UTF-8: refusing to start",
             );
             return false;
@@ -103,13 +277,13 @@ impl RootContext for EdgewardRoot {
             Ok(doc) => {
                 if doc.prepare(&mut HostStore).is_err() {
                     log(
-                        LogLevel::Critical,
+                        level::CRITICAL,
                         "edgeward: shared data unavailable: refusing to start",
                     );
                     return false;
                 }
                 log(
-                    LogLevel::Info,
+                    level::INFO,
                     &format!(
                         "edgeward: loaded {} policies, {} routes",
                         doc.policies.len(),
@@ -124,7 +298,7 @@ impl RootContext for EdgewardRoot {
             Err(errors) => {
                 for e in &errors {
                     log(
-                        LogLevel::Critical,
+                        level::CRITICAL,
                         &format!("edgeward: invalid policy document: {e}"),
                     );
                 }
@@ -133,13 +307,10 @@ impl RootContext for EdgewardRoot {
         }
     }
 
-    fn on_tick(&mut self) {
-        self.metrics.flush();
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<EdgewardHttp> {
         let doc = self.doc.clone()?;
-        Some(Box::new(EdgewardHttp {
+        Some(EdgewardHttp {
+            id: context_id,
             doc,
             metrics: self.metrics.clone(),
             req: None,
@@ -149,11 +320,7 @@ impl RootContext for EdgewardRoot {
             ops_applied: 0,
             replied: false,
             logged: false,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        })
     }
 }
 
@@ -185,6 +352,8 @@ impl RequestData {
 }
 
 struct EdgewardHttp {
+    /// This stream's context id (a rate limit service answer is routed back by it).
+    id: u32,
     doc: Rc<Document>,
     metrics: Rc<Metrics>,
     req: Option<RequestData>,
@@ -211,11 +380,10 @@ impl SharedStore for HostStore {
     }
 }
 
-fn property_string(path: Vec<&str>) -> Option<String> {
-    match hostcalls::get_property(path) {
-        Ok(Some(b)) if !b.is_empty() => String::from_utf8(b).ok(),
-        _ => None,
-    }
+fn property_string(path: &[&str]) -> Option<String> {
+    host::get_property(path)
+        .filter(|b| !b.is_empty())
+        .and_then(|b| String::from_utf8(b).ok())
 }
 
 impl EdgewardHttp {
@@ -232,15 +400,12 @@ impl EdgewardHttp {
         };
         let (method, authority, path) = (find(":method"), find(":authority"), find(":path"));
         // Read always: the log record names the route.
-        let route_name = property_string(vec!["xds", "route_name"]);
+        let route_name = property_string(&["xds", "route_name"]);
         let tls =
-            property_string(vec!["connection", "tls_version"]).and_then(|v| TlsVersion::parse(&v));
-        let peer = property_string(vec!["source", "address"])
+            property_string(&["connection", "tls_version"]).and_then(|v| TlsVersion::parse(&v));
+        let peer = property_string(&["source", "address"])
             .map_or(Peer::Invalid, |a| crate::ip::peer_from_socket_addr(&a));
-        let now_ns = hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let now_ns = host::now_ns().unwrap_or(0);
         RequestData {
             headers,
             method,
@@ -276,7 +441,7 @@ impl EdgewardHttp {
             .collect();
         self.replied = true;
         if host::send_local_response(reply.status, &headers, reply.body.as_bytes()).is_err() {
-            log(LogLevel::Error, "edgeward: could not send the local reply");
+            log(level::ERROR, "edgeward: could not send the local reply");
         }
     }
 
@@ -292,21 +457,23 @@ impl EdgewardHttp {
             return false;
         };
         let started = doc.rls.as_ref().map(|rls| {
-            // The SDK's wrapper registers the token so that the answer reaches this context; it
-            // panics only on BadArgument, which Envoy returns for a target that parses as a
-            // GrpcService (refused at configure time). An unknown cluster is ParseFailure.
-            hostcalls::dispatch_grpc_call(
+            host::grpc_call(
                 &rls.cluster,
                 crate::rate_limit::remote::SERVICE,
                 crate::rate_limit::remote::METHOD,
-                Vec::new(),
-                Some(&call.message),
+                &call.message,
                 Duration::from_millis(u64::from(rls.timeout_ms)),
             )
         });
         match started {
             Some(Ok(token)) => {
                 self.grpc_token = Some(token);
+                let stream = self.id;
+                GRPC_CALLS.with(|g| {
+                    if let Ok(mut g) = g.try_borrow_mut() {
+                        g.insert(token, stream);
+                    }
+                });
                 true
             }
             failed => {
@@ -345,14 +512,7 @@ impl EdgewardHttp {
     }
 
     fn evaluate_body(&mut self) -> Action {
-        let body = hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::HttpRequestBody,
-            0,
-            self.body_seen,
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let body = host::get_buffer(host::HTTP_REQUEST_BODY, self.body_seen).unwrap_or_default();
         if let (Some(ev), Some(req)) = (self.eval.as_mut(), self.req.as_ref()) {
             ev.evaluate_body(&self.doc, &req.head(), &body, req.now_ns, &mut HostStore);
         }
@@ -396,11 +556,11 @@ thread_local! {
 /// Logs a warning once per worker VM (per-request failures are counted, not logged).
 fn warn_once(msg: &str) {
     if !WARNED.with(|w| w.replace(true)) {
-        log(LogLevel::Warn, msg);
+        log(level::WARN, msg);
     }
 }
 
-impl Context for EdgewardHttp {
+impl EdgewardHttp {
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
         if self.grpc_token != Some(token_id) {
             return;
@@ -421,9 +581,7 @@ impl Context for EdgewardHttp {
             let _ = host::resume_http_request();
         }
     }
-}
 
-impl HttpContext for EdgewardHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let req = self.read_request();
         let ev = self
@@ -468,7 +626,7 @@ impl HttpContext for EdgewardHttp {
         Action::Pause
     }
 
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+    fn on_http_request_trailers(&mut self) -> Action {
         if self.grpc_token.is_some() {
             return Action::Pause;
         }
@@ -479,7 +637,7 @@ impl HttpContext for EdgewardHttp {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self) {
         let adds: &[(String, String)] = self
             .eval
             .as_ref()
@@ -503,16 +661,13 @@ impl HttpContext for EdgewardHttp {
             host::get_header(host::RESPONSE_HEADERS, ":status").and_then(|b| parse(&b))
         };
         self.emit_log(status.unwrap_or(0));
-        Action::Continue
     }
 
     fn on_log(&mut self) {
         if !self.logged {
             // No response headers passed through this filter (e.g. the client went away): the status
             // comes from the stream info.
-            let status = hostcalls::get_property(vec!["response", "code"])
-                .ok()
-                .flatten()
+            let status = host::get_property(&["response", "code"])
                 .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
                 .map_or(0, |b| u16::try_from(u64::from_le_bytes(b)).unwrap_or(0));
             self.emit_log(status);

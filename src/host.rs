@@ -1,8 +1,9 @@
-//! Host calls whose status can vary at run time, without the SDK's panics.
+//! The proxy-wasm ABI (0.2.1) host calls the adapter makes, as safe functions that never panic.
 //!
 //! The proxy-wasm Rust SDK (0.2.5) panics on any status it does not expect, and a panic traps the VM
 //! (with `panic = "abort"`): Envoy then fails every later request on that worker. These wrappers call
-//! the same ABI functions and return the status instead. Everything else goes through the SDK.
+//! the ABI functions directly and return the status instead. (The exports, Envoy's calls into the
+//! plugin, are in `crate::adapter`.)
 
 use crate::store::{Cas, StoreError};
 use std::ptr::{null, null_mut};
@@ -17,11 +18,53 @@ pub const REQUEST_HEADERS: u32 = 0;
 pub const RESPONSE_HEADERS: u32 = 2;
 /// `BufferType::GrpcReceiveBuffer`: the message of a finished gRPC call.
 pub const GRPC_RECEIVE_BUFFER: u32 = 5;
+/// `BufferType::HttpRequestBody`.
+pub const HTTP_REQUEST_BODY: u32 = 0;
+/// `BufferType::PluginConfiguration`: the policy document.
+pub const PLUGIN_CONFIGURATION: u32 = 7;
 /// `StreamType::HttpRequest`.
 const HTTP_REQUEST_STREAM: u32 = 0;
 
+/// Log levels of `proxy_log`.
+pub mod level {
+    pub const INFO: u32 = 2;
+    pub const WARN: u32 = 3;
+    pub const ERROR: u32 = 4;
+    pub const CRITICAL: u32 = 5;
+}
+
 #[link(wasm_import_module = "env")]
 extern "C" {
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_grpc_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        service_name_data: *const u8,
+        service_name_size: usize,
+        method_name_data: *const u8,
+        method_name_size: usize,
+        initial_metadata_data: *const u8,
+        initial_metadata_size: usize,
+        message_data: *const u8,
+        message_size: usize,
+        timeout_milliseconds: u32,
+        return_callout_id: *mut u32,
+    ) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -84,11 +127,6 @@ extern "C" {
     ) -> u32;
 }
 
-/// The SDK's host calls as the adapter uses them: the SDK itself, or (feature `host-call-count`, for the
-/// benchmark) the same calls counted.
-#[cfg(not(feature = "host-call-count"))]
-pub use proxy_wasm::hostcalls;
-
 /// Counts one host call of kind `k` (feature `host-call-count`; otherwise nothing).
 #[inline(always)]
 fn count(k: usize) {
@@ -132,8 +170,7 @@ use kind::*;
 
 #[cfg(feature = "host-call-count")]
 mod calls {
-    use proxy_wasm::hostcalls::{define_metric, increment_metric};
-    use proxy_wasm::types::MetricType;
+    use super::{define_counter_uncounted, increment_metric_uncounted};
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
     pub(super) const NAMES: [&str; 16] = [
@@ -169,7 +206,7 @@ mod calls {
         let slot = METRICS.get(i)?;
         let mut id = slot.load(Relaxed);
         if id == UNSET {
-            id = define_metric(MetricType::Counter, name).unwrap_or(UNSET);
+            id = define_counter_uncounted(name).unwrap_or(UNSET);
             slot.store(id, Relaxed);
         }
         (id != UNSET).then_some(id)
@@ -182,59 +219,13 @@ mod calls {
             if n > 0 {
                 total += n;
                 if let Some(id) = metric(k + 1, &format!("edgeward.host_calls.{name}")) {
-                    let _ = increment_metric(id, n);
+                    increment_metric_uncounted(id, n);
                 }
             }
         }
         if let Some(id) = metric(0, "edgeward.host_calls") {
-            let _ = increment_metric(id, total);
+            increment_metric_uncounted(id, total);
         }
-    }
-}
-
-/// The SDK's host calls used by the adapter, each counted.
-#[cfg(feature = "host-call-count")]
-pub mod hostcalls {
-    use super::*;
-    use proxy_wasm::types::{BufferType, Bytes, LogLevel, MetricType, Status};
-    use std::time::SystemTime;
-
-    pub fn log(level: LogLevel, message: &str) -> Result<(), Status> {
-        count(LOG);
-        proxy_wasm::hostcalls::log(level, message)
-    }
-    pub fn define_metric(t: MetricType, name: &str) -> Result<u32, Status> {
-        count(DEFINE_METRIC);
-        proxy_wasm::hostcalls::define_metric(t, name)
-    }
-    pub fn get_buffer(t: BufferType, start: usize, max: usize) -> Result<Option<Bytes>, Status> {
-        count(GET_BUFFER);
-        proxy_wasm::hostcalls::get_buffer(t, start, max)
-    }
-    pub fn get_property(path: Vec<&str>) -> Result<Option<Bytes>, Status> {
-        count(GET_PROPERTY);
-        proxy_wasm::hostcalls::get_property(path)
-    }
-    pub fn get_current_time() -> Result<SystemTime, Status> {
-        count(GET_CURRENT_TIME);
-        proxy_wasm::hostcalls::get_current_time()
-    }
-    pub fn increment_metric(id: u32, offset: i64) -> Result<(), Status> {
-        count(INCREMENT_METRIC);
-        proxy_wasm::hostcalls::increment_metric(id, offset)
-    }
-    pub fn dispatch_grpc_call(
-        upstream: &str,
-        service: &str,
-        method: &str,
-        metadata: Vec<(&str, &[u8])>,
-        message: Option<&[u8]>,
-        timeout: std::time::Duration,
-    ) -> Result<u32, Status> {
-        count(DISPATCH_GRPC_CALL);
-        proxy_wasm::hostcalls::dispatch_grpc_call(
-            upstream, service, method, metadata, message, timeout,
-        )
     }
 }
 
@@ -244,6 +235,102 @@ fn status(s: u32) -> Result<(), u32> {
     } else {
         Err(s)
     }
+}
+
+/// Writes a line to Envoy's log (dropped if the host refuses it).
+pub fn log(level: u32, message: &str) {
+    count(LOG);
+    // SAFETY: pointer and length come from a live slice; the host copies it.
+    let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+}
+
+/// Defines a counter; its id, or `None` if the host refused the name.
+pub fn define_counter(name: &str) -> Option<u32> {
+    count(DEFINE_METRIC);
+    define_counter_uncounted(name)
+}
+
+fn define_counter_uncounted(name: &str) -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: pointer and length come from a live slice; the host writes one u32 through `id`.
+    let s = unsafe { proxy_define_metric(0, name.as_ptr(), name.len(), &mut id) };
+    (s == OK).then_some(id)
+}
+
+/// Adds `n` to a counter (a failure loses that count, nothing else).
+pub fn increment_metric(id: u32, n: i64) {
+    count(INCREMENT_METRIC);
+    increment_metric_uncounted(id, n);
+}
+
+fn increment_metric_uncounted(id: u32, n: i64) {
+    // SAFETY: no pointers.
+    let _ = unsafe { proxy_increment_metric(id, n) };
+}
+
+/// A property (`["xds", "route_name"]`), or `None` when absent, empty or unreadable.
+pub fn get_property(path: &[&str]) -> Option<Vec<u8>> {
+    let serialized = path.join("\0");
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    count(GET_PROPERTY);
+    // SAFETY: as in `get_shared_data`: the host hands over a buffer allocated through
+    // `proxy_on_memory_allocate`, which we then own.
+    let s =
+        unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) };
+    if s != OK || data.is_null() {
+        return None;
+    }
+    // SAFETY: see above.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// The host's clock, in nanoseconds since the Unix epoch.
+pub fn now_ns() -> Option<u64> {
+    let mut t = 0u64;
+    count(GET_CURRENT_TIME);
+    // SAFETY: the host writes one u64 through `t`.
+    let s = unsafe { proxy_get_current_time_nanoseconds(&mut t) };
+    (s == OK).then_some(t)
+}
+
+/// Starts a unary gRPC call (no initial metadata) on `cluster`; the call's token, or the host's status
+/// (`ParseFailure` for an unknown cluster). The answer arrives in `proxy_on_grpc_receive`/`_close`.
+pub fn grpc_call(
+    cluster: &str,
+    service: &str,
+    method: &str,
+    message: &[u8],
+    timeout: std::time::Duration,
+) -> Result<u32, u32> {
+    let no_metadata = 0u32.to_le_bytes();
+    let ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    let mut token = 0u32;
+    count(DISPATCH_GRPC_CALL);
+    // SAFETY: pointers and lengths come from live slices; the host copies them and writes one u32.
+    let s = unsafe {
+        proxy_grpc_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            service.as_ptr(),
+            service.len(),
+            method.as_ptr(),
+            method.len(),
+            no_metadata.as_ptr(),
+            no_metadata.len(),
+            message.as_ptr(),
+            message.len(),
+            ms,
+            &mut token,
+        )
+    };
+    status(s).map(|()| token)
+}
+
+/// Makes later host calls act on stream `context_id` (a gRPC answer arrives on the root context).
+pub fn set_effective_context(context_id: u32) -> Result<(), u32> {
+    // SAFETY: no pointers.
+    status(unsafe { proxy_set_effective_context(context_id) })
 }
 
 /// Replaces (`Some`) or removes (`None`) a header of `map`.
@@ -266,8 +353,8 @@ pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), Stor
     let mut size: usize = 0;
     let mut cas: u32 = 0;
     count(GET_SHARED_DATA);
-    // SAFETY: the host writes a buffer it allocated through `proxy_on_memory_allocate` (exported by the
-    // SDK, backed by the global allocator), which we then own, exactly as the SDK's own wrapper does.
+    // SAFETY: the host writes a buffer it allocated through `proxy_on_memory_allocate` (exported by
+    // `crate::adapter`, backed by the global allocator), which we then own.
     let s =
         unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
     match s {
@@ -352,11 +439,11 @@ pub fn send_local_response(code: u16, headers: &[(&str, &str)], body: &[u8]) -> 
     })
 }
 
-/// Reads up to `max` bytes of a host buffer (`None`: absent, empty or unreadable).
+/// Reads up to `max` bytes of a host buffer from its start (`None`: absent, empty or unreadable).
 pub fn get_buffer(buffer: u32, max: usize) -> Option<Vec<u8>> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
-    // SAFETY: as in `get_shared_data`: the host hands over a buffer allocated through the SDK's
+    // SAFETY: as in `get_shared_data`: the host hands over a buffer allocated through
     // `proxy_on_memory_allocate`, which we then own.
     count(GET_BUFFER);
     let s = unsafe { proxy_get_buffer_bytes(buffer, 0, max, &mut data, &mut size) };
@@ -381,7 +468,7 @@ pub fn get_header_map(map: u32) -> Option<Vec<u8>> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     count(GET_MAP);
-    // SAFETY: as in `get_shared_data`: the host hands over a buffer allocated through the SDK's
+    // SAFETY: as in `get_shared_data`: the host hands over a buffer allocated through
     // `proxy_on_memory_allocate`, which we then own.
     let s = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
     if s != OK {
