@@ -130,6 +130,51 @@ fn allow_and_deny_lists_by_source_address() {
     expect(&envoy, a3, &Req::get("/open/a3"), 200, None);
 }
 
+/// The plugin remembers each connection's peer address (and TLS version) by Envoy's connection id, so
+/// the later requests of a keep-alive or HTTP/2 connection read one property instead of two. Every
+/// request of a connection keeps that connection's verdict, whichever connection came before: a cache
+/// that answered with another connection's address would let the denied client through.
+#[test]
+fn keep_alive_and_http2_requests_keep_their_connection_s_address() {
+    let upstream = echo_server();
+    let policy = r#"{
+      "policies": {"one": {"ip": {"allow": ["127.0.0.77"]}}},
+      "routes": [{"policy": "one"}]
+    }"#;
+    let envoy = start(EnvoyOpts::new(upstream.addr()).policy(policy));
+    let (allowed, denied) = (ip("127.0.0.77"), ip("127.0.0.78"));
+    let count = |name: &str| envoy.stat(name).unwrap().unwrap_or(0);
+    let (cx0, rq0) = (
+        count("http.http.downstream_cx_total"),
+        count("http.http.downstream_rq_total"),
+    );
+    for client in [support::Client::h1(), support::Client::h2c()] {
+        let v = format!("{:?}", client.version);
+        // allowed, denied, allowed again, denied again: each connection right after the other one.
+        for (round, from) in [allowed, denied, allowed, denied].into_iter().enumerate() {
+            let reqs: Vec<Req> = (0..3)
+                .map(|i| Req::get(&format!("/ka/{v}/{round}/{i}")))
+                .collect();
+            let resps = client
+                .clone()
+                .bind(from)
+                .send_on_one_connection_blocking(envoy.http_addr(), &reqs)
+                .unwrap_or_else(|e| panic!("{v} from {from}: {e}"));
+            assert_eq!(resps.len(), 3);
+            for (req, resp) in reqs.iter().zip(&resps) {
+                let want = if from == allowed { 200 } else { 403 };
+                assert_eq!(resp.status, want, "{v} {} from {from}", req.path);
+                if want == 200 {
+                    assert_eq!(resp.echo().path, req.path);
+                }
+            }
+        }
+    }
+    // Eight connections really carried the 24 requests (Envoy's own counts).
+    assert_eq!(count("http.http.downstream_rq_total") - rq0, 24);
+    assert_eq!(count("http.http.downstream_cx_total") - cx0, 8);
+}
+
 /// `client_ip.trusted_proxies`: from a trusted proxy, the X-Forwarded-For client is checked; walking stops
 /// at the first untrusted address; from an untrusted peer, X-Forwarded-For is ignored.
 #[test]

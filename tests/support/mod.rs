@@ -1185,7 +1185,8 @@ impl Req {
     }
 }
 
-/// An HTTP client for tests: version, TLS, source address. Each request uses a new connection.
+/// An HTTP client for tests: version, TLS, source address. Each `send` uses a new connection;
+/// `send_on_one_connection` sends several on one.
 #[derive(Clone, Debug)]
 pub struct Client {
     pub version: Version,
@@ -1245,9 +1246,11 @@ impl Client {
 
     /// Sends one request on a new connection.
     pub async fn send(&self, addr: SocketAddr, req: &Req) -> io::Result<Response> {
-        tokio::time::timeout(IO_TIMEOUT, self.send_inner(addr, req))
+        tokio::time::timeout(IO_TIMEOUT, self.send_inner(addr, std::slice::from_ref(req)))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request timed out"))?
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request timed out"))??
+            .pop()
+            .ok_or_else(|| io::Error::other("no response"))
     }
 
     /// `send` on a private runtime, for plain `#[test]`s.
@@ -1307,70 +1310,103 @@ impl Client {
         Ok(Conn::Tls(Box::new(stream)))
     }
 
-    async fn send_inner(&self, addr: SocketAddr, req: &Req) -> io::Result<Response> {
+    /// Sends `reqs` one after the other on ONE connection (HTTP/1.1 keep-alive, or streams of one
+    /// HTTP/2 connection) and returns their responses in order.
+    pub async fn send_on_one_connection(
+        &self,
+        addr: SocketAddr,
+        reqs: &[Req],
+    ) -> io::Result<Vec<Response>> {
+        tokio::time::timeout(IO_TIMEOUT, self.send_inner(addr, reqs))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "requests timed out"))?
+    }
+
+    /// `send_on_one_connection` on a private runtime, for plain `#[test]`s.
+    pub fn send_on_one_connection_blocking(
+        &self,
+        addr: SocketAddr,
+        reqs: &[Req],
+    ) -> io::Result<Vec<Response>> {
+        block_on(self.send_on_one_connection(addr, reqs))
+    }
+
+    async fn send_inner(&self, addr: SocketAddr, reqs: &[Req]) -> io::Result<Vec<Response>> {
         let io = TokioIo::new(self.connect(addr, self.version).await?);
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let uri = match self.version {
-            Version::Http1 => req.path.clone(),
-            Version::Http2 => format!("{scheme}://{}{}", req.authority, req.path),
-        };
-        let mut builder = hyper::Request::builder()
-            .method(req.method.as_str())
-            .uri(uri);
-        if self.version == Version::Http1 {
-            builder = builder.header("host", req.authority.as_str());
+        enum Sender {
+            H1(hyper::client::conn::http1::SendRequest<TestBody>),
+            H2(hyper::client::conn::http2::SendRequest<TestBody>),
         }
-        for (n, v) in &req.headers {
-            builder = builder.header(n.as_str(), v.as_str());
-        }
-        let body = TestBody::new(req.body.clone(), header_map(&req.trailers)?);
-        let request = builder.body(body).map_err(io::Error::other)?;
-        let response = match self.version {
+        let mut sender = match self.version {
             Version::Http1 => {
-                let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+                let (sender, conn) = hyper::client::conn::http1::handshake(io)
                     .await
                     .map_err(io::Error::other)?;
                 tokio::spawn(conn);
-                sender
-                    .send_request(request)
-                    .await
-                    .map_err(io::Error::other)?
+                Sender::H1(sender)
             }
             Version::Http2 => {
-                let (mut sender, conn) =
+                let (sender, conn) =
                     hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                         .await
                         .map_err(io::Error::other)?;
                 tokio::spawn(conn);
-                sender
-                    .send_request(request)
-                    .await
-                    .map_err(io::Error::other)?
+                Sender::H2(sender)
             }
         };
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(io::Error::other)?
-            .to_bytes()
-            .to_vec();
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        let mut out = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            let uri = match self.version {
+                Version::Http1 => req.path.clone(),
+                Version::Http2 => format!("{scheme}://{}{}", req.authority, req.path),
+            };
+            let mut builder = hyper::Request::builder()
+                .method(req.method.as_str())
+                .uri(uri);
+            if self.version == Version::Http1 {
+                builder = builder.header("host", req.authority.as_str());
+            }
+            for (n, v) in &req.headers {
+                builder = builder.header(n.as_str(), v.as_str());
+            }
+            let body = TestBody::new(req.body.clone(), header_map(&req.trailers)?);
+            let request = builder.body(body).map_err(io::Error::other)?;
+            let response = match &mut sender {
+                Sender::H1(s) => {
+                    s.ready().await.map_err(io::Error::other)?;
+                    s.send_request(request).await.map_err(io::Error::other)?
+                }
+                Sender::H2(s) => {
+                    s.ready().await.map_err(io::Error::other)?;
+                    s.send_request(request).await.map_err(io::Error::other)?
+                }
+            };
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(io::Error::other)?
+                .to_bytes()
+                .to_vec();
+            out.push(Response {
+                status,
+                headers,
+                body,
+            });
+        }
+        Ok(out)
     }
 }
 
