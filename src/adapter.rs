@@ -260,22 +260,29 @@ impl EdgewardRoot {
     }
 
     fn on_configure(&mut self) -> bool {
-        let Some(raw) = host::get_buffer(host::PLUGIN_CONFIGURATION, usize::MAX) else {
-            log(
-                level::CRITICAL,
-                "edgeward: no plugin configuration: refusing to start",
-            );
-            return false;
-        };
-        let Ok(json) = std::str::from_utf8(&raw) else {
-            log(
-                level::CRITICAL,
-                "edgeward: configuration is not UTF-8: refusing to start",
-            );
-            return false;
-        };
         let env = |name: &str| std::env::var(name).ok();
-        match Document::from_json(json, &env) {
+        // The text is freed before compiling: a large document (100k-entry lists) and its tables are
+        // then never in the VM's memory together.
+        let parsed = {
+            let Some(raw) = host::get_buffer(host::PLUGIN_CONFIGURATION, usize::MAX) else {
+                log(
+                    level::CRITICAL,
+                    "edgeward: no plugin configuration: refusing to start",
+                );
+                return false;
+            };
+            let Ok(json) = std::str::from_utf8(&raw) else {
+                log(
+                    level::CRITICAL,
+                    "edgeward: configuration is not UTF-8: refusing to start",
+                );
+                return false;
+            };
+            Document::parse_with_key(json, &env).map_err(|e| vec![e])
+        };
+        let compiled =
+            parsed.and_then(|(input, hash_key)| Document::from_input(&input, hash_key, &env));
+        match compiled {
             Ok(doc) => {
                 if doc.prepare(&mut HostStore).is_err() {
                     log(

@@ -22,7 +22,7 @@ pub struct DocumentInput {
     #[serde(default)]
     pub client_ip: ClientIpInput,
     #[serde(default)]
-    pub ip_lists: BTreeMap<String, Vec<String>>,
+    pub ip_lists: crate::ip::IpListsInput,
     #[serde(default)]
     pub rate_limit_slots: Option<u32>,
     /// The rate limit service for `"backend": "rls"` limits.
@@ -141,9 +141,28 @@ pub fn parse(json: &str) -> Result<DocumentInput, ConfigError> {
 impl Document {
     /// Parses and compiles a document; every error found is returned.
     pub fn from_json(json: &str, env: &dyn Env) -> Result<Document, Vec<ConfigError>> {
-        let input = parse(json).map_err(|e| vec![e])?;
-        let mut doc = Document::compile(&input, env)?;
-        doc.hash_key = derive_hash_key(json, env);
+        let (input, hash_key) = Document::parse_with_key(json, env).map_err(|e| vec![e])?;
+        Document::from_input(&input, hash_key, env)
+    }
+
+    /// The first half of [`Document::from_json`]: the parsed input and the document's hash key. The
+    /// plugin frees the text before compiling, so a large document's bytes and its compiled tables are
+    /// not in memory at the same time (wasm memory never shrinks).
+    pub fn parse_with_key(
+        json: &str,
+        env: &dyn Env,
+    ) -> Result<(DocumentInput, [u8; 16]), ConfigError> {
+        Ok((parse(json)?, derive_hash_key(json, env)))
+    }
+
+    /// The second half of [`Document::from_json`].
+    pub fn from_input(
+        input: &DocumentInput,
+        hash_key: [u8; 16],
+        env: &dyn Env,
+    ) -> Result<Document, Vec<ConfigError>> {
+        let mut doc = Document::compile(input, env)?;
+        doc.hash_key = hash_key;
         Ok(doc)
     }
 

@@ -17,5 +17,5 @@ mod table;
 
 pub use client::{ClientAddr, ClientIpConfig, ClientIpInput};
 pub use parse::{parse_ip, parse_net, peer_from_socket_addr, Net};
-pub use policy::{IpInput, IpLists, IpListsInput, IpPolicy};
+pub use policy::{IpInput, IpLists, IpListsInput, IpPolicy, ListInput};
 pub use table::IpTable;

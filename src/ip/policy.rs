@@ -7,12 +7,93 @@ use serde::Deserialize;
 
 use super::client::ClientAddr;
 use super::parse::{parse_net, Net};
-use super::table::IpTable;
+use super::table::{push_net, IpTable};
 use crate::decision::{Reason, Reply};
 use crate::error::{index, join, Errors};
 
 /// Document-level `ip_lists`: name → addresses and CIDRs.
-pub type IpListsInput = BTreeMap<String, Vec<String>>;
+pub type IpListsInput = BTreeMap<String, ListInput>;
+
+/// One list of `ip_lists`, parsed entry by entry while the JSON is read: no `String` per entry is kept
+/// (a 100,000-entry list would otherwise hold ~4 MB of them at load, in each of Envoy's VMs, and wasm
+/// memory never shrinks). Bad entries keep their index and reason for the error report.
+#[derive(Debug, Clone, Default)]
+pub struct ListInput {
+    /// The good entries as (network address, prefix length), per family.
+    v4: Vec<(u32, u8)>,
+    v6: Vec<(u128, u8)>,
+    errors: Vec<(usize, String)>,
+}
+
+impl ListInput {
+    /// A list from entry texts, as the JSON would give them.
+    pub fn from_entries<'a>(entries: impl IntoIterator<Item = &'a str>) -> ListInput {
+        let mut list = ListInput::default();
+        for (i, e) in entries.into_iter().enumerate() {
+            list.push(i, e);
+        }
+        list
+    }
+
+    fn push(&mut self, i: usize, entry: &str) {
+        if entry.starts_with('@') {
+            self.errors.push((
+                i,
+                format!("{entry:?}: ip_lists cannot reference other lists"),
+            ));
+            return;
+        }
+        match parse_net(entry) {
+            Ok(n) => push_net(&n, &mut self.v4, &mut self.v6),
+            Err(e) => self.errors.push((i, e)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ListInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = ListInput;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ListInput, A::Error> {
+                let mut list = ListInput::default();
+                let mut i = 0;
+                while let Some(()) = seq.next_element_seed(Entry { list: &mut list, i })? {
+                    i += 1;
+                }
+                Ok(list)
+            }
+        }
+        /// One entry, parsed from the deserializer's borrowed text straight into the list.
+        struct Entry<'l> {
+            list: &'l mut ListInput,
+            i: usize,
+        }
+        impl<'de> serde::de::DeserializeSeed<'de> for Entry<'_> {
+            type Value = ();
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_str(self)
+            }
+        }
+        impl<'de> serde::de::Visitor<'de> for Entry<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+                self.list.push(self.i, v);
+                Ok(())
+            }
+        }
+        d.deserialize_seq(Entries)
+    }
+}
 
 /// A policy's `ip` section.
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -44,21 +125,11 @@ impl IpLists {
                     format!("list name {name:?} must be non-empty ASCII letters, digits, '_', '-' or '.'"),
                 );
             }
-            let mut nets = Vec::with_capacity(entries.len());
-            for (i, entry) in entries.iter().enumerate() {
-                if entry.starts_with('@') {
-                    errs.push(
-                        index(&list_path, i),
-                        format!("{entry:?}: ip_lists cannot reference other lists"),
-                    );
-                    continue;
-                }
-                match parse_net(entry) {
-                    Ok(n) => nets.push(n),
-                    Err(e) => errs.push(index(&list_path, i), e),
-                }
+            for (i, e) in &entries.errors {
+                errs.push(index(&list_path, *i), e.clone());
             }
-            lists.insert(name.clone(), Arc::new(IpTable::from_nets(&nets)));
+            let table = IpTable::from_prefixes(entries.v4.clone(), entries.v6.clone());
+            lists.insert(name.clone(), Arc::new(table));
         }
         IpLists { lists }
     }
@@ -209,9 +280,9 @@ mod tests {
         let mut input = IpListsInput::new();
         input.insert(
             "office".into(),
-            strings(&["198.51.100.0/24", "2001:db8:1::/48"]),
+            ListInput::from_entries(["198.51.100.0/24", "2001:db8:1::/48"]),
         );
-        input.insert("empty".into(), vec![]);
+        input.insert("empty".into(), ListInput::default());
         let mut errs = Errors::default();
         let l = IpLists::compile(&input, "ip_lists", &mut errs);
         assert!(errs.is_empty());
@@ -375,9 +446,9 @@ mod tests {
         let mut input = IpListsInput::new();
         input.insert(
             "office".into(),
-            strings(&["10.0.0.0/8", "0x7f.0.0.1", "@other"]),
+            ListInput::from_entries(["10.0.0.0/8", "0x7f.0.0.1", "@other"]),
         );
-        input.insert("bad name".into(), strings(&["1.2.3.4"]));
+        input.insert("bad name".into(), ListInput::from_entries(["1.2.3.4"]));
         let mut errs = Errors::default();
         let l = IpLists::compile(&input, "ip_lists", &mut errs);
         let errs: Vec<String> = errs.into_vec().iter().map(|e| e.to_string()).collect();
@@ -401,6 +472,37 @@ mod tests {
         assert_eq!(i.deny_status, Some(404));
         assert!(serde_json::from_str::<IpInput>(r#"{"allowed": []}"#).is_err());
         let l: IpListsInput = serde_json::from_str(r#"{"office": ["198.51.100.0/24"]}"#).unwrap();
-        assert_eq!(l["office"], ["198.51.100.0/24"]);
+        assert_eq!(l["office"].v4, [(0xC633_6400, 24)]);
+        assert!(l["office"].v6.is_empty());
+        assert!(l["office"].errors.is_empty());
+    }
+
+    /// Entries are parsed as the JSON is read (no String kept per entry): good ones become networks,
+    /// bad ones keep their index; escaped text is read like plain text; a non-string entry or a list
+    /// that is not an array is a parse error naming its path.
+    #[test]
+    fn lists_are_parsed_entry_by_entry() {
+        let l: IpListsInput = serde_json::from_str(
+            r#"{"a": ["10.0.0.0/8", "bad", "\u0031\u0030.1.2.3", "@b", "::1"]}"#,
+        )
+        .unwrap();
+        let a = &l["a"];
+        assert_eq!(a.v4, [(0x0A00_0000, 8), (0x0A01_0203, 32)]);
+        assert_eq!(a.v6, [(1, 128)]);
+        assert_eq!(a.errors.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 3]);
+        assert!(a.errors[1].1.contains("cannot reference other lists"));
+        for (doc, path) in [
+            (
+                r#"{"ip_lists":{"a":["10.0.0.0/8", 7]},"policies":{},"routes":[]}"#,
+                "ip_lists.a[1]",
+            ),
+            (
+                r#"{"ip_lists":{"a":"10.0.0.0/8"},"policies":{},"routes":[]}"#,
+                "ip_lists.a",
+            ),
+        ] {
+            let e = crate::document::parse(doc).err().unwrap();
+            assert_eq!(e.path, path, "{e}");
+        }
     }
 }

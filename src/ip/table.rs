@@ -249,11 +249,14 @@ impl IpTable {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for net in nets {
-            match net.addr() {
-                IpAddr::V4(a) => v4.push((u32::from(a), net.prefix_len())),
-                IpAddr::V6(a) => v6.push((u128::from(a), net.prefix_len())),
-            }
+            push_net(net, &mut v4, &mut v6);
         }
+        IpTable::from_prefixes(v4, v6)
+    }
+
+    /// Builds the table from (network address, prefix length) pairs, per family, as [`push_net`] makes
+    /// them (the host bits are clear).
+    pub fn from_prefixes(v4: Vec<(u32, u8)>, v6: Vec<(u128, u8)>) -> IpTable {
         IpTable {
             v4: PrefixSet::build(v4),
             v6: PrefixSet::build(v6),
@@ -299,6 +302,15 @@ impl fmt::Debug for IpTable {
             .field("v4_prefixes", &self.v4.slots.len())
             .field("v6_prefixes", &self.v6.slots.len())
             .finish()
+    }
+}
+
+/// Appends a network to its family's list of (network address, prefix length) pairs: 8 bytes per IPv4
+/// entry, the form the table is built from.
+pub fn push_net(net: &Net, v4: &mut Vec<(u32, u8)>, v6: &mut Vec<(u128, u8)>) {
+    match net.addr() {
+        IpAddr::V4(a) => v4.push((u32::from(a), net.prefix_len())),
+        IpAddr::V6(a) => v6.push((u128::from(a), net.prefix_len())),
     }
 }
 
