@@ -670,10 +670,12 @@ impl EdgewardHttp {
     }
 
     fn on_http_response_headers(&mut self) {
-        let adds: &[(String, String)] = self
-            .eval
-            .as_ref()
-            .map_or(&[], |ev| ev.response_headers.as_slice());
+        // A local reply already carries edgeward's response headers (send_reply): only the status is
+        // read, for the record (Envoy's local reply mapping may have changed it).
+        let adds: &[(String, String)] = match self.eval.as_ref() {
+            Some(ev) if !self.replied => ev.response_headers.as_slice(),
+            _ => &[],
+        };
         let parse = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u16>().ok();
         // Two host calls whatever the number of headers: read the map (it has `:status` for the
         // log), write it back with ours replaced or added. With fewer than two headers to set,
