@@ -11,7 +11,7 @@ use crate::decision::Reply;
 use crate::document::Document;
 use crate::engine::{Evaluation, HeaderOp};
 use crate::host::{self, level};
-use crate::request::{ConnectionCache, ConnectionFacts, Headers, Peer, RequestHead, TlsVersion};
+use crate::request::{Headers, Peer, RequestHead, TlsVersion};
 use crate::store::{Cas, SharedStore, StoreError};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -35,8 +35,6 @@ thread_local! {
     static ROOTS: RefCell<BTreeMap<u32, EdgewardRoot>> = const { RefCell::new(BTreeMap::new()) };
     /// The HTTP streams in flight on this worker, by context id.
     static STREAMS: RefCell<BTreeMap<u32, EdgewardHttp>> = const { RefCell::new(BTreeMap::new()) };
-    /// Peer address and TLS version of this worker's recent connections.
-    static CONNECTIONS: RefCell<ConnectionCache> = RefCell::new(ConnectionCache::default());
     /// Pending rate limit service calls: token → the stream waiting for the answer.
     static GRPC_CALLS: RefCell<BTreeMap<u32, u32>> = const { RefCell::new(BTreeMap::new()) };
 }
@@ -395,32 +393,6 @@ fn property_string(path: &[&str]) -> Option<String> {
         .and_then(|b| String::from_utf8(b).ok())
 }
 
-/// The peer address and TLS version of the current request's connection: remembered per connection id
-/// (one property read on a connection's later requests instead of two), else read and remembered.
-fn connection_facts() -> ConnectionFacts {
-    let id = host::get_property(&["connection", "id"])
-        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-        .map(u64::from_le_bytes);
-    if let Some(facts) =
-        id.and_then(|id| CONNECTIONS.with(|c| c.try_borrow().ok().and_then(|c| c.get(id))))
-    {
-        return facts;
-    }
-    let facts = ConnectionFacts {
-        tls: property_string(&["connection", "tls_version"]).and_then(|v| TlsVersion::parse(&v)),
-        peer: property_string(&["source", "address"])
-            .map_or(Peer::Invalid, |a| crate::ip::peer_from_socket_addr(&a)),
-    };
-    if let Some(id) = id {
-        CONNECTIONS.with(|c| {
-            if let Ok(mut c) = c.try_borrow_mut() {
-                c.put(id, facts);
-            }
-        });
-    }
-    facts
-}
-
 impl EdgewardHttp {
     fn read_request(&self) -> RequestData {
         // Our own decoder: the SDK's panics on a header value that is not UTF-8 (see crate::pairs).
@@ -436,7 +408,10 @@ impl EdgewardHttp {
         let (method, authority, path) = (find(":method"), find(":authority"), find(":path"));
         // Read always: the log record names the route.
         let route_name = property_string(&["xds", "route_name"]);
-        let ConnectionFacts { peer, tls } = connection_facts();
+        let tls =
+            property_string(&["connection", "tls_version"]).and_then(|v| TlsVersion::parse(&v));
+        let peer = property_string(&["source", "address"])
+            .map_or(Peer::Invalid, |a| crate::ip::peer_from_socket_addr(&a));
         let now_ns = host::now_ns().unwrap_or(0);
         RequestData {
             headers,

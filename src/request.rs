@@ -52,55 +52,6 @@ pub enum Peer {
     Invalid,
 }
 
-/// What every request of one downstream connection shares: the peer address and the TLS version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionFacts {
-    pub peer: Peer,
-    pub tls: Option<TlsVersion>,
-}
-
-/// A worker's memory of recent connections' facts by Envoy's connection id (unique in the process,
-/// never reused), so that the second and later requests of a keep-alive or HTTP/2 connection read one
-/// property (`connection.id`) instead of two. Direct-mapped and fixed-size: a slot keeps the last
-/// connection whose id maps to it; a miss only costs the two reads again.
-#[derive(Debug, Clone)]
-pub struct ConnectionCache {
-    slots: Vec<Option<(u64, ConnectionFacts)>>,
-}
-
-impl Default for ConnectionCache {
-    fn default() -> Self {
-        ConnectionCache {
-            slots: vec![None; Self::SLOTS],
-        }
-    }
-}
-
-impl ConnectionCache {
-    /// Slots per worker VM: more than the connections a worker serves at once in most deployments.
-    pub const SLOTS: usize = 1024;
-
-    fn slot(id: u64) -> usize {
-        // Ids are consecutive, so consecutive connections land in different slots.
-        usize::try_from(id % Self::SLOTS as u64).unwrap_or(0)
-    }
-
-    /// The facts of connection `id`, if remembered.
-    pub fn get(&self, id: u64) -> Option<ConnectionFacts> {
-        match self.slots.get(Self::slot(id)) {
-            Some(Some((held, facts))) if *held == id => Some(*facts),
-            _ => None,
-        }
-    }
-
-    /// Remembers connection `id`'s facts (replacing whichever connection held its slot).
-    pub fn put(&mut self, id: u64, facts: ConnectionFacts) {
-        if let Some(slot) = self.slots.get_mut(Self::slot(id)) {
-            *slot = Some((id, facts));
-        }
-    }
-}
-
 /// Request headers in arrival order, names lowercase (Envoy delivers them so; `eval` lowercases).
 /// Pseudo-headers (`:authority`, ...) may be present and are ignored by header lookups of regular names.
 #[derive(Debug, Clone, Copy)]
@@ -188,34 +139,6 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    #[test]
-    fn connection_cache_returns_only_the_connection_s_own_facts() {
-        let a = ConnectionFacts {
-            peer: Peer::Ip([127, 0, 0, 77].into()),
-            tls: Some(TlsVersion::V1_3),
-        };
-        let b = ConnectionFacts {
-            peer: Peer::Ip([127, 0, 0, 78].into()),
-            tls: None,
-        };
-        let mut c = ConnectionCache::default();
-        assert_eq!(c.get(7), None, "nothing remembered yet");
-        c.put(7, a);
-        c.put(8, b);
-        assert_eq!(c.get(7), Some(a));
-        assert_eq!(c.get(8), Some(b));
-        // Same slot, other connection: never the facts of the one that held it (a miss instead).
-        let same_slot = 7 + ConnectionCache::SLOTS as u64;
-        assert_eq!(c.get(same_slot), None);
-        c.put(same_slot, b);
-        assert_eq!(c.get(same_slot), Some(b));
-        assert_eq!(c.get(7), None, "replaced, so read again");
-        // Extreme ids do not panic.
-        c.put(u64::MAX, a);
-        assert_eq!(c.get(u64::MAX), Some(a));
-        assert_eq!(c.get(0), None);
-    }
 
     #[test]
     fn host_port_split() {

@@ -130,10 +130,8 @@ fn allow_and_deny_lists_by_source_address() {
     expect(&envoy, a3, &Req::get("/open/a3"), 200, None);
 }
 
-/// The plugin remembers each connection's peer address (and TLS version) by Envoy's connection id, so
-/// the later requests of a keep-alive or HTTP/2 connection read one property instead of two. Every
-/// request of a connection keeps that connection's verdict, whichever connection came before: a cache
-/// that answered with another connection's address would let the denied client through.
+/// Requests that share a keep-alive or HTTP/2 connection are judged each on its own: connections from an
+/// allowed and a denied address alternate, and every request keeps its connection's verdict.
 #[test]
 fn keep_alive_and_http2_requests_keep_their_connection_s_address() {
     let upstream = echo_server();
@@ -314,4 +312,25 @@ fn envoy_resolved_client_address_is_what_the_lists_see() {
         Some("ip_denied"),
     );
     expect(&envoy, peer, &Req::get("/e/3"), 403, Some("ip_denied"));
+
+    // Envoy resolves the address per request, not per connection: on one keep-alive connection (and
+    // one HTTP/2 connection) each request is judged by its own X-Forwarded-For. A plugin that
+    // remembered the address by connection (it did, for an hour) lets the second request through.
+    for client in [support::Client::h1(), support::Client::h2c()] {
+        let v = format!("{:?}", client.version);
+        let reqs = [
+            xff(&format!("/e/ka/{v}/1"), "10.0.0.1"),
+            xff(&format!("/e/ka/{v}/2"), "192.0.2.1"),
+            Req::get(&format!("/e/ka/{v}/3")),
+            xff(&format!("/e/ka/{v}/4"), "10.0.0.9"),
+        ];
+        let statuses: Vec<u16> = client
+            .bind(peer)
+            .send_on_one_connection_blocking(envoy.http_addr(), &reqs)
+            .unwrap_or_else(|e| panic!("{v}: {e}"))
+            .iter()
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(statuses, [200, 403, 403, 200], "{v}");
+    }
 }
