@@ -21,15 +21,47 @@ pub struct DocumentInput {
     pub schema: Option<String>,
     #[serde(default)]
     pub client_ip: ClientIpInput,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub ip_lists: crate::ip::IpListsInput,
     #[serde(default)]
     pub rate_limit_slots: Option<u32>,
     /// The rate limit service for `"backend": "rls"` limits.
     #[serde(default)]
     pub rls: Option<RlsInput>,
+    #[serde(deserialize_with = "unique_keys")]
     pub policies: BTreeMap<String, PolicyInput>,
     pub routes: Vec<RouteInput>,
+}
+
+/// A map of names the user chooses (`policies`, `ip_lists`) where a name given twice is an error: serde's
+/// own map keeps the last value silently, so a second `"blocked": []` would empty a deny list.
+fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = m.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!("{key:?} is given twice")));
+                }
+                let value = m.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique(std::marker::PhantomData))
 }
 
 /// `enforce` (default) or `shadow`.

@@ -220,8 +220,10 @@ mod tests {
             (r#"{"client_ip":{"trusted_proxies":[["1.2.3.4/32"]]},"policies":{},"routes":[{"policy":null}]}"#, "client_ip.trusted_proxies[0]", "invalid type: sequence"),
             (r#"{"ip_lists":{"a":["1.2.3.4/32", null]},"policies":{},"routes":[{"policy":null}]}"#, "ip_lists.a[1]", "invalid type: null"),
             (r#"{"policies":{"p":{"https":{"hsts":{"max_age_s":1.5}}}},"routes":[{"policy":"p"}]}"#, "policies.p.https.hsts.max_age_s", "floating point"),
-            // the duplicated key itself
+            // the duplicated key itself, for fields and for the names of policies and lists
             (r#"{"policies":{"p":{"https":{"action":"reject"},"https":{}}},"routes":[{"policy":"p"}]}"#, "policies.p.https", "duplicate field `https`"),
+            (r#"{"policies":{"p":{"ip":{"deny":["@b"]}},"p":{}},"routes":[{"policy":"p"}]}"#, "policies.p", "\"p\" is given twice"),
+            (r#"{"ip_lists":{"b":["10.0.0.0/8"],"b":[]},"policies":{},"routes":[]}"#, "ip_lists.b", "\"b\" is given twice"),
             ("{\n  \"policies\": {\n    \"p\": {\n      \"ip\": { \"allow\": [\"10.0.0.0/8\",\n                        7] }\n    }\n  },\n  \"routes\": [{\"policy\": \"p\"}]\n}", "policies.p.ip.allow[1]", "line 5 column 25"),
             (r#"{"policies":{"p":{}},"routes":[{"policy":"p",}]}"#, "routes[0]", "trailing comma"),
             // text after the document is refused, not ignored
