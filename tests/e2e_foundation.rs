@@ -7,19 +7,11 @@
 mod support;
 
 use serde_json::Value;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
-use support::{echo, Client, Envoy, EnvoyOpts, Req, Tls, Version};
+use support::{echo_server, start, Client, Envoy, EnvoyOpts, Req, Tls, Version};
 
 const KEY_B64: &str = "ZWRnZXdhcmQtdGVzdC1rZXktZWRnZXdhcmQtdGVzdC1rZXk=";
-
-fn echo_server() -> echo::EchoServer {
-    echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap()
-}
-
-fn start(opts: &EnvoyOpts) -> Envoy {
-    Envoy::start(opts).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"))
-}
 
 /// A document whose routes exercise every selection rule; the access log tells which policy ran.
 const ROUTES_DOC: &str = r#"{

@@ -5,12 +5,14 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use support::{echo, Client, Envoy, EnvoyOpts, Req, Response, TempDir, Tls};
+use support::{
+    echo, echo_server, ip, start, Client, Envoy, EnvoyOpts, Req, Response, TempDir, Tls,
+};
 
 const HSTS: &str = "max-age=31536000; includeSubDomains";
 const HSTS_TLS13: &str = "max-age=600";
@@ -32,18 +34,6 @@ const POLICY: &str = r#"{
     {"policy": "web"}
   ]
 }"#;
-
-fn echo_server() -> echo::EchoServer {
-    echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap()
-}
-
-fn start(opts: EnvoyOpts) -> Envoy {
-    Envoy::start(&opts).unwrap_or_else(|log| panic!("{log}"))
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 /// Waits (up to 30 s) for the access log record of the request with this exact path.
 fn record_for(envoy: &Envoy, path: &str) -> Value {
@@ -245,7 +235,7 @@ fn check(envoy: &Envoy, doc: &Path, dir: &Path, case: &Case, want: &Want) -> Res
 #[test]
 fn plain_http_is_redirected_or_rejected_and_https_gets_hsts_and_eval_agrees() {
     let upstream = echo_server();
-    let envoy = start(EnvoyOpts::new(upstream.addr()).policy(POLICY));
+    let envoy = start(&EnvoyOpts::new(upstream.addr()).policy(POLICY));
     let dir = TempDir::new("e2e-https").unwrap();
     let doc = dir.path().join("policy.json");
     std::fs::write(&doc, POLICY).unwrap();
@@ -442,7 +432,7 @@ fn plain_http_is_redirected_or_rejected_and_https_gets_hsts_and_eval_agrees() {
 #[test]
 fn http2_clients_get_the_same_redirect_and_hsts() {
     let upstream = echo_server();
-    let envoy = start(EnvoyOpts::new(upstream.addr()).policy(POLICY));
+    let envoy = start(&EnvoyOpts::new(upstream.addr()).policy(POLICY));
     let req = Req::get("/h2/x?y=1").authority("api.example.com");
     let resp = Client::h2c()
         .send_blocking(envoy.http_addr(), &req)
@@ -489,7 +479,7 @@ fn x_forwarded_proto_counts_only_from_a_trusted_proxy() {
         assert_eq!(out.matches("xff_num_trusted_hops: 1").count(), 2, "{out}");
         out
     });
-    let envoy = start(opts);
+    let envoy = start(&opts);
     let xfp = Req::get("/via-proxy")
         .authority("api.example.com")
         .header("x-forwarded-proto", "https");

@@ -6,22 +6,10 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::Value;
-use support::{echo, Envoy, EnvoyOpts, Req};
-
-fn echo_server() -> echo::EchoServer {
-    echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap()
-}
-
-fn start(opts: EnvoyOpts) -> Envoy {
-    Envoy::start(&opts).unwrap_or_else(|log| panic!("{log}"))
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
+use support::{echo_server, ip, start, Envoy, EnvoyOpts, Req};
 
 const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 
@@ -72,7 +60,7 @@ fn allow_and_deny_lists_by_source_address() {
         {"policy": null}
       ]
     }"#;
-    let envoy = start(EnvoyOpts::new(upstream.addr()).policy(policy));
+    let envoy = start(&EnvoyOpts::new(upstream.addr()).policy(policy));
     let (a2, a3, a4) = (ip("127.0.0.2"), ip("127.0.0.3"), ip("127.0.0.4"));
     let v6 = support::ipv6_available();
 
@@ -139,7 +127,7 @@ fn keep_alive_and_http2_requests_keep_their_connection_s_address() {
       "policies": {"one": {"ip": {"allow": ["127.0.0.77"]}}},
       "routes": [{"policy": "one"}]
     }"#;
-    let envoy = start(EnvoyOpts::new(upstream.addr()).policy(policy));
+    let envoy = start(&EnvoyOpts::new(upstream.addr()).policy(policy));
     let (allowed, denied) = (ip("127.0.0.77"), ip("127.0.0.78"));
     let count = |name: &str| envoy.stat(name).unwrap().unwrap_or(0);
     let (cx0, rq0) = (
@@ -183,7 +171,7 @@ fn behind_trusted_proxies_the_forwarded_client_is_used() {
       "policies": {"tens": {"ip": {"allow": ["10.0.0.0/8"]}}},
       "routes": [{"policy": "tens"}]
     }"#;
-    let envoy = start(EnvoyOpts::new(upstream.addr()).policy(policy));
+    let envoy = start(&EnvoyOpts::new(upstream.addr()).policy(policy));
     let (proxy, other_proxy, stranger) = (ip("127.0.0.2"), ip("127.0.0.5"), ip("127.0.0.3"));
     let xff = |path: &str, v: &str| Req::get(path).header("x-forwarded-for", v);
 
@@ -264,7 +252,7 @@ fn trusted_hops_pick_the_nth_address_from_the_right() {
       "policies": {"tens": {"ip": {"allow": ["10.0.0.0/8"]}}},
       "routes": [{"policy": "tens"}]
     }"#;
-    let envoy = start(EnvoyOpts::new(upstream.addr()).policy(policy));
+    let envoy = start(&EnvoyOpts::new(upstream.addr()).policy(policy));
     let peer = ip("127.0.0.2");
     let xff = |path: &str, v: &str| Req::get(path).header("x-forwarded-for", v);
 
@@ -299,7 +287,7 @@ fn envoy_resolved_client_address_is_what_the_lists_see() {
             "use_remote_address: true\n          xff_num_trusted_hops: 1\n",
         )
     });
-    let envoy = start(opts);
+    let envoy = start(&opts);
     let peer = ip("127.0.0.2");
     let xff = |path: &str, v: &str| Req::get(path).header("x-forwarded-for", v);
     expect(&envoy, peer, &xff("/e/1", "10.0.0.1"), 200, None);

@@ -25,7 +25,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use support::{
-    echo, exact_balance, uniq, worker_connections, Client, Envoy, EnvoyOpts, Req, Response,
+    echo, exact_balance, ip, uniq, worker_connections, Client, Envoy, EnvoyOpts, Req, Response,
 };
 
 const CLI: &str = env!("CARGO_BIN_EXE_edgeward");
@@ -34,10 +34,6 @@ const SECRET_B: [u8; 32] = *b"partner-b secret, 32 bytes long!";
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
 }
 
 fn start(doc: String, env: &[(&str, &str)]) -> (Envoy, echo::EchoServer) {

@@ -10,13 +10,9 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 use support::rls::{add_cluster, cluster_yaml, RlsServer};
-use support::{echo, Client, Envoy, EnvoyOpts, Req, Response};
+use support::{echo_server, Client, Envoy, EnvoyOpts, Req, Response};
 
 const DOMAIN: &str = "edgeward";
-
-fn echo_server() -> echo::EchoServer {
-    echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap()
-}
 
 /// A document whose one policy has the given rate limits, with an `rls` section.
 fn doc(rls: &str, limits: &str) -> String {

@@ -9,11 +9,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use support::{echo, Client, Envoy, EnvoyOpts, Req, Tls, Version};
-
-fn echo_server() -> echo::EchoServer {
-    echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap()
-}
+use support::{echo_server, Client, Envoy, EnvoyOpts, Req, Tls, Version};
 
 fn envoy_without_plugin(upstream: SocketAddr) -> Envoy {
     Envoy::start(&EnvoyOpts::new(upstream).without_plugin()).unwrap_or_else(|log| panic!("{log}"))

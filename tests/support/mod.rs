@@ -1662,6 +1662,21 @@ fn raw_http1_std(addr: SocketAddr, bytes: &[u8]) -> io::Result<Response> {
     }
 }
 
+/// An echo upstream on 127.0.0.1 (a free port).
+pub fn echo_server() -> echo::EchoServer {
+    echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap()
+}
+
+/// Starts Envoy; panics with its log if it does not come up.
+pub fn start(opts: &EnvoyOpts) -> Envoy {
+    Envoy::start(opts).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"))
+}
+
+/// An address literal of a test.
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
 /// A path segment no other request of this test run uses.
 pub fn uniq(tag: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
