@@ -9,7 +9,8 @@
 #
 # Needs 2 CPUs (Envoy on CPU 0, the load generator and D-rls's rate limit service on CPU 1). Knobs
 # (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5, throughput per run), BENCH_LATENCY_SECONDS (4),
-# BENCH_WARMUP_SECONDS (2), BENCH_ONLY=A,D,... (a subset of the configurations).
+# BENCH_WARMUP_SECONDS (2), BENCH_ONLY=A,D,... (a subset of the configurations), BENCH_PARTS=1 (also the P
+# configurations: where D's cost goes, check by check, and D's host calls alone).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 START=$(date +%s)
@@ -43,13 +44,15 @@ fi
 # What is measured: the plugin as shipped (wasm-opt -O3), the host-call-counting build, the no-op filter.
 build_wasm
 RAW_SIZE=$(stat -c %s "$TARGET/wasm32-wasip1/release/edgeward.wasm")
-log "building the host-call-counting plugin (--features host-call-count) and the no-op filter"
+log "building the host-call-counting plugin (--features host-call-count), the no-op filter and the host-calls filter"
 # Its own target directory, so the two feature sets do not relink each other on every run.
 CARGO_TARGET_DIR="$TARGET/host-call-count" cargo build --quiet --release --target wasm32-wasip1 --lib \
   --features host-call-count
 optimize_wasm "$TARGET/host-call-count/wasm32-wasip1/release/edgeward.wasm" dist/edgeward-host-call-count.wasm
 (cd benches/noop-filter && CARGO_TARGET_DIR="$TARGET" cargo build --quiet --release --target wasm32-wasip1)
 optimize_wasm "$TARGET/wasm32-wasip1/release/noop_filter.wasm" dist/noop-filter.wasm
+(cd benches/host-calls-filter && CARGO_TARGET_DIR="$TARGET" cargo build --quiet --release --target wasm32-wasip1)
+optimize_wasm "$TARGET/wasm32-wasip1/release/host_calls_filter.wasm" dist/host-calls-filter.wasm
 log "building the edgeward CLI (signs the benchmark's request)"
 cargo build --quiet --release --bin edgeward
 # D-rls's rate limit service, --release (a debug build's latency would count as edgeward's), into the
@@ -62,6 +65,7 @@ log "Envoy: $("$ENVOY" --version | tr -s ' ' | cut -c1-100)"
 
 python3 benches/e2e/bench.py --envoy "$ENVOY" --wasm dist/edgeward.wasm \
   --wasm-hc dist/edgeward-host-call-count.wasm --noop dist/noop-filter.wasm \
+  --host-calls dist/host-calls-filter.wasm \
   --cli "$TARGET/release/edgeward" --oha "$OHA" --wasm-raw-size "$RAW_SIZE" \
   --rls-dev "$RLS_TARGET/release/edgeward-rls-dev"
 log "scripts/bench.sh took $(( $(date +%s) - START )) s"

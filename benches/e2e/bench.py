@@ -253,7 +253,7 @@ def configurations(a, rls_port):
         ("E401", "deny: signature does not verify", ew(document(allow10, secret=WRONG_SECRET)), EDGEWARD_LOG, [], (401, 401)),
         ("E429", "deny: rate limit reached", ew(document(allow10, limit=1, window_s=31536000)), EDGEWARD_LOG, [], (200, 429)),
         ("E301", "redirect: X-Forwarded-Proto not trusted", ew(document(allow10, https="redirect", proxies=False)), EDGEWARD_LOG, [], (301, 301)),
-    ] + parts(d, ew), ("Dhc", "D with the host-call-count build", ew(d, a.wasm_hc), EDGEWARD_LOG, [], (200, 200)), allow100k, {
+    ] + parts(d, ew, a.host_calls), ("Dhc", "D with the host-call-count build", ew(d, a.wasm_hc), EDGEWARD_LOG, [], (200, 200)), allow100k, {
         "D-rls": [rls_cluster(rls_port)],
     }
 
@@ -261,6 +261,9 @@ def configurations(a, rls_port):
 # Where D's cost goes (not run by default: BENCH_PARTS=1, or name them in BENCH_ONLY): edgeward with one
 # kind of check at a time, and with none (the plugin's fixed cost: read the request, select the route,
 # the record as filter state, the counter). Each part minus P0 is that check's own cost.
+# Measured again for latency at half of D's throughput (below every one's knee).
+LOW_RATE_CONFIGS = ["A", "C", "D"]
+
 PARTS = [
     ("P0", "edgeward, a policy with no checks", ()),
     ("Phttps", "edgeward, HTTPS only (+ HSTS)", ("https",)),
@@ -268,12 +271,19 @@ PARTS = [
     ("Psig", "edgeward, signature + Content-Digest only", ("signature",)),
     ("Prl", "edgeward, the two rate limits only", ("rate_limits",)),
     ("Plog", "edgeward, the log section (2 pseudonyms) + access log only", ("log",)),
+    # Not edgeward: benches/host-calls-filter makes D's host calls (same arguments and sizes) and does
+    # nothing else. Phost − C is what D's input and output through the ABI cost; D − Phost is edgeward's
+    # own work (parsing, checks, crypto, the record).
+    ("Phost", "D's host calls alone, no policy work (benches/host-calls-filter) + access log", None),
 ]
 
 
-def parts(d, ew):
+def parts(d, ew, host_calls):
     out = []
     for name, what, keep in PARTS:
+        if keep is None:
+            out.append((name, what, ew(d, host_calls), EDGEWARD_LOG, [], (200, 200)))
+            continue
         doc = json.loads(json.dumps(d))
         policy = doc["policies"]["api"]
         for section in ("https", "ip", "signature", "rate_limits", "log"):
@@ -562,6 +572,7 @@ def main():
     p.add_argument("--wasm", required=True, help="edgeward.wasm (what ships)")
     p.add_argument("--wasm-hc", required=True, help="edgeward built with --features host-call-count")
     p.add_argument("--noop", required=True, help="the no-op filter (benches/noop-filter)")
+    p.add_argument("--host-calls", required=True, help="D's host calls alone (benches/host-calls-filter)")
     p.add_argument("--cli", required=True, help="the edgeward CLI (to sign the request)")
     p.add_argument("--oha", required=True)
     p.add_argument("--rls-dev", help="the development rate limit service, built --release (for D-rls)")
@@ -652,8 +663,8 @@ def main():
               file=sys.stderr)
         allowed_share = (s1.get(allowed_key, 0) - s0.get(allowed_key, 0)) / max(1, e.requests(s1) - e.requests(s0))
 
-        results = {n: {"wrk": [], "oha": []} for n in names}
-        rate = None
+        results = {n: {"wrk": [], "oha": [], "oha_low": []} for n in names}
+        rate = low_rate = None
         for r in range(a.rounds):
             print(f"==> round {r + 1}/{a.rounds}: throughput ({a.seconds:g} s each)", file=sys.stderr)
             for n in names:
@@ -670,6 +681,18 @@ def main():
                 results[n]["oha"].append(res)
                 print(f"    {n:6} p50 {res['p50_us']:8.0f} µs  p99 {res['p99_us']:8.0f} µs  "
                       f"({res['achieved']:.0f} req/s achieved)", file=sys.stderr)
+            # D saturates below half of A's throughput, so its latency there is queueing. The added
+            # latency below D's knee: A, C and D again at half of D's first-round throughput.
+            low_names = [n for n in LOW_RATE_CONFIGS if n in names]
+            if "D" in low_names:
+                if low_rate is None:
+                    low_rate = max(100, int(results["D"]["wrk"][0]["rps"] / 2))
+                print(f"==> round {r + 1}/{a.rounds}: latency at {low_rate} req/s, half of D's throughput", file=sys.stderr)
+                for n in low_names:
+                    res = run_oha(a, envoys[n], headers, body, low_rate, a.latency_seconds, work)
+                    results[n]["oha_low"].append(res)
+                    print(f"    {n:6} p50 {res['p50_us']:8.0f} µs  p99 {res['p99_us']:8.0f} µs  "
+                          f"({res['achieved']:.0f} req/s achieved)", file=sys.stderr)
         rss = {n: envoys[n].rss_mb() for n in names}
         # The deny configurations must have denied, the others allowed, during the whole run.
         statuses = {}
@@ -691,7 +714,7 @@ def main():
 
     elapsed = time.time() - started
     load_after = os.getloadavg()
-    report = render(a, configs, results, rate, rss, statuses, (host_calls, per_kind), allowed_share, client_rank,
+    report = render(a, configs, results, rate, low_rate, rss, statuses, (host_calls, per_kind), allowed_share, client_rank,
                     created, load_before, load_after, elapsed, rls_calls)
     os.makedirs(a.out, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
@@ -715,7 +738,7 @@ def machine():
     return f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}"
 
 
-def render(a, configs, results, rate, rss, statuses, host_calls, allowed_share, client_rank,
+def render(a, configs, results, rate, low_rate, rss, statuses, host_calls, allowed_share, client_rank,
            created, load_before, load_after, elapsed, rls_calls=None):
     names = [c[0] for c in configs]
     desc = {c[0]: c[1] for c in configs}
@@ -727,7 +750,8 @@ def render(a, configs, results, rate, rss, statuses, host_calls, allowed_share, 
         """Per-round figure of x against y (same round, so shared noise cancels), median and range."""
         if x not in results or y not in results:
             return None
-        src = "oha" if key in ("p50_us", "p99_us") else "wrk"
+        src = key.split(":")[0] if ":" in key else ("oha" if key in ("p50_us", "p99_us") else "wrk")
+        key = key.split(":")[-1]
         v = [op(rx[key], ry[key]) for rx, ry in zip(results[x][src], results[y][src])]
         return med(v), min(v), max(v)
 
@@ -768,6 +792,15 @@ def render(a, configs, results, rate, rss, statuses, host_calls, allowed_share, 
         lines.append(f"(sat.): {', '.join(saturated)} could not sustain {rate:,} req/s during the latency runs "
                      f"(under 95% achieved), so those latencies include queueing.\n")
 
+    if low_rate is not None:
+        cells = []
+        for n in [n for n in LOW_RATE_CONFIGS if results.get(n, {}).get("oha_low")]:
+            achieved = med(col(n, "oha_low", "achieved"))
+            sat = "" if achieved >= 0.95 * low_rate else " (sat.)"
+            cells.append(f"{n} p50 {spread(col(n, 'oha_low', 'p50_us'), f0)}, p99 {spread(col(n, 'oha_low', 'p99_us'), f0)} µs{sat}")
+        lines.append(f"Latency at {low_rate:,} req/s (half of D's first-round throughput, so D is below its knee "
+                     f"too; oha, {a.latency_seconds:g} s per round): " + "; ".join(cells) + ".\n")
+
     def fmt(t, f):
         return "n/a" if t is None else f"{f(t[0])} [{f(t[1])}–{f(t[2])}]"
 
@@ -794,10 +827,19 @@ def render(a, configs, results, rate, rss, statuses, host_calls, allowed_share, 
         t = diff(e, "D"); rows.append((f"{e} − D CPU-µs/req", fmt(t, f1), "< 0", ok(t, lambda v: v < 0)))
     if "P0" in results:
         t = diff("P0", "C"); rows.append(("P0 − C CPU-µs/req (edgeward's fixed cost over a no-op filter)", fmt(t, f1), "", ""))
-        for n in [n for n in names if n.startswith("P") and n != "P0"]:
+        for n in [n for n in names if n.startswith("P") and n not in ("P0", "Phost")]:
             t = diff(n, "P0"); rows.append((f"{n} − P0 CPU-µs/req ({desc[n].split(', ', 1)[-1]})", fmt(t, f1), "", ""))
+    if "Phost" in results:
+        t = diff("Phost", "C"); rows.append(("Phost − C CPU-µs/req (D's host calls alone, over a no-op filter)", fmt(t, f1), "", ""))
+        t = diff("D", "Phost"); rows.append(("D − Phost CPU-µs/req (edgeward's own work in D: parsing, checks, crypto, record)", fmt(t, f1), "", ""))
     t = diff("D", "A", "p50_us"); rows.append(("D − A p50 latency µs", fmt(t, f0), "≤ 15", ok(t, lambda v: v <= 15)))
     t = diff("D", "A", "p99_us"); rows.append(("D − A p99 latency µs", fmt(t, f0), "≤ 50", ok(t, lambda v: v <= 50)))
+    if low_rate is not None:
+        for x, y in (("D", "A"), ("D", "C"), ("C", "A")):
+            if x in results and y in results:
+                for q in ("p50", "p99"):
+                    t = diff(x, y, f"oha_low:{q}_us")
+                    rows.append((f"{x} − {y} {q} latency µs at {low_rate:,} req/s (half of D's throughput)", fmt(t, f0), "", ""))
     if "D100k" in rss and "A" in rss:
         d = rss["D100k"] - rss["A"]
         rows.append(("RSS D100k − A (MB)", f"{d:.0f}", "≤ 30", "met" if d <= 30 else "**missed**"))
