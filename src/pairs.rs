@@ -49,14 +49,17 @@ pub fn decode_lossy(bytes: &[u8]) -> Option<Vec<(String, String)>> {
     let raw = decode(bytes)?;
     Some(
         raw.into_iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8_lossy(k).into_owned(),
-                    String::from_utf8_lossy(v).into_owned(),
-                )
-            })
+            .map(|(k, v)| (owned_lossy(k), owned_lossy(v)))
             .collect(),
     )
+}
+
+/// `String::from_utf8_lossy(b).into_owned()`, with the valid (usual) case checked the quicker way.
+fn owned_lossy(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
 }
 
 /// Encodes a map in the same layout.

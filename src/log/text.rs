@@ -41,6 +41,19 @@ fn neutral_len(c: char) -> usize {
 /// Appends `s` with control characters spelled out as visible `\u{1b}` text and capped at [`VALUE_CAP`]
 /// bytes (cut at a character boundary and marked), optionally JSON-escaped.
 pub fn push_value(out: &mut String, s: &str, json: bool) {
+    // The common case, in one copy: short printable ASCII with nothing to escape.
+    if s.len() <= VALUE_CAP
+        && s.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && !(json && (b == b'"' || b == b'\\')))
+    {
+        out.push_str(s);
+        return;
+    }
+    push_value_general(out, s, json);
+}
+
+/// [`push_value`] character by character: every case, also the ones its fast path takes.
+fn push_value_general(out: &mut String, s: &str, json: bool) {
     let total: usize = s.chars().map(neutral_len).sum();
     let budget = if total <= VALUE_CAP {
         total
@@ -118,13 +131,29 @@ pub fn push_rfc3339(out: &mut String, now_s: u64, now_nanos: u32) {
     let days = (secs / 86_400) as i64;
     let sod = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    );
+    // By hand rather than `write!`: this runs for every record (`{y:04}-{m:02}-{d:02}T…`).
+    push_digits(out, y.unsigned_abs(), 4);
+    out.push('-');
+    push_digits(out, u64::from(m), 2);
+    out.push('-');
+    push_digits(out, u64::from(d), 2);
+    out.push('T');
+    push_digits(out, sod / 3600, 2);
+    out.push(':');
+    push_digits(out, sod % 3600 / 60, 2);
+    out.push(':');
+    push_digits(out, sod % 60, 2);
+    out.push('.');
+    push_digits(out, u64::from(millis), 3);
+    out.push('Z');
+}
+
+/// Appends the last `width` decimal digits of `v`, zero-padded (`v` < 10^width at every call site).
+fn push_digits(out: &mut String, v: u64, width: u32) {
+    for i in (0..width).rev() {
+        let digit = (v / 10u64.pow(i)) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// RFC 3339 UTC timestamp with milliseconds for Unix seconds and nanoseconds.
@@ -192,6 +221,27 @@ mod tests {
         let mut out = String::new();
         push_value(&mut out, s, json);
         out
+    }
+
+    #[test]
+    fn fast_path_writes_what_the_general_path_writes() {
+        let mut inputs: Vec<String> = (0u8..=0x7f)
+            .map(|b| format!("a{}z", char::from(b)))
+            .collect();
+        inputs.extend(["", "\"", "\\", "plain text", "ünï", "x\u{202e}"].map(String::from));
+        for n in [VALUE_CAP - 1, VALUE_CAP, VALUE_CAP + 1] {
+            inputs.push("a".repeat(n));
+            inputs.push(format!("{}\"", "a".repeat(n - 1)));
+        }
+        for s in &inputs {
+            for json in [false, true] {
+                let mut general = String::from("prefix:");
+                push_value_general(&mut general, s, json);
+                let mut out = String::from("prefix:");
+                push_value(&mut out, s, json);
+                assert_eq!(out, general, "{s:?} json={json}");
+            }
+        }
     }
 
     #[test]
