@@ -14,6 +14,7 @@ pub mod ip;
 pub mod json_path;
 pub mod log;
 pub mod metrics;
+pub mod num;
 pub mod pairs;
 pub mod rate_limit;
 pub mod request;

@@ -524,7 +524,8 @@ impl LogPolicy {
             out.push_str(",\"shadow_reason\":");
             push_json_opt(&mut out, r.shadow_reason);
         }
-        let _ = write!(out, ",\"status\":{}", r.status);
+        out.push_str(",\"status\":");
+        crate::num::push_u64(&mut out, u64::from(r.status));
         out.push_str(",\"method\":");
         push_json_str(&mut out, r.method);
         out.push_str(",\"host\":");
@@ -536,7 +537,9 @@ impl LogPolicy {
         out.push_str(",\"client_ip\":");
         match r.client_ip {
             Some(ip) => {
-                let _ = write!(out, "\"{}\"", self.truncate(ip));
+                out.push('"');
+                crate::num::push_ip(&mut out, self.truncate(ip));
+                out.push('"');
             }
             None => out.push_str("null"),
         }

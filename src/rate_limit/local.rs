@@ -129,7 +129,10 @@ impl Table {
     }
 
     pub(crate) fn store_key(&self, set: u32) -> String {
-        format!("{}{set}", self.prefix)
+        let mut key = String::with_capacity(self.prefix.len() + 10);
+        key.push_str(&self.prefix);
+        crate::num::push_u64(&mut key, u64::from(set));
+        key
     }
 
     fn bytes(&self) -> usize {

@@ -605,16 +605,29 @@ impl RateLimits {
         }
         match pick {
             None => Vec::new(),
-            Some((l, s)) => vec![
-                (
-                    "RateLimit-Policy".to_string(),
-                    format!("\"{}\";q={};w={}", l.name, l.limit, l.window_s),
-                ),
-                (
-                    "RateLimit".to_string(),
-                    format!("\"{}\";r={};t={}", l.name, s.remaining, s.reset_s),
-                ),
-            ],
+            // `"name";q=LIMIT;w=WINDOW` and `"name";r=REMAINING;t=RESET`, without `format!`.
+            Some((l, s)) => {
+                let field = |a: &str, x: u64, b: &str, y: u64| {
+                    let mut v = String::with_capacity(l.name.len() + 32);
+                    v.push('"');
+                    v.push_str(&l.name);
+                    v.push_str(a);
+                    crate::num::push_u64(&mut v, x);
+                    v.push_str(b);
+                    crate::num::push_u64(&mut v, y);
+                    v
+                };
+                vec![
+                    (
+                        "RateLimit-Policy".to_string(),
+                        field("\";q=", l.limit, ";w=", l.window_s),
+                    ),
+                    (
+                        "RateLimit".to_string(),
+                        field("\";r=", s.remaining, ";t=", s.reset_s),
+                    ),
+                ]
+            }
         }
     }
 }

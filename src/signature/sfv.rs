@@ -245,7 +245,20 @@ impl<'a> Parser<'a> {
         if !self.eat(b'"') {
             return Err(ParseError);
         }
-        let mut out = String::new();
+        // Most strings have no escapes: taken in one slice.
+        let start = self.pos;
+        while let Some(c) = self.peek() {
+            if c == b'"' {
+                let s = self.slice_from(start)?.to_string();
+                self.pos += 1;
+                return Ok(BareItem::String(s));
+            }
+            if c == b'\\' || !(0x20..=0x7e).contains(&c) {
+                break;
+            }
+            self.pos += 1;
+        }
+        let mut out = self.slice_from(start)?.to_string();
         loop {
             match self.bump() {
                 None => return Err(ParseError),
@@ -413,7 +426,7 @@ pub fn is_key(s: &str) -> bool {
 /// Serializes a bare item.
 pub fn write_bare(out: &mut String, b: &BareItem) {
     match b {
-        BareItem::Integer(i) => out.push_str(&i.to_string()),
+        BareItem::Integer(i) => crate::num::push_i64(out, *i),
         BareItem::Decimal(m) => {
             if *m < 0 {
                 out.push('-');
@@ -439,6 +452,11 @@ pub fn write_bare(out: &mut String, b: &BareItem) {
 /// Serializes a string item (quotes and escapes).
 pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
+    if !s.contains(['"', '\\']) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         if c == '"' || c == '\\' {
             out.push('\\');
@@ -539,6 +557,7 @@ mod tests {
             ("k=\"a\\\"b\\\\c\"", Some("k=\"a\\\"b\\\\c\"")),
             ("d=1.50, e=-0.005, f=12.0", Some("d=1.5, e=-0.005, f=12.0")),
             ("t=foo/bar:baz", Some("t=foo/bar:baz")),
+            ("n=-42, z=0, s=\"plain\"", Some("n=-42, z=0, s=\"plain\"")),
             ("a=1, a=2, b=3", Some("a=2, b=3")),
             ("x=()", Some("x=()")),
             ("  a=1  ", Some("a=1")),
@@ -548,6 +567,8 @@ mod tests {
             ("a=1,", None),
             ("A=1", None),
             ("a=\"\\n\"", None),
+            ("a=\"unterminated", None),
+            ("a=\"ends in escape\\", None),
             ("a=:@@:", None),
             ("a=?2", None),
             ("a=1.2345", None),
