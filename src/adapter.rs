@@ -652,23 +652,14 @@ impl EdgewardHttp {
             _ => &[],
         };
         let parse = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u16>().ok();
-        // Two host calls whatever the number of headers: read the map (it has `:status` for the
-        // log), write it back with ours replaced or added. With fewer than two headers to set,
-        // reading `:status` alone and setting one header is as few calls and less copying.
-        let status = if adds.len() >= 2 {
-            host::get_header_map(host::RESPONSE_HEADERS).and_then(|raw| {
-                let pairs = crate::pairs::decode(&raw)?;
-                let status = crate::pairs::find(&pairs, ":status").and_then(parse);
-                let out = crate::pairs::encode(&crate::pairs::replaced(&pairs, adds));
-                let _ = host::set_header_map(host::RESPONSE_HEADERS, &out);
-                status
-            })
-        } else {
-            for (k, v) in adds {
-                let _ = host::set_header(host::RESPONSE_HEADERS, k, Some(v));
-            }
-            host::get_header(host::RESPONSE_HEADERS, ":status").and_then(|b| parse(&b))
-        };
+        // One replace per header, then `:status` (for the record). Reading the whole map and writing it
+        // back is two host calls instead of four for three headers, but Envoy rebuilds the map on the
+        // write: measured side by side (benches/host-calls-filter, 6 rounds) that costs ~4 µs of CPU per
+        // request more than the single calls.
+        for (k, v) in adds {
+            let _ = host::set_header(host::RESPONSE_HEADERS, k, Some(v));
+        }
+        let status = host::get_header(host::RESPONSE_HEADERS, ":status").and_then(|b| parse(&b));
         self.emit_log(status.unwrap_or(0));
     }
 

@@ -116,7 +116,6 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
-    fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_get_header_map_value(
         map_type: u32,
@@ -164,7 +163,6 @@ mod kind {
     pub const SEND_LOCAL_RESPONSE: usize = 12;
     pub const DISPATCH_GRPC_CALL: usize = 13;
     pub const CONTINUE_STREAM: usize = 14;
-    pub const SET_MAP: usize = 15;
 }
 use kind::*;
 
@@ -173,7 +171,7 @@ mod calls {
     use super::{define_counter_uncounted, increment_metric_uncounted};
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
-    pub(super) const NAMES: [&str; 16] = [
+    pub(super) const NAMES: [&str; 15] = [
         "log",
         "define_metric",
         "get_buffer",
@@ -189,12 +187,11 @@ mod calls {
         "send_local_response",
         "dispatch_grpc_call",
         "continue_stream",
-        "set_map",
     ];
     const UNSET: u32 = u32::MAX;
-    static COUNTS: [AtomicU32; 16] = [const { AtomicU32::new(0) }; 16];
+    static COUNTS: [AtomicU32; 15] = [const { AtomicU32::new(0) }; 15];
     /// Metric ids: the total, then one per kind (defined on the first flush; UNSET until then).
-    static METRICS: [AtomicU32; 17] = [const { AtomicU32::new(UNSET) }; 17];
+    static METRICS: [AtomicU32; 16] = [const { AtomicU32::new(UNSET) }; 16];
 
     pub fn add(k: usize) {
         if let Some(c) = COUNTS.get(k) {
@@ -479,13 +476,6 @@ pub fn get_header_map(map: u32) -> Option<Vec<u8>> {
     }
     // SAFETY: see above.
     Some(unsafe { Vec::from_raw_parts(data, size, size) })
-}
-
-/// Replaces a whole header map with `serialized` (the `crate::pairs` layout).
-pub fn set_header_map(map: u32, serialized: &[u8]) -> Result<(), u32> {
-    count(SET_MAP);
-    // SAFETY: pointer and length come from a live slice; the host copies it.
-    status(unsafe { proxy_set_header_map_pairs(map, serialized.as_ptr(), serialized.len()) })
 }
 
 /// One header's value (the first of that name), as bytes.
