@@ -12,6 +12,11 @@
 //!   `:status` read, then a 352-byte `edgeward.log` filter state (the length of D's record).
 //!
 //! It exports the same callbacks as edgeward, so Envoy calls into it as often.
+//!
+//! Features drop one step each, to price it (not used by scripts/bench.sh): `no-request-map`,
+//! `no-properties` (the three), `no-time`, `no-key-id-header`, `no-hold` (headers not held: the body
+//! passes through while it is read), `no-body`, `no-rate-limits` (the four shared-data calls),
+//! `no-response-headers` (three replaces and `:status`), `no-record`.
 
 use std::alloc::{alloc, dealloc, Layout};
 use std::cell::RefCell;
@@ -142,20 +147,34 @@ pub extern "C" fn proxy_on_tick(_root_context_id: u32) {}
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _n: usize, end_of_stream: u32) -> u32 {
-    let headers = header_map(REQUEST_HEADERS);
-    let route = property(b"xds\0route_name");
-    let tls = property(b"connection\0tls_version");
-    let peer = property(b"source\0address");
-    let mut now = 0u64;
-    // SAFETY: valid pointer.
-    unsafe { proxy_get_current_time_nanoseconds(&mut now) };
-    let (k, v) = ("x-edgeward-key-id", "bench-client");
-    // SAFETY: valid slices.
-    unsafe {
-        proxy_replace_header_map_value(REQUEST_HEADERS, k.as_ptr(), k.len(), v.as_ptr(), v.len())
-    };
-    std::hint::black_box((headers, route, tls, peer, now));
-    if end_of_stream != 0 {
+    if !cfg!(feature = "no-request-map") {
+        std::hint::black_box(header_map(REQUEST_HEADERS));
+    }
+    if !cfg!(feature = "no-properties") {
+        std::hint::black_box(property(b"xds\0route_name"));
+        std::hint::black_box(property(b"connection\0tls_version"));
+        std::hint::black_box(property(b"source\0address"));
+    }
+    if !cfg!(feature = "no-time") {
+        let mut now = 0u64;
+        // SAFETY: valid pointer.
+        unsafe { proxy_get_current_time_nanoseconds(&mut now) };
+        std::hint::black_box(now);
+    }
+    if !cfg!(feature = "no-key-id-header") {
+        let (k, v) = ("x-edgeward-key-id", "bench-client");
+        // SAFETY: valid slices.
+        unsafe {
+            proxy_replace_header_map_value(
+                REQUEST_HEADERS,
+                k.as_ptr(),
+                k.len(),
+                v.as_ptr(),
+                v.len(),
+            )
+        };
+    }
+    if end_of_stream != 0 || cfg!(feature = "no-hold") {
         return CONTINUE;
     }
     HELD.with(|h| h.borrow_mut().insert(context_id));
@@ -164,19 +183,21 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _n: usize, end_of_st
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_body(context_id: u32, size: usize, end_of_stream: u32) -> u32 {
-    if !HELD.with(|h| h.borrow().contains(&context_id)) {
-        return CONTINUE;
-    }
+    let held = HELD.with(|h| h.borrow().contains(&context_id));
     if end_of_stream == 0 {
-        return PAUSE;
+        return if held { PAUSE } else { CONTINUE };
     }
     HELD.with(|h| h.borrow_mut().remove(&context_id));
-    let (mut d, mut s) = (null_mut(), 0usize);
-    // SAFETY: valid pointers.
-    unsafe { proxy_get_buffer_bytes(HTTP_REQUEST_BODY, 0, size, &mut d, &mut s) };
-    std::hint::black_box(owned(d, s));
-    rate_limit(b"edgeward.rl.2f6c0a9e81d4b735.37");
-    rate_limit(b"edgeward.rl.9b1e47d02ac3f6e8.12");
+    if !cfg!(feature = "no-body") {
+        let (mut d, mut s) = (null_mut(), 0usize);
+        // SAFETY: valid pointers.
+        unsafe { proxy_get_buffer_bytes(HTTP_REQUEST_BODY, 0, size, &mut d, &mut s) };
+        std::hint::black_box(owned(d, s));
+    }
+    if !cfg!(feature = "no-rate-limits") {
+        rate_limit(b"edgeward.rl.2f6c0a9e81d4b735.37");
+        rate_limit(b"edgeward.rl.9b1e47d02ac3f6e8.12");
+    }
     CONTINUE
 }
 
@@ -187,30 +208,36 @@ pub extern "C" fn proxy_on_request_trailers(_context_id: u32, _n: usize) -> u32 
 
 #[no_mangle]
 pub extern "C" fn proxy_on_response_headers(_context_id: u32, _n: usize, _eos: u32) -> u32 {
-    for (k, v) in [
-        ("strict-transport-security", "max-age=31536000"),
-        ("ratelimit-policy", "\"per-client\";q=1000000000;w=1"),
-        ("ratelimit", "\"per-client\";r=999999999;t=1"),
-    ] {
-        // SAFETY: valid slices.
+    if !cfg!(feature = "no-response-headers") {
+        for (k, v) in [
+            ("strict-transport-security", "max-age=31536000"),
+            ("ratelimit-policy", "\"per-client\";q=1000000000;w=1"),
+            ("ratelimit", "\"per-client\";r=999999999;t=1"),
+        ] {
+            // SAFETY: valid slices.
+            unsafe {
+                proxy_replace_header_map_value(
+                    RESPONSE_HEADERS,
+                    k.as_ptr(),
+                    k.len(),
+                    v.as_ptr(),
+                    v.len(),
+                )
+            };
+        }
+        let (k, mut d, mut s) = (":status", null_mut(), 0usize);
+        // SAFETY: valid pointers.
         unsafe {
-            proxy_replace_header_map_value(
-                RESPONSE_HEADERS,
-                k.as_ptr(),
-                k.len(),
-                v.as_ptr(),
-                v.len(),
-            )
+            proxy_get_header_map_value(RESPONSE_HEADERS, k.as_ptr(), k.len(), &mut d, &mut s)
         };
+        std::hint::black_box(owned(d, s));
     }
-    let (k, mut d, mut s) = (":status", null_mut(), 0usize);
-    // SAFETY: valid pointers.
-    unsafe { proxy_get_header_map_value(RESPONSE_HEADERS, k.as_ptr(), k.len(), &mut d, &mut s) };
-    std::hint::black_box(owned(d, s));
-    let record = [b'x'; 352];
-    let name = b"edgeward.log";
-    // SAFETY: valid slices.
-    unsafe { proxy_set_property(name.as_ptr(), name.len(), record.as_ptr(), record.len()) };
+    if !cfg!(feature = "no-record") {
+        let record = [b'x'; 352];
+        let name = b"edgeward.log";
+        // SAFETY: valid slices.
+        unsafe { proxy_set_property(name.as_ptr(), name.len(), record.as_ptr(), record.len()) };
+    }
     CONTINUE
 }
 
