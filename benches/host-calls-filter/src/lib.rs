@@ -2,7 +2,7 @@
 //! nothing else (no parsing beyond the header-map framing, no checks, no crypto, no record building).
 //!
 //! Per request, as edgeward (src/adapter.rs) makes them for policy D (`--features host-call-count`
-//! counts 15):
+//! counts 16):
 //! - request headers: the header map, `xds.route_name`, `connection.tls_version`, `source.address`,
 //!   the time, then `x-edgeward-key-id` set on the request; the headers are held (`Pause`) until the
 //!   body has arrived;
