@@ -717,6 +717,8 @@ impl Envoy {
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
+        // Connections the probes below opened to the plain listener (v4 and v6 share its stats).
+        let mut plain_probes = 0;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("Envoy exited during startup: {status}"));
@@ -725,7 +727,8 @@ impl Envoy {
                 .admin_get("/ready")
                 .map(|body| body.trim() == "LIVE")
                 .unwrap_or(false);
-            if live && self.listeners_accept() {
+            if live && self.listeners_accept(&mut plain_probes) {
+                self.wait_probes_counted(plain_probes);
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -735,13 +738,34 @@ impl Envoy {
         }
     }
 
-    fn listeners_accept(&self) -> bool {
-        let mut addrs = vec![self.http_addr(), self.https_addr()];
-        addrs.extend(self.http_addr_v6());
+    fn listeners_accept(&self, plain_probes: &mut u64) -> bool {
+        let plain: Vec<SocketAddr> = std::iter::once(self.http_addr())
+            .chain(self.http_addr_v6())
+            .collect();
+        let mut addrs = plain.clone();
+        addrs.push(self.https_addr());
         addrs.extend(self.https_addr_v6());
-        addrs
-            .iter()
-            .all(|a| TcpStream::connect_timeout(a, Duration::from_secs(2)).is_ok())
+        addrs.iter().all(|a| {
+            let ok = TcpStream::connect_timeout(a, Duration::from_secs(2)).is_ok();
+            if ok && plain.contains(a) {
+                *plain_probes += 1;
+            }
+            ok
+        })
+    }
+
+    /// Waits (up to 5 s) until Envoy has counted the readiness probes' connections in
+    /// `http.http.downstream_cx_total`: a busy worker accepts them late, and a test that counts its own
+    /// connections from a baseline read just after start would otherwise count them too.
+    fn wait_probes_counted(&self, plain_probes: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match self.stat("http.http.downstream_cx_total") {
+                Ok(Some(n)) if n < plain_probes => {}
+                _ => return,
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The process id.
