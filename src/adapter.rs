@@ -652,12 +652,17 @@ impl EdgewardHttp {
             _ => &[],
         };
         let parse = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u16>().ok();
-        // One replace per header, then `:status` (for the record). Reading the whole map and writing it
-        // back is two host calls instead of four for three headers, but Envoy rebuilds the map on the
-        // write: measured side by side (benches/host-calls-filter, 6 rounds) that costs ~4 µs of CPU per
-        // request more than the single calls.
-        for (k, v) in adds {
-            let _ = host::set_header(host::RESPONSE_HEADERS, k, Some(v));
+        // One call per header (replace, or add for a name's later values: see pairs::header_writes),
+        // then `:status` (for the record). Reading the whole map and writing it back is two host calls
+        // instead of four for three headers, but Envoy rebuilds the map on the write: measured side by
+        // side (benches/host-calls-filter, 6 rounds) that costs ~4 µs of CPU per request more than the
+        // single calls.
+        for (k, v, first) in crate::pairs::header_writes(adds) {
+            let _ = if first {
+                host::set_header(host::RESPONSE_HEADERS, k, Some(v))
+            } else {
+                host::add_header(host::RESPONSE_HEADERS, k, v)
+            };
         }
         let status = host::get_header(host::RESPONSE_HEADERS, ":status").and_then(|b| parse(&b));
         self.emit_log(status.unwrap_or(0));

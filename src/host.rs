@@ -73,6 +73,13 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -341,6 +348,15 @@ pub fn set_header(map: u32, name: &str, value: Option<&str>) -> Result<(), u32> 
             }
             None => proxy_remove_header_map_value(map, name.as_ptr(), name.len()),
         }
+    })
+}
+
+/// Adds a header value, keeping the values already there under that name.
+pub fn add_header(map: u32, name: &str, value: &str) -> Result<(), u32> {
+    count(SET_HEADER);
+    // SAFETY: pointers and lengths come from live slices; the host copies them before returning.
+    status(unsafe {
+        proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
     })
 }
 

@@ -62,6 +62,21 @@ fn owned_lossy(b: &[u8]) -> String {
     }
 }
 
+/// How a plugin writes `adds` onto a header map one call at a time, so that the map ends as "every
+/// header named like one of `adds` removed, then `adds` appended in order": `true` (replace, which
+/// removes every header of that name and appends) for a name's first entry, `false` (add) for its
+/// later entries, names compared case-insensitively. A second replace would drop the first value.
+pub fn header_writes(adds: &[(String, String)]) -> impl Iterator<Item = (&str, &str, bool)> {
+    adds.iter().enumerate().map(|(i, (k, v))| {
+        let first = !adds
+            .get(..i)
+            .unwrap_or(&[])
+            .iter()
+            .any(|(p, _)| p.eq_ignore_ascii_case(k));
+        (k.as_str(), v.as_str(), first)
+    })
+}
+
 /// Encodes a map in the same layout (the tests' stand-in for the host).
 #[cfg(test)]
 pub fn encode<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
@@ -99,6 +114,32 @@ mod tests {
         b.extend_from_slice(b":status\x00200\x00");
         b.extend_from_slice(b"x\x00\xff\xfe\x00");
         b
+    }
+
+    #[test]
+    fn repeated_names_are_added_after_the_first_replace() {
+        let adds: Vec<(String, String)> = [
+            ("RateLimit", "a"),
+            ("x-other", "1"),
+            ("ratelimit", "b"),
+            ("X-Other", "2"),
+            ("strict-transport-security", "max-age=1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let got: Vec<(&str, &str, bool)> = header_writes(&adds).collect();
+        assert_eq!(
+            got,
+            [
+                ("RateLimit", "a", true),
+                ("x-other", "1", true),
+                ("ratelimit", "b", false),
+                ("X-Other", "2", false),
+                ("strict-transport-security", "max-age=1", true),
+            ]
+        );
+        assert_eq!(header_writes(&[]).count(), 0);
     }
 
     #[test]
