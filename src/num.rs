@@ -24,6 +24,14 @@ pub fn push_u64(out: &mut String, v: u64) {
     }
 }
 
+/// Appends the last `width` decimal digits of `v`, zero-padded (`{v:0width$}` for `v` < 10^width).
+pub fn push_padded(out: &mut String, v: u64, width: u32) {
+    for i in (0..width).rev() {
+        let digit = (v / 10u64.pow(i)) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
+}
+
 /// Appends `v` in decimal, with a `-` when negative.
 pub fn push_i64(out: &mut String, v: i64) {
     if v < 0 {
@@ -88,6 +96,23 @@ mod tests {
             let mut s = String::new();
             push_i64(&mut s, v);
             assert_eq!(s, v.to_string());
+        }
+    }
+
+    #[test]
+    fn padded_matches_format() {
+        for (v, w) in [
+            (0u64, 2u32),
+            (7, 2),
+            (59, 2),
+            (999, 3),
+            (5, 3),
+            (1970, 4),
+            (9999, 4),
+        ] {
+            let mut s = String::new();
+            push_padded(&mut s, v, w);
+            assert_eq!(s, format!("{v:0w$}", w = w as usize));
         }
     }
 

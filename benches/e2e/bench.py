@@ -665,6 +665,13 @@ def main():
 
         results = {n: {"wrk": [], "oha": [], "oha_low": []} for n in names}
         rate = low_rate = None
+
+        def latency_runs(which, at, key):
+            for n in which:
+                res = run_oha(a, envoys[n], headers, body, at, a.latency_seconds, work)
+                results[n][key].append(res)
+                print(f"    {n:6} p50 {res['p50_us']:8.0f} µs  p99 {res['p99_us']:8.0f} µs  "
+                      f"({res['achieved']:.0f} req/s achieved)", file=sys.stderr)
         for r in range(a.rounds):
             print(f"==> round {r + 1}/{a.rounds}: throughput ({a.seconds:g} s each)", file=sys.stderr)
             for n in names:
@@ -676,11 +683,7 @@ def main():
                 base = results["A"]["wrk"][0]["rps"] if "A" in results else 10000
                 rate = max(100, int(base / 2))
             print(f"==> round {r + 1}/{a.rounds}: latency at {rate} req/s ({a.latency_seconds:g} s each)", file=sys.stderr)
-            for n in names:
-                res = run_oha(a, envoys[n], headers, body, rate, a.latency_seconds, work)
-                results[n]["oha"].append(res)
-                print(f"    {n:6} p50 {res['p50_us']:8.0f} µs  p99 {res['p99_us']:8.0f} µs  "
-                      f"({res['achieved']:.0f} req/s achieved)", file=sys.stderr)
+            latency_runs(names, rate, "oha")
             # D saturates below half of A's throughput, so its latency there is queueing. The added
             # latency below D's knee: A, C and D again at half of D's first-round throughput.
             low_names = [n for n in LOW_RATE_CONFIGS if n in names]
@@ -688,11 +691,7 @@ def main():
                 if low_rate is None:
                     low_rate = max(100, int(results["D"]["wrk"][0]["rps"] / 2))
                 print(f"==> round {r + 1}/{a.rounds}: latency at {low_rate} req/s, half of D's throughput", file=sys.stderr)
-                for n in low_names:
-                    res = run_oha(a, envoys[n], headers, body, low_rate, a.latency_seconds, work)
-                    results[n]["oha_low"].append(res)
-                    print(f"    {n:6} p50 {res['p50_us']:8.0f} µs  p99 {res['p99_us']:8.0f} µs  "
-                          f"({res['achieved']:.0f} req/s achieved)", file=sys.stderr)
+                latency_runs(low_names, low_rate, "oha_low")
         rss = {n: envoys[n].rss_mb() for n in names}
         # The deny configurations must have denied, the others allowed, during the whole run.
         statuses = {}

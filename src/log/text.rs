@@ -132,28 +132,20 @@ pub fn push_rfc3339(out: &mut String, now_s: u64, now_nanos: u32) {
     let sod = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
     // By hand rather than `write!`: this runs for every record (`{y:04}-{m:02}-{d:02}T…`).
-    push_digits(out, y.unsigned_abs(), 4);
+    crate::num::push_padded(out, y.unsigned_abs(), 4);
     out.push('-');
-    push_digits(out, u64::from(m), 2);
+    crate::num::push_padded(out, u64::from(m), 2);
     out.push('-');
-    push_digits(out, u64::from(d), 2);
+    crate::num::push_padded(out, u64::from(d), 2);
     out.push('T');
-    push_digits(out, sod / 3600, 2);
+    crate::num::push_padded(out, sod / 3600, 2);
     out.push(':');
-    push_digits(out, sod % 3600 / 60, 2);
+    crate::num::push_padded(out, sod % 3600 / 60, 2);
     out.push(':');
-    push_digits(out, sod % 60, 2);
+    crate::num::push_padded(out, sod % 60, 2);
     out.push('.');
-    push_digits(out, u64::from(millis), 3);
+    crate::num::push_padded(out, u64::from(millis), 3);
     out.push('Z');
-}
-
-/// Appends the last `width` decimal digits of `v`, zero-padded (`v` < 10^width at every call site).
-fn push_digits(out: &mut String, v: u64, width: u32) {
-    for i in (0..width).rev() {
-        let digit = (v / 10u64.pow(i)) % 10;
-        out.push(char::from(b'0' + digit as u8));
-    }
 }
 
 /// RFC 3339 UTC timestamp with milliseconds for Unix seconds and nanoseconds.
