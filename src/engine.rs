@@ -12,7 +12,7 @@ use crate::rate_limit::{remote, FailureMode, KeyInputs, RateOutcome, Receipt, Re
 use crate::request::RequestHead;
 use crate::route::{normalize_host, select, Target};
 use crate::signature::{check_content_digest, check_nonce, Verified};
-use crate::store::SharedStore;
+use crate::store::{ReadAhead, SharedStore};
 use std::net::IpAddr;
 
 /// The prefix of headers edgeward sets toward the upstream; a client's own are always removed.
@@ -55,6 +55,8 @@ pub struct Evaluation {
     pub remote: Option<RemoteCall>,
     /// The rate limit service failed and `failure_mode: allow` let the request through.
     pub remote_failed_open: bool,
+    /// Bucket reads of the head-time rate-limit check, reused by the rate-limit step.
+    read_ahead: ReadAhead,
 }
 
 /// A pending call to the rate limit service (`ShouldRateLimit`).
@@ -97,6 +99,7 @@ impl Evaluation {
             pending_signature: None,
             remote: None,
             remote_failed_open: false,
+            read_ahead: ReadAhead::default(),
         }
     }
 
@@ -250,10 +253,11 @@ impl Evaluation {
                 key_id: self.key_id.as_deref(),
                 headers: head.headers,
             };
+            let mut store = self.read_ahead.replaying(store);
             let (outcome, receipt) =
                 policy
                     .rate_limits
-                    .acquire_held(&keys, now_ns, store, &doc.hash_key);
+                    .acquire_held(&keys, now_ns, &mut store, &doc.hash_key);
             match outcome {
                 RateOutcome::Allowed { headers } => {
                     self.response_headers.extend(headers);
@@ -421,6 +425,23 @@ impl Document {
             return ev;
         }
         if let Some(sig) = &policy.signature {
+            // A client whose bucket is already empty is answered now, before the signature is
+            // verified and the body held: the step would deny it anyway (no token is taken here).
+            let keys = KeyInputs {
+                client_ip: ev.client_ip,
+                key_id: None,
+                headers: head.headers,
+            };
+            let early = policy.rate_limits.check_head(
+                &keys,
+                now_ns,
+                &ev.read_ahead.recording(store),
+                &self.hash_key,
+            );
+            if let Some(reply) = early {
+                ev.fail(reply);
+                return ev;
+            }
             match sig.verify_head(head, now_ns / 1_000_000_000) {
                 Err(reason) => {
                     ev.fail(sig.unauthorized_reply(reason));
@@ -1084,5 +1105,176 @@ mod tests {
         let d = Document::from_json(ok, &NoEnv).unwrap();
         assert_eq!(d.rls.as_ref().map(|r| r.timeout_ms), Some(20));
         assert!(Document::from_json(DOC, &NoEnv).unwrap().rls.is_none());
+    }
+
+    // --- The head-time rate-limit check (a policy with a signature: limits checked before the
+    // signature is verified and the body held). ---
+
+    const SIGNED_DOC: &str = r#"{
+      "policies": { "p": {
+        "signature": {
+          "keys": [{ "id": "k1", "alg": "hmac-sha256",
+                     "secret": { "base64": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" } }],
+          "components": ["@method", "@authority", "@path", "@query", "content-digest"],
+          "max_age_s": 300
+        },
+        "rate_limits": [LIMITS]
+      } },
+      "routes": [{ "policy": "p" }]
+    }"#;
+    const SIGNED_NOW: u64 = 1_700_000_000;
+
+    fn signed_doc(limits: &str) -> Document {
+        Document::from_json(&SIGNED_DOC.replace("LIMITS", limits), &NoEnv).unwrap()
+    }
+
+    /// A signed POST (valid unless `tamper`), from 192.0.2.7.
+    fn signed_post(tamper: bool) -> crate::http1::ParsedRequest {
+        use crate::signature::{sign_request, SignParams, SigningKey};
+        let raw = "POST /orders?a=1 HTTP/1.1\r\nHost: api.example.com\r\n\r\n{\"qty\": 3}";
+        let mut r = crate::http1::parse_http_request(raw.as_bytes()).unwrap();
+        let key = SigningKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap();
+        let mut params = SignParams::new("k1", key, SIGNED_NOW);
+        params.components = ["@method", "@authority", "@path", "@query", "content-digest"]
+            .map(String::from)
+            .to_vec();
+        for (k, v) in sign_request(&r, &params).unwrap().headers() {
+            r.headers.push((k.to_ascii_lowercase(), v));
+        }
+        if tamper {
+            r.target = "/orders?a=2".to_string();
+        }
+        r
+    }
+
+    /// Head, then body when the head asks for it.
+    fn run_signed(
+        doc: &Document,
+        r: &crate::http1::ParsedRequest,
+        store: &mut MemoryStore,
+    ) -> Evaluation {
+        let authority = r.authority();
+        let head = r.head(
+            &authority,
+            Some(TlsVersion::V1_3),
+            Peer::Ip([192, 0, 2, 7].into()),
+        );
+        let now = SIGNED_NOW * 1_000_000_000;
+        let mut ev = doc.evaluate_head(&head, now, store);
+        if ev.needs_body.is_some() {
+            ev.evaluate_body(doc, &head, &r.body, now, store);
+        }
+        ev
+    }
+
+    fn has_header(ev: &Evaluation, name: &str) -> bool {
+        ev.reply
+            .as_ref()
+            .is_some_and(|r| r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)))
+    }
+
+    #[test]
+    fn an_empty_bucket_is_answered_on_the_head() {
+        let d = signed_doc(r#"{ "name": "c", "key": "client_ip", "limit": 2, "window_s": 3600 }"#);
+        let mut store = MemoryStore::new();
+        let (good, bad) = (signed_post(false), signed_post(true));
+        // Under the limit: a bad signature is a 401 and takes no token; good ones pass (2 tokens).
+        assert_eq!(run_signed(&d, &bad, &mut store).status(), 401);
+        for _ in 0..2 {
+            let ev = run_signed(&d, &good, &mut store);
+            assert_eq!((ev.status(), ev.key_id.as_deref()), (200, Some("k1")));
+        }
+        // Over: answered on the head, before the signature (a bad one is a 429 too) and the body.
+        for r in [&good, &bad] {
+            let authority = r.authority();
+            let head = r.head(
+                &authority,
+                Some(TlsVersion::V1_3),
+                Peer::Ip([192, 0, 2, 7].into()),
+            );
+            let ev = d.evaluate_head(&head, SIGNED_NOW * 1_000_000_000, &mut store);
+            assert_eq!((ev.status(), ev.reason()), (429, Some(Reason::RateLimited)));
+            assert_eq!(
+                ev.needs_body, None,
+                "no body is held for a request already denied"
+            );
+            assert_eq!(ev.key_id, None);
+            assert!(!ev
+                .upstream_headers
+                .iter()
+                .any(|op| matches!(op, HeaderOp::Set(k, _) if k == "x-edgeward-key-id")));
+            assert!(
+                has_header(&ev, "retry-after") && has_header(&ev, "ratelimit"),
+                "{:?}",
+                ev.reply
+            );
+        }
+    }
+
+    #[test]
+    fn the_head_check_leaves_key_id_limits_to_the_step_and_takes_no_token() {
+        let d = signed_doc(
+            r#"{ "name": "c", "key": "client_ip", "limit": 3, "window_s": 3600 },
+               { "name": "k", "key": "key_id", "limit": 1, "window_s": 3600 }"#,
+        );
+        let mut store = MemoryStore::new();
+        let (good, bad) = (signed_post(false), signed_post(true));
+        assert_eq!(run_signed(&d, &good, &mut store).status(), 200);
+        // The key id's bucket is empty, but the head cannot know the key id: the signature is
+        // verified first (a bad one stays a 401) and the step denies after the body.
+        assert_eq!(run_signed(&d, &bad, &mut store).status(), 401);
+        let ev = run_signed(&d, &good, &mut store);
+        assert_eq!((ev.status(), ev.reason()), (429, Some(Reason::RateLimited)));
+        // Neither denial took a token from the client_ip limit (3, one taken), and head checks take
+        // none: the bucket still has two, so heads are not denied however often they are checked.
+        let authority = good.authority();
+        let head = good.head(
+            &authority,
+            Some(TlsVersion::V1_3),
+            Peer::Ip([192, 0, 2, 7].into()),
+        );
+        for _ in 0..5 {
+            let ev = d.evaluate_head(&head, SIGNED_NOW * 1_000_000_000, &mut store);
+            assert!(ev.needs_body.is_some(), "{:?}", ev.reply);
+        }
+    }
+
+    #[test]
+    fn the_step_reuses_the_head_reads() {
+        let d = signed_doc(
+            r#"{ "name": "c", "key": "client_ip", "limit": 4, "window_s": 3600 },
+               { "name": "k", "key": "key_id", "limit": 100, "window_s": 1 }"#,
+        );
+        let mut store = MemoryStore::new();
+        let good = signed_post(false);
+        let authority = good.authority();
+        let head = good.head(
+            &authority,
+            Some(TlsVersion::V1_3),
+            Peer::Ip([192, 0, 2, 7].into()),
+        );
+        let now = SIGNED_NOW * 1_000_000_000;
+        for stale in [false, false, true] {
+            store.reads.set(0);
+            let mut ev = d.evaluate_head(&head, now, &mut store);
+            assert!(ev.needs_body.is_some());
+            assert_eq!(store.reads.get(), 1, "the head reads the client_ip bucket");
+            if stale {
+                // Another worker takes a token between this request's head and body: the kept read
+                // is stale, the step's compare-and-swap fails and it reads the bucket again.
+                assert_eq!(run_signed(&d, &good, &mut store).status(), 200);
+            }
+            store.reads.set(0);
+            ev.evaluate_body(&d, &head, &good.body, now, &mut store);
+            assert_eq!(ev.status(), 200);
+            assert_eq!(
+                store.reads.get(),
+                if stale { 2 } else { 1 },
+                "stale: {stale}"
+            );
+        }
+        // Four tokens taken (three requests and the one in between), no more, no fewer.
+        let ev = d.evaluate_head(&head, now, &mut store);
+        assert_eq!(ev.status(), 429);
     }
 }

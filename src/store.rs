@@ -4,7 +4,9 @@
 //! so they are tested natively with [`MemoryStore`] (which can inject CAS conflicts) and run in Envoy over
 //! `get_shared_data`/`set_shared_data`, shared by all worker threads of one Envoy process.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::fmt;
 
 /// A compare-and-swap token as returned by [`SharedStore::get`].
 pub type Cas = u32;
@@ -31,6 +33,8 @@ pub struct MemoryStore {
     map: HashMap<String, (Vec<u8>, Cas)>,
     /// Test hook: the next `n` CAS writes fail with `CasMismatch` (as if another worker won the race).
     pub inject_cas_conflicts: u32,
+    /// How many `get` calls reached the store (tests count host calls saved by [`ReadAhead`]).
+    pub reads: Cell<u32>,
 }
 
 impl MemoryStore {
@@ -55,6 +59,7 @@ impl MemoryStore {
 
 impl SharedStore for MemoryStore {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), StoreError> {
+        self.reads.set(self.reads.get().saturating_add(1));
         Ok(match self.map.get(key) {
             Some((v, cas)) => (Some(v.clone()), Some(*cas)),
             None => (None, None),
@@ -78,6 +83,113 @@ impl SharedStore for MemoryStore {
     }
 }
 
+/// One read: the key, its value and CAS token.
+type Read = (String, Option<Vec<u8>>, Option<Cas>);
+
+/// Reads made early (a rate-limit bucket read on the request head) kept for the same request's later
+/// step, so that the step costs no second host call. Each kept read serves ONE `get` of its key: a
+/// compare-and-swap that then fails (someone wrote since) re-reads from the real store, so a stale
+/// read costs a retry, never a wrong write.
+#[derive(Default)]
+pub struct ReadAhead {
+    reads: Cell<Vec<Read>>,
+}
+
+// Values are bucket images and keys hold hashes of client keys: neither is printed.
+impl fmt::Debug for ReadAhead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reads = self.reads.take();
+        let n = reads.len();
+        self.reads.set(reads);
+        f.debug_struct("ReadAhead").field("reads", &n).finish()
+    }
+}
+
+impl ReadAhead {
+    /// A read-only view of `inner` that keeps a copy of every successful read.
+    pub fn recording<'a>(&'a self, inner: &'a dyn SharedStore) -> Recording<'a> {
+        Recording { inner, ahead: self }
+    }
+
+    /// `inner`, with the kept reads served first (once each).
+    pub fn replaying<'a>(&'a self, inner: &'a mut dyn SharedStore) -> Replaying<'a> {
+        Replaying { inner, ahead: self }
+    }
+
+    /// How many reads are kept.
+    pub fn len(&self) -> usize {
+        let reads = self.reads.take();
+        let n = reads.len();
+        self.reads.set(reads);
+        n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn keep(&self, read: Read) {
+        let mut reads = self.reads.take();
+        reads.retain(|(k, _, _)| *k != read.0);
+        reads.push(read);
+        self.reads.set(reads);
+    }
+
+    fn take(&self, key: &str) -> Option<(Option<Vec<u8>>, Option<Cas>)> {
+        let mut reads = self.reads.take();
+        let found = reads
+            .iter()
+            .position(|(k, _, _)| k == key)
+            .map(|i| reads.swap_remove(i));
+        self.reads.set(reads);
+        found.map(|(_, v, c)| (v, c))
+    }
+
+    fn forget(&self, key: &str) {
+        let mut reads = self.reads.take();
+        reads.retain(|(k, _, _)| k != key);
+        self.reads.set(reads);
+    }
+}
+
+/// See [`ReadAhead::recording`]. Writes are refused (`Unavailable`): it is for checks that only read.
+pub struct Recording<'a> {
+    inner: &'a dyn SharedStore,
+    ahead: &'a ReadAhead,
+}
+
+impl SharedStore for Recording<'_> {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), StoreError> {
+        let (value, cas) = self.inner.get(key)?;
+        self.ahead.keep((key.to_string(), value.clone(), cas));
+        Ok((value, cas))
+    }
+
+    fn set(&mut self, _key: &str, _value: &[u8], _cas: Option<Cas>) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable)
+    }
+}
+
+/// See [`ReadAhead::replaying`].
+pub struct Replaying<'a> {
+    inner: &'a mut dyn SharedStore,
+    ahead: &'a ReadAhead,
+}
+
+impl SharedStore for Replaying<'_> {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), StoreError> {
+        match self.ahead.take(key) {
+            Some(read) => Ok(read),
+            None => self.inner.get(key),
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<Cas>) -> Result<(), StoreError> {
+        self.ahead.forget(key);
+        self.inner.set(key, value, cas)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +210,42 @@ mod tests {
         assert_eq!(s.set("k", b"c", cas), Err(StoreError::CasMismatch));
         s.set("k", b"c", cas).unwrap();
         assert_eq!(s.get("k").unwrap().0.as_deref(), Some(&b"c"[..]));
+    }
+
+    #[test]
+    fn read_ahead_serves_each_read_once_then_the_store() {
+        let mut s = MemoryStore::new();
+        s.set("k", b"a", None).unwrap();
+        let ahead = ReadAhead::default();
+        let (v, cas) = ahead.recording(&s).get("k").unwrap();
+        assert_eq!(v.as_deref(), Some(&b"a"[..]));
+        assert_eq!((ahead.len(), s.reads.get()), (1, 1));
+        // Someone writes meanwhile: the kept read is served once (stale), the CAS write then fails and
+        // the retry reads the store.
+        s.set("k", b"b", cas).unwrap();
+        let mut r = ahead.replaying(&mut s);
+        let (v1, cas1) = r.get("k").unwrap();
+        assert_eq!((v1.as_deref(), cas1), (Some(&b"a"[..]), cas));
+        assert_eq!(r.set("k", b"c", cas1), Err(StoreError::CasMismatch));
+        let (v2, cas2) = r.get("k").unwrap();
+        assert_eq!(v2.as_deref(), Some(&b"b"[..]));
+        r.set("k", b"c", cas2).unwrap();
+        assert!(ahead.is_empty());
+        assert_eq!(s.reads.get(), 2);
+        assert_eq!(s.get("k").unwrap().0.as_deref(), Some(&b"c"[..]));
+    }
+
+    #[test]
+    fn recording_is_read_only_and_debug_prints_no_values() {
+        let mut s = MemoryStore::new();
+        s.set("edgeward.rl.x.0", b"secret-ish", None).unwrap();
+        let ahead = ReadAhead::default();
+        let mut rec = ahead.recording(&s);
+        assert_eq!(rec.set("k", b"v", None), Err(StoreError::Unavailable));
+        rec.get("edgeward.rl.x.0").unwrap();
+        rec.get("absent").unwrap();
+        let dbg = format!("{ahead:?}");
+        assert_eq!(dbg, "ReadAhead { reads: 2 }");
+        assert_eq!(ahead.len(), 2);
     }
 }

@@ -254,6 +254,18 @@ fn plan(
     })
 }
 
+/// Whether `key` would get a token from `limit` now, and the bucket's state: a read, no write.
+pub(crate) fn peek(
+    limit: &Limit,
+    key: &KeyValue<'_>,
+    hash_key: &[u8; 16],
+    store: &dyn SharedStore,
+    now_ns: u64,
+) -> Result<(bool, LimitState), StoreError> {
+    let p = plan(limit, limit.table.place(key, hash_key), store, now_ns)?;
+    Ok((p.step.allowed, p.step.state))
+}
+
 /// Gives back the token a committed plan took, if its slot still holds what the plan wrote.
 fn refund(limit: &Limit, plan: &Plan, store: &mut dyn SharedStore) {
     let Some(written) = plan.image.slots.get(plan.way) else {

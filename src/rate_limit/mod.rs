@@ -477,6 +477,37 @@ impl RateLimits {
         ))
     }
 
+    /// The head-time check of a policy with more work before its rate-limit step (a signature to
+    /// verify, a body to hold): reads the buckets of the limits whose keys the head already gives
+    /// (every key but `key_id`) and returns the denial when one of them is empty now, so that an
+    /// over-limit client costs no signature verification and no body. Takes no token: the rate-limit
+    /// step still takes them later, from every limit or none. Give it a store that keeps its reads
+    /// ([`crate::store::ReadAhead`]) so that the step reads nothing twice. A failed read decides
+    /// nothing here (the step will).
+    pub fn check_head(
+        &self,
+        keys: &KeyInputs<'_>,
+        now_ns: u64,
+        store: &dyn SharedStore,
+        hash_key: &[u8; 16],
+    ) -> Option<Reply> {
+        let mut seen: Vec<(&Limit, LimitState)> = Vec::new();
+        let mut empty = false;
+        for l in self.limits.iter().filter(|l| l.key != KeySpec::KeyId) {
+            let (allowed, state) =
+                local::peek(l, &l.key_value(keys), hash_key, store, now_ns).ok()?;
+            empty |= !allowed;
+            seen.push((l, state));
+        }
+        if !empty {
+            return None;
+        }
+        match limited(seen.iter().map(|(l, s)| (*l, s))) {
+            RateOutcome::Limited { reply, .. } => Some(reply),
+            _ => None,
+        }
+    }
+
     /// Like [`RateLimits::acquire`], and also returns what was taken so that [`RateLimits::refund`]
     /// can give it back (when the rate limit service denies the request afterwards).
     pub fn acquire_held(
@@ -546,27 +577,7 @@ impl RateLimits {
     }
 
     fn limited(&self, states: &[LimitState]) -> RateOutcome {
-        // The binding limit is the one that frees up last: its wait is the Retry-After.
-        let mut binding: Option<(&Limit, &LimitState)> = None;
-        for (l, s) in self.limits.iter().zip(states) {
-            if s.retry_after_s > 0 && binding.is_none_or(|(_, b)| s.retry_after_s > b.retry_after_s)
-            {
-                binding = Some((l, s));
-            }
-        }
-        let Some((limit, state)) = binding else {
-            return RateOutcome::Unavailable {
-                reply: Reply::deny(UNAVAILABLE_STATUS, Reason::RateLimitUnavailable)
-                    .with_header("Retry-After", "1"),
-            };
-        };
-        let mut reply = Reply::deny(limit.status, Reason::RateLimited)
-            .with_header("Retry-After", state.retry_after_s.to_string());
-        reply.headers.extend(self.headers(states));
-        RateOutcome::Limited {
-            reply,
-            limit: limit.name.clone(),
-        }
+        limited(self.limits.iter().zip(states))
     }
 
     /// The reply for a request the rate limit service found over limit (`descriptor`: the index of
@@ -587,47 +598,75 @@ impl RateLimits {
         reply
     }
 
-    /// `RateLimit-Policy` and `RateLimit` for the header-enabled limit closest to exhaustion: fewest
-    /// tokens left, then longest until full, then document order.
     fn headers(&self, states: &[LimitState]) -> Vec<(String, String)> {
-        let mut pick: Option<(&Limit, &LimitState)> = None;
-        for (l, s) in self.limits.iter().zip(states) {
-            if !l.headers {
-                continue;
-            }
-            let closer = pick.is_none_or(|(_, p)| {
-                (s.remaining, std::cmp::Reverse(s.reset_s))
-                    < (p.remaining, std::cmp::Reverse(p.reset_s))
-            });
-            if closer {
-                pick = Some((l, s));
-            }
+        headers(self.limits.iter().zip(states))
+    }
+}
+
+/// The denial for `(limit, state)` pairs of which at least one has no token.
+fn limited<'a>(pairs: impl Iterator<Item = (&'a Limit, &'a LimitState)> + Clone) -> RateOutcome {
+    // The binding limit is the one that frees up last: its wait is the Retry-After.
+    let mut binding: Option<(&Limit, &LimitState)> = None;
+    for (l, s) in pairs.clone() {
+        if s.retry_after_s > 0 && binding.is_none_or(|(_, b)| s.retry_after_s > b.retry_after_s) {
+            binding = Some((l, s));
         }
-        match pick {
-            None => Vec::new(),
-            // `"name";q=LIMIT;w=WINDOW` and `"name";r=REMAINING;t=RESET`, without `format!`.
-            Some((l, s)) => {
-                let field = |a: &str, x: u64, b: &str, y: u64| {
-                    let mut v = String::with_capacity(l.name.len() + 32);
-                    v.push('"');
-                    v.push_str(&l.name);
-                    v.push_str(a);
-                    crate::num::push_u64(&mut v, x);
-                    v.push_str(b);
-                    crate::num::push_u64(&mut v, y);
-                    v
-                };
-                vec![
-                    (
-                        "RateLimit-Policy".to_string(),
-                        field("\";q=", l.limit, ";w=", l.window_s),
-                    ),
-                    (
-                        "RateLimit".to_string(),
-                        field("\";r=", s.remaining, ";t=", s.reset_s),
-                    ),
-                ]
-            }
+    }
+    let Some((limit, state)) = binding else {
+        return RateOutcome::Unavailable {
+            reply: Reply::deny(UNAVAILABLE_STATUS, Reason::RateLimitUnavailable)
+                .with_header("Retry-After", "1"),
+        };
+    };
+    let mut reply = Reply::deny(limit.status, Reason::RateLimited)
+        .with_header("Retry-After", state.retry_after_s.to_string());
+    reply.headers.extend(headers(pairs));
+    RateOutcome::Limited {
+        reply,
+        limit: limit.name.clone(),
+    }
+}
+
+/// `RateLimit-Policy` and `RateLimit` for the header-enabled limit closest to exhaustion: fewest
+/// tokens left, then longest until full, then document order.
+fn headers<'a>(pairs: impl Iterator<Item = (&'a Limit, &'a LimitState)>) -> Vec<(String, String)> {
+    let mut pick: Option<(&Limit, &LimitState)> = None;
+    for (l, s) in pairs {
+        if !l.headers {
+            continue;
+        }
+        let closer = pick.is_none_or(|(_, p)| {
+            (s.remaining, std::cmp::Reverse(s.reset_s))
+                < (p.remaining, std::cmp::Reverse(p.reset_s))
+        });
+        if closer {
+            pick = Some((l, s));
+        }
+    }
+    match pick {
+        None => Vec::new(),
+        // `"name";q=LIMIT;w=WINDOW` and `"name";r=REMAINING;t=RESET`, without `format!`.
+        Some((l, s)) => {
+            let field = |a: &str, x: u64, b: &str, y: u64| {
+                let mut v = String::with_capacity(l.name.len() + 32);
+                v.push('"');
+                v.push_str(&l.name);
+                v.push_str(a);
+                crate::num::push_u64(&mut v, x);
+                v.push_str(b);
+                crate::num::push_u64(&mut v, y);
+                v
+            };
+            vec![
+                (
+                    "RateLimit-Policy".to_string(),
+                    field("\";q=", l.limit, ";w=", l.window_s),
+                ),
+                (
+                    "RateLimit".to_string(),
+                    field("\";r=", s.remaining, ";t=", s.reset_s),
+                ),
+            ]
         }
     }
 }

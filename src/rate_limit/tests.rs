@@ -1109,3 +1109,72 @@ mod props {
         }
     }
 }
+
+#[test]
+fn check_head_reads_head_keys_only_and_takes_nothing() {
+    struct Down;
+    impl SharedStore for Down {
+        fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), StoreError> {
+            Err(StoreError::Unavailable)
+        }
+        fn set(&mut self, _: &str, _: &[u8], _: Option<Cas>) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable)
+        }
+    }
+    let user = hdrs(&[("x-user", "alice")]);
+    let user: &'static [(String, String)] = Box::leak(user.into_boxed_slice());
+    let keys = KeyInputs {
+        client_ip: ip("192.0.2.1"),
+        key_id: Some("k1"),
+        headers: Headers(user),
+    };
+    // (limits, denied on the head once their buckets are empty)
+    let cases = [
+        (
+            r#"[{"name": "c", "key": "client_ip", "limit": 2, "window_s": 60}]"#,
+            true,
+        ),
+        (
+            r#"[{"name": "u", "key": "header:x-user", "limit": 2, "window_s": 60}]"#,
+            true,
+        ),
+        (
+            r#"[{"name": "r", "key": "route", "limit": 2, "window_s": 60}]"#,
+            true,
+        ),
+        (
+            r#"[{"name": "g", "key": "global", "limit": 2, "window_s": 60}]"#,
+            true,
+        ),
+        (
+            r#"[{"name": "k", "key": "key_id", "limit": 2, "window_s": 60}]"#,
+            false,
+        ),
+        (
+            r#"[{"name": "k", "key": "key_id", "limit": 2, "window_s": 60},
+                {"name": "c", "key": "client_ip", "limit": 9, "window_s": 60}]"#,
+            false,
+        ),
+    ];
+    for (json, denied) in cases {
+        let rl = limits(json);
+        let mut store = MemoryStore::new();
+        for _ in 0..3 {
+            assert_eq!(rl.check_head(&keys, T0, &store, &HK), None, "{json}");
+        }
+        assert_eq!(
+            passes(&rl, &keys, T0, &mut store, 5),
+            2,
+            "{json}: checks took no token"
+        );
+        let reply = rl.check_head(&keys, T0, &store, &HK);
+        assert_eq!(reply.is_some(), denied, "{json}");
+        if let Some(r) = reply {
+            assert_eq!((r.status, r.reason), (429, Reason::RateLimited));
+            assert_eq!(header(&r.headers, "Retry-After"), Some("30"), "{json}");
+            assert!(header(&r.headers, "RateLimit").is_some_and(|v| v.ends_with(";r=0;t=60")));
+        }
+        // A store that cannot be read decides nothing on the head.
+        assert_eq!(rl.check_head(&keys, T0, &Down, &HK), None);
+    }
+}
