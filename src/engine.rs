@@ -425,8 +425,9 @@ impl Document {
             return ev;
         }
         if let Some(sig) = &policy.signature {
-            // A client whose bucket is already empty is answered now, before the signature is
-            // verified and the body held: the step would deny it anyway (no token is taken here).
+            // A client whose own (`client_ip`) bucket is already empty is answered now, before the
+            // signature is verified and the body held: the step would deny it anyway (no token is
+            // taken here). See RateLimits::check_head for why other keys wait for the step.
             let keys = KeyInputs {
                 client_ip: ev.client_ip,
                 key_id: None,
@@ -1237,6 +1238,28 @@ mod tests {
             let ev = d.evaluate_head(&head, SIGNED_NOW * 1_000_000_000, &mut store);
             assert!(ev.needs_body.is_some(), "{:?}", ev.reply);
         }
+    }
+
+    #[test]
+    fn an_unproven_client_learns_nothing_about_other_buckets() {
+        // A header-keyed bucket (someone's user id) is empty: a request with that header and a bad
+        // signature still gets the 401 (a 429 would say the bucket is in use), a good one the 429.
+        let d =
+            signed_doc(r#"{ "name": "u", "key": "header:x-user", "limit": 1, "window_s": 3600 }"#);
+        let mut store = MemoryStore::new();
+        let with_user = |tamper: bool| {
+            let mut r = signed_post(tamper);
+            r.headers.push(("x-user".to_string(), "alice".to_string()));
+            r
+        };
+        assert_eq!(run_signed(&d, &with_user(false), &mut store).status(), 200);
+        let ev = run_signed(&d, &with_user(true), &mut store);
+        assert_eq!(
+            (ev.status(), ev.reason()),
+            (401, Some(Reason::SignatureInvalid))
+        );
+        assert!(!has_header(&ev, "ratelimit"));
+        assert_eq!(run_signed(&d, &with_user(false), &mut store).status(), 429);
     }
 
     #[test]

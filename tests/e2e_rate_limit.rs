@@ -594,7 +594,11 @@ fn an_over_limit_client_is_answered_before_its_signature_and_body() {
     let policy = "\"per-client\";q=1;w=3600";
     let path = |tag: &str| format!("/sc/{}", uniq(tag));
     let from = "127.0.0.30";
-    let first = send_raw(&fx, from, &signed_post(&path("ok"), &body, "partner-b", &SECRET_B));
+    let first = send_raw(
+        &fx,
+        from,
+        &signed_post(&path("ok"), &body, "partner-b", &SECRET_B),
+    );
     assert_eq!(first.status, 200, "{first:?}");
     assert_eq!(first.echo().header("x-edgeward-key-id"), Some("partner-b"));
 
@@ -615,10 +619,18 @@ fn an_over_limit_client_is_answered_before_its_signature_and_body() {
     // ... while a client with tokens left gets the 401, which takes none of them.
     let other = "127.0.0.31";
     for _ in 0..2 {
-        let resp = send_raw(&fx, other, &signed_post(&path("bad"), &body, "partner-b", &SECRET_A));
+        let resp = send_raw(
+            &fx,
+            other,
+            &signed_post(&path("bad"), &body, "partner-b", &SECRET_A),
+        );
         assert_eq!(resp.status, 401, "{resp:?}");
     }
-    let resp = send_raw(&fx, other, &signed_post(&path("ok2"), &body, "partner-b", &SECRET_B));
+    let resp = send_raw(
+        &fx,
+        other,
+        &signed_post(&path("ok2"), &body, "partner-b", &SECRET_B),
+    );
     assert_eq!(resp.status, 200, "{resp:?}");
 }
 

@@ -1111,7 +1111,7 @@ mod props {
 }
 
 #[test]
-fn check_head_reads_head_keys_only_and_takes_nothing() {
+fn check_head_reads_client_ip_limits_only_and_takes_nothing() {
     struct Down;
     impl SharedStore for Down {
         fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), StoreError> {
@@ -1128,36 +1128,41 @@ fn check_head_reads_head_keys_only_and_takes_nothing() {
         key_id: Some("k1"),
         headers: Headers(user),
     };
-    // (limits, denied on the head once their buckets are empty)
+    // (limits, denied on the head once their buckets are empty): client_ip only; other keys would
+    // tell an unproven client about others' buckets, and key_id is not known yet.
     let cases = [
         (
-            r#"[{"name": "c", "key": "client_ip", "limit": 2, "window_s": 60}]"#,
+            r#"{"name": "c", "key": "client_ip", "limit": 2, "window_s": 60}"#,
             true,
         ),
         (
-            r#"[{"name": "u", "key": "header:x-user", "limit": 2, "window_s": 60}]"#,
+            r#"{"name": "c", "key": "client_ip", "limit": 2, "window_s": 60, "ipv6_prefix": 48}"#,
             true,
         ),
         (
-            r#"[{"name": "r", "key": "route", "limit": 2, "window_s": 60}]"#,
-            true,
-        ),
-        (
-            r#"[{"name": "g", "key": "global", "limit": 2, "window_s": 60}]"#,
-            true,
-        ),
-        (
-            r#"[{"name": "k", "key": "key_id", "limit": 2, "window_s": 60}]"#,
+            r#"{"name": "u", "key": "header:x-user", "limit": 2, "window_s": 60}"#,
             false,
         ),
         (
-            r#"[{"name": "k", "key": "key_id", "limit": 2, "window_s": 60},
-                {"name": "c", "key": "client_ip", "limit": 9, "window_s": 60}]"#,
+            r#"{"name": "r", "key": "route", "limit": 2, "window_s": 60}"#,
+            false,
+        ),
+        (
+            r#"{"name": "g", "key": "global", "limit": 2, "window_s": 60}"#,
+            false,
+        ),
+        (
+            r#"{"name": "k", "key": "key_id", "limit": 2, "window_s": 60}"#,
+            false,
+        ),
+        (
+            r#"{"name": "k", "key": "key_id", "limit": 2, "window_s": 60},
+               {"name": "c", "key": "client_ip", "limit": 9, "window_s": 60}"#,
             false,
         ),
     ];
     for (json, denied) in cases {
-        let rl = limits(json);
+        let rl = limits(&format!("[{json}]"));
         let mut store = MemoryStore::new();
         for _ in 0..3 {
             assert_eq!(rl.check_head(&keys, T0, &store, &HK), None, "{json}");
