@@ -303,10 +303,20 @@ def parts(d, ew, host_calls):
 # Processes
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now and that this run has not handed out before: the kernel may give a
+    just-closed port 0 binding's port again, and ~40 are taken before the Envoys bind them (a repeat once
+    made two configurations share one port: one Envoy failed to listen, the other answered for both)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def proc_cpu_ticks(pid):
