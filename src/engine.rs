@@ -439,7 +439,7 @@ impl Document {
                 &ev.read_ahead.recording(store),
                 &self.hash_key,
             );
-            if let Some(reply) = early {
+            if let Some(reply) = early.filter(|_| policy.mode == Mode::Enforce) {
                 ev.fail(reply);
                 return ev;
             }
@@ -1155,11 +1155,7 @@ mod tests {
         store: &mut MemoryStore,
     ) -> Evaluation {
         let authority = r.authority();
-        let head = r.head(
-            &authority,
-            Some(TlsVersion::V1_3),
-            Peer::Ip([192, 0, 2, 7].into()),
-        );
+        let head = head_of(r, &authority);
         let now = SIGNED_NOW * 1_000_000_000;
         let mut ev = doc.evaluate_head(&head, now, store);
         if ev.needs_body.is_some() {
@@ -1188,11 +1184,7 @@ mod tests {
         // Over: answered on the head, before the signature (a bad one is a 429 too) and the body.
         for r in [&good, &bad] {
             let authority = r.authority();
-            let head = r.head(
-                &authority,
-                Some(TlsVersion::V1_3),
-                Peer::Ip([192, 0, 2, 7].into()),
-            );
+            let head = head_of(r, &authority);
             let ev = d.evaluate_head(&head, SIGNED_NOW * 1_000_000_000, &mut store);
             assert_eq!((ev.status(), ev.reason()), (429, Some(Reason::RateLimited)));
             assert_eq!(
@@ -1229,11 +1221,7 @@ mod tests {
         // Neither denial took a token from the client_ip limit (3, one taken), and head checks take
         // none: the bucket still has two, so heads are not denied however often they are checked.
         let authority = good.authority();
-        let head = good.head(
-            &authority,
-            Some(TlsVersion::V1_3),
-            Peer::Ip([192, 0, 2, 7].into()),
-        );
+        let head = head_of(&good, &authority);
         for _ in 0..5 {
             let ev = d.evaluate_head(&head, SIGNED_NOW * 1_000_000_000, &mut store);
             assert!(ev.needs_body.is_some(), "{:?}", ev.reply);
@@ -1269,13 +1257,10 @@ mod tests {
                { "name": "k", "key": "key_id", "limit": 100, "window_s": 1 }"#,
         );
         let mut store = MemoryStore::new();
+        d.prepare(&mut store).unwrap();
         let good = signed_post(false);
         let authority = good.authority();
-        let head = good.head(
-            &authority,
-            Some(TlsVersion::V1_3),
-            Peer::Ip([192, 0, 2, 7].into()),
-        );
+        let head = head_of(&good, &authority);
         let now = SIGNED_NOW * 1_000_000_000;
         for stale in [false, false, true] {
             store.reads.set(0);
@@ -1299,5 +1284,187 @@ mod tests {
         // Four tokens taken (three requests and the one in between), no more, no fewer.
         let ev = d.evaluate_head(&head, now, &mut store);
         assert_eq!(ev.status(), 429);
+    }
+
+    // --- The head check: shadow mode, absent buckets, refunds, no body, no address. ---
+
+    fn head_of<'a>(r: &'a crate::http1::ParsedRequest, authority: &'a str) -> RequestHead<'a> {
+        r.head(
+            authority,
+            Some(TlsVersion::V1_3),
+            Peer::Ip([192, 0, 2, 7].into()),
+        )
+    }
+
+    #[test]
+    fn shadow_mode_skips_the_head_check_and_still_sends_the_verified_key_id() {
+        let d = Document::from_json(
+            &SIGNED_DOC
+                .replace("\"signature\"", "\"mode\": \"shadow\", \"signature\"")
+                .replace(
+                    "LIMITS",
+                    r#"{ "name": "c", "key": "client_ip", "limit": 1, "window_s": 3600 }"#,
+                ),
+            &NoEnv,
+        )
+        .unwrap();
+        let mut store = MemoryStore::new();
+        let good = signed_post(false);
+        let ev = run_signed(&d, &good, &mut store);
+        assert_eq!((ev.status(), ev.key_id.as_deref()), (200, Some("k1")));
+        // Over the limit, shadow mode: forwarded anyway; README: "What is not a denial still happens in
+        // shadow mode: ... x-edgeward-key-id for a verified signature".
+        let ev = run_signed(&d, &good, &mut store);
+        assert_eq!(ev.status(), 200);
+        assert_eq!(ev.shadow.as_ref().map(|r| r.status), Some(429));
+        assert!(
+            ev.upstream_headers
+                .iter()
+                .any(|op| matches!(op, HeaderOp::Set(k, _) if k == "x-edgeward-key-id")),
+            "valid signature forwarded upstream without x-edgeward-key-id: {:?}",
+            ev.upstream_headers
+        );
+    }
+
+    #[test]
+    fn a_read_of_an_absent_bucket_is_not_replayed() {
+        // Without doc.prepare (e.g. a MemoryStore host), the head reads an absent key: (None, None).
+        let d = signed_doc(r#"{ "name": "c", "key": "client_ip", "limit": 2, "window_s": 3600 }"#);
+        let mut store = MemoryStore::new();
+        let good = signed_post(false);
+        let authority = good.authority();
+        let head = head_of(&good, &authority);
+        let now = SIGNED_NOW * 1_000_000_000;
+        let mut a = d.evaluate_head(&head, now, &mut store);
+        assert!(a.needs_body.is_some());
+        // B completes meanwhile (one token).
+        assert_eq!(run_signed(&d, &good, &mut store).status(), 200);
+        // A's body: replays (None, None) and writes with cas None.
+        a.evaluate_body(&d, &head, &good.body, now, &mut store);
+        assert_eq!(a.status(), 200);
+        // Two tokens taken of 2: C must be limited.
+        assert_eq!(
+            run_signed(&d, &good, &mut store).status(),
+            429,
+            "B's token was overwritten"
+        );
+    }
+
+    #[test]
+    fn a_stale_kept_read_of_a_prepared_bucket_counts_exactly() {
+        let d = signed_doc(r#"{ "name": "c", "key": "client_ip", "limit": 2, "window_s": 3600 }"#);
+        let mut store = MemoryStore::new();
+        d.prepare(&mut store).unwrap();
+        let good = signed_post(false);
+        let authority = good.authority();
+        let head = head_of(&good, &authority);
+        let now = SIGNED_NOW * 1_000_000_000;
+        let mut a = d.evaluate_head(&head, now, &mut store);
+        assert_eq!(run_signed(&d, &good, &mut store).status(), 200);
+        a.evaluate_body(&d, &head, &good.body, now, &mut store);
+        assert_eq!(a.status(), 200);
+        assert_eq!(run_signed(&d, &good, &mut store).status(), 429);
+    }
+
+    #[test]
+    fn the_remote_refund_after_a_replayed_read_gives_the_token_back() {
+        let json = SIGNED_DOC
+            .replace(
+                "\"policies\"",
+                r#""rls": { "cluster": "ratelimit", "domain": "edgeward", "failure_mode": "deny" }, "policies""#,
+            )
+            .replace(
+                "LIMITS",
+                r#"{ "name": "c", "key": "client_ip", "limit": 1, "window_s": 3600 },
+                   { "name": "r", "key": "client_ip", "limit": 100, "window_s": 60, "backend": "rls" }"#,
+            );
+        let d = Document::from_json(&json, &NoEnv).unwrap();
+        let mut store = MemoryStore::new();
+        d.prepare(&mut store).unwrap();
+        let good = signed_post(false);
+        for _ in 0..3 {
+            let mut ev = run_signed(&d, &good, &mut store);
+            assert_eq!(ev.status(), 200);
+            assert!(ev.remote.is_some());
+            ev.apply_remote(&d, Some(&response(2, &[])), &mut store);
+            assert_eq!(ev.status(), 429);
+        }
+        let mut ev = run_signed(&d, &good, &mut store);
+        ev.apply_remote(&d, Some(&response(1, &[])), &mut store);
+        assert_eq!(ev.status(), 200);
+        let ev = run_signed(&d, &good, &mut store);
+        assert_eq!((ev.status(), ev.needs_body), (429, None));
+    }
+
+    #[test]
+    fn a_signature_without_a_body_reads_each_bucket_once() {
+        use crate::signature::{sign_request, SignParams, SigningKey};
+        let json = SIGNED_DOC
+            .replace(r#"["@method", "@authority", "@path", "@query", "content-digest"]"#, r#"["@method", "@path"]"#)
+            .replace("LIMITS", r#"{ "name": "c", "key": "client_ip", "limit": 2, "window_s": 3600, "ipv6_prefix": 48 }"#);
+        let d = Document::from_json(&json, &NoEnv).unwrap();
+        let raw = "GET /orders HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
+        let mut r = crate::http1::parse_http_request(raw.as_bytes()).unwrap();
+        let key = SigningKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap();
+        let mut params = SignParams::new("k1", key, SIGNED_NOW);
+        params.components = ["@method", "@path"].map(String::from).to_vec();
+        for (k, v) in sign_request(&r, &params).unwrap().headers() {
+            r.headers.push((k.to_ascii_lowercase(), v));
+        }
+        let mut store = MemoryStore::new();
+        d.prepare(&mut store).unwrap();
+        let authority = r.authority();
+        let now = SIGNED_NOW * 1_000_000_000;
+        for (i, peer) in ["2001:db8:1::1", "2001:db8:1:2::9", "2001:db8:1:3::1"]
+            .iter()
+            .enumerate()
+        {
+            let head = r.head(
+                &authority,
+                Some(TlsVersion::V1_3),
+                Peer::Ip(peer.parse().unwrap()),
+            );
+            store.reads.set(0);
+            let ev = d.evaluate_head(&head, now, &mut store);
+            assert_eq!(ev.needs_body, None);
+            assert_eq!(store.reads.get(), 1, "{i}");
+            let want = if i < 2 { 200 } else { 429 };
+            assert_eq!(ev.status(), want, "{i} {:?}", ev.reply);
+        }
+    }
+
+    #[test]
+    fn the_shared_no_address_bucket_is_not_checked_on_the_head() {
+        let json = SIGNED_DOC
+            .replace(
+                "\"policies\"",
+                r#""client_ip": { "xff_trusted_hops": 1 }, "policies""#,
+            )
+            .replace(
+                "LIMITS",
+                r#"{ "name": "c", "key": "client_ip", "limit": 1, "window_s": 3600 }"#,
+            );
+        let d = Document::from_json(&json, &NoEnv).unwrap();
+        let mut store = MemoryStore::new();
+        d.prepare(&mut store).unwrap();
+        let with_xff = |tamper: bool, xff: &str| {
+            let mut r = signed_post(tamper);
+            r.headers
+                .push(("x-forwarded-for".to_string(), xff.to_string()));
+            r
+        };
+        // Some signed client whose client entry does not parse drains the shared "no address" bucket.
+        assert_eq!(
+            run_signed(&d, &with_xff(false, "garbage, 198.51.100.1"), &mut store).status(),
+            200
+        );
+        // An unrelated, unauthenticated client chooses that bucket by sending a garbage entry itself.
+        let ev = run_signed(&d, &with_xff(true, "junk, 203.0.113.9"), &mut store);
+        assert_eq!(
+            ev.status(),
+            401,
+            "429 tells an unproven client about others' traffic: {:?}",
+            ev.reply
+        );
     }
 }

@@ -83,13 +83,28 @@ impl SharedStore for MemoryStore {
     }
 }
 
+/// A store that fails every operation (`Unavailable`): the tests' host whose shared data is down.
+#[cfg(test)]
+pub struct DownStore;
+
+#[cfg(test)]
+impl SharedStore for DownStore {
+    fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), StoreError> {
+        Err(StoreError::Unavailable)
+    }
+    fn set(&mut self, _: &str, _: &[u8], _: Option<Cas>) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable)
+    }
+}
+
 /// One read: the key, its value and CAS token.
 type Read = (String, Option<Vec<u8>>, Option<Cas>);
 
 /// Reads made early (a rate-limit bucket read on the request head) kept for the same request's later
 /// step, so that the step costs no second host call. Each kept read serves ONE `get` of its key: a
 /// compare-and-swap that then fails (someone wrote since) re-reads from the real store, so a stale
-/// read costs a retry, never a wrong write.
+/// read costs a retry (one of the step's compare-and-swap attempts and one more read), never a wrong
+/// write. Reads without a CAS token (absent keys) are not kept: their write would be unconditional.
 #[derive(Default)]
 pub struct ReadAhead {
     reads: Cell<Vec<Read>>,
@@ -161,7 +176,10 @@ pub struct Recording<'a> {
 impl SharedStore for Recording<'_> {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), StoreError> {
         let (value, cas) = self.inner.get(key)?;
-        self.ahead.keep((key.to_string(), value.clone(), cas));
+        // A read without a CAS token cannot be replayed safely: its write would be unconditional.
+        if cas.is_some() {
+            self.ahead.keep((key.to_string(), value.clone(), cas));
+        }
         Ok((value, cas))
     }
 
@@ -236,16 +254,17 @@ mod tests {
     }
 
     #[test]
-    fn recording_is_read_only_and_debug_prints_no_values() {
+    fn recording_is_read_only_keeps_reads_with_a_cas_and_debug_prints_no_values() {
         let mut s = MemoryStore::new();
         s.set("edgeward.rl.x.0", b"secret-ish", None).unwrap();
         let ahead = ReadAhead::default();
         let mut rec = ahead.recording(&s);
         assert_eq!(rec.set("k", b"v", None), Err(StoreError::Unavailable));
         rec.get("edgeward.rl.x.0").unwrap();
-        rec.get("absent").unwrap();
+        // An absent key has no CAS token: replaying it would make the step's write unconditional.
+        assert_eq!(rec.get("absent").unwrap(), (None, None));
         let dbg = format!("{ahead:?}");
-        assert_eq!(dbg, "ReadAhead { reads: 2 }");
-        assert_eq!(ahead.len(), 2);
+        assert_eq!(dbg, "ReadAhead { reads: 1 }");
+        assert_eq!(ahead.len(), 1);
     }
 }

@@ -478,14 +478,15 @@ impl RateLimits {
     }
 
     /// The head-time check of a policy with more work before its rate-limit step (a signature to
-    /// verify, a body to hold): reads the buckets of its `client_ip` limits and returns the denial
-    /// when one of them is empty now, so that an over-limit client costs no signature verification
-    /// and no body. Only `client_ip`: that bucket is the requester's own, while a `header:`, `route` or
-    /// `global` bucket would tell a client that has not proven anything yet about other clients'
-    /// traffic (a 429 instead of a 401 is an oracle), and `key_id` is not known before the signature.
-    /// Takes no token: the rate-limit step still takes them later, from every limit or none. Give it a
-    /// store that keeps its reads ([`crate::store::ReadAhead`]) so that the step reads nothing twice.
-    /// A failed read decides nothing here (the step will).
+    /// verify, a body to hold): reads the buckets of its (local) `client_ip` limits and returns the
+    /// denial when one of them is empty now, so that an over-limit client costs no signature
+    /// verification and no body. Only `client_ip` with a usable address: that bucket belongs to the
+    /// request's own address, while a `header:`, `route`, `global` or no-address bucket would tell a
+    /// client that has not proven anything yet about other clients' traffic (a 429 instead of a 401
+    /// is an oracle), and `key_id` is not known before the signature. Takes no token: the rate-limit
+    /// step still takes them later, from every limit or none. Give it a store that keeps its reads
+    /// ([`crate::store::ReadAhead`]) so that the step reads nothing twice. A failed read decides
+    /// nothing here (the step will).
     pub fn check_head(
         &self,
         keys: &KeyInputs<'_>,
@@ -500,8 +501,12 @@ impl RateLimits {
             .iter()
             .filter(|l| matches!(l.key, KeySpec::ClientIp { .. }))
         {
-            let (allowed, state) =
-                local::peek(l, &l.key_value(keys), hash_key, store, now_ns).ok()?;
+            let key = l.key_value(keys);
+            // The shared bucket of requests without a usable address is nobody's own.
+            if !matches!(key, KeyValue::Ip(_)) {
+                return None;
+            }
+            let (allowed, state) = local::peek(l, &key, hash_key, store, now_ns).ok()?;
             empty |= !allowed;
             seen.push((l, state));
         }

@@ -1112,15 +1112,6 @@ mod props {
 
 #[test]
 fn check_head_reads_client_ip_limits_only_and_takes_nothing() {
-    struct Down;
-    impl SharedStore for Down {
-        fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, Option<Cas>), StoreError> {
-            Err(StoreError::Unavailable)
-        }
-        fn set(&mut self, _: &str, _: &[u8], _: Option<Cas>) -> Result<(), StoreError> {
-            Err(StoreError::Unavailable)
-        }
-    }
     let user = hdrs(&[("x-user", "alice")]);
     let user: &'static [(String, String)] = Box::leak(user.into_boxed_slice());
     let keys = KeyInputs {
@@ -1180,6 +1171,9 @@ fn check_head_reads_client_ip_limits_only_and_takes_nothing() {
             assert!(header(&r.headers, "RateLimit").is_some_and(|v| v.ends_with(";r=0;t=60")));
         }
         // A store that cannot be read decides nothing on the head.
-        assert_eq!(rl.check_head(&keys, T0, &Down, &HK), None);
+        assert_eq!(
+            rl.check_head(&keys, T0, &crate::store::DownStore, &HK),
+            None
+        );
     }
 }

@@ -369,18 +369,9 @@ mod tests {
 
     #[test]
     fn unavailable_store_refuses() {
-        struct Down;
-        impl SharedStore for Down {
-            fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-                Err(StoreError::Unavailable)
-            }
-            fn set(&mut self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
-                Err(StoreError::Unavailable)
-            }
-        }
         let cfg = small();
         assert_eq!(
-            check_nonce(&mut Down, &cfg, "k", "a", T, T + 300, T),
+            check_nonce(&mut crate::store::DownStore, &cfg, "k", "a", T, T + 300, T),
             NonceOutcome::StoreFull
         );
     }
