@@ -159,6 +159,22 @@ impl ComponentId {
                 .all(|p| other.params.iter().any(|q| p == q))
     }
 
+    /// How many bytes of the request this component reads (its field's lines, or the request line's
+    /// parts for a derived component): what building its value can cost.
+    pub fn input_len(&self, head: &RequestHead) -> usize {
+        match &self.kind {
+            Kind::Derived(_) => head
+                .method
+                .len()
+                .saturating_add(head.authority.len())
+                .saturating_add(head.path.len()),
+            Kind::Field { .. } => head
+                .headers
+                .get_all(&self.name)
+                .fold(0usize, |n, v| n.saturating_add(v.len())),
+        }
+    }
+
     /// The identifier as it appears in Signature-Input and the signature base: `"name";params`.
     pub fn write(&self, out: &mut String) {
         sfv::write_string(out, &self.name);
@@ -244,7 +260,9 @@ fn derived_value(d: Derived, params: &Params, head: &RequestHead) -> Option<Stri
         Derived::Authority => normalized_authority(head)?,
         Derived::Scheme => scheme(head).to_string(),
         Derived::TargetUri => {
-            if head.path.contains("://") {
+            // Absolute-form only when the target is not origin-form or `*` (the test of
+            // `path_and_query`): a query may itself hold a URL (`/cb?next=https://…`).
+            if !head.path.starts_with('/') && head.path != "*" && head.path.contains("://") {
                 head.path.to_string()
             } else {
                 let pq = if pq == "*" { "" } else { pq };
@@ -392,8 +410,14 @@ pub fn field_value(
         return Some(parts.join(", "));
     }
     let joined = lines.join(", ");
+    // A dictionary that repeats a key is refused, although RFC 8941 lets the last value win: a
+    // recipient that takes the first would act on a value the signature does not cover, and `sf` on a
+    // list field (`a, b` signed, `a;admin, b, a` sent) would collapse the list back to what was signed.
     if let Some(key) = key {
-        let dict = sfv::dedup(sfv::parse_dictionary(&joined).ok()?);
+        let dict = sfv::parse_dictionary(&joined).ok()?;
+        if sfv::has_duplicate_keys(&dict) {
+            return None;
+        }
         let (_, member) = dict.iter().find(|(k, _)| k == key)?;
         let mut out = String::new();
         sfv::write_member(&mut out, member);
@@ -401,13 +425,15 @@ pub fn field_value(
     }
     if sf {
         // The field's type is not known here; a dictionary and a list of the same text serialize alike,
-        // and an item serializes as a one-member list, so dictionary-then-list covers all three.
+        // and an item serializes as a one-member list, so dictionary-then-list covers all three. Text
+        // that parses as a dictionary only with a repeated key is taken as a list (or refused).
         let mut out = String::new();
-        if let Ok(d) = sfv::parse_dictionary(&joined) {
-            sfv::write_dictionary(&mut out, &sfv::dedup(d));
-        } else {
-            let l: Vec<Member> = sfv::parse_list(&joined).ok()?;
-            sfv::write_list(&mut out, &l);
+        match sfv::parse_dictionary(&joined) {
+            Ok(d) if !sfv::has_duplicate_keys(&d) => sfv::write_dictionary(&mut out, &d),
+            _ => {
+                let l: Vec<Member> = sfv::parse_list(&joined).ok()?;
+                sfv::write_list(&mut out, &l);
+            }
         }
         return Some(out);
     }

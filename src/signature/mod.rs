@@ -37,6 +37,10 @@ pub const MIN_HMAC_SECRET: usize = 32;
 const MAX_SIGNATURES: usize = 8;
 /// More covered components than this are refused outright.
 const MAX_COMPONENTS: usize = 32;
+/// Request bytes the signature bases of one request may read, over all its signatures: the client
+/// chooses what they cover (any header, several times, `sf`/`key` parsing each), so without a bound
+/// one request could make the edge parse a 60 KB header hundreds of times.
+const MAX_BASE_INPUT_BYTES: usize = 64 * 1024;
 /// Longest accepted nonce, in bytes.
 const MAX_NONCE_LEN: usize = 256;
 
@@ -503,6 +507,7 @@ impl SignaturePolicy {
         }
         let mut worst = Reason::SignatureInvalid;
         let mut tried = 0usize;
+        let mut budget = MAX_BASE_INPUT_BYTES;
         for (label, input) in &inputs {
             if self.label.as_ref().is_some_and(|l| l != label) {
                 continue;
@@ -511,7 +516,7 @@ impl SignaturePolicy {
             let Some((_, sig)) = sigs.iter().find(|(l, _)| l == label) else {
                 continue;
             };
-            match self.verify_one(head, now, input, sig) {
+            match self.verify_one(head, now, input, sig, &mut budget) {
                 Ok(v) => return Ok(v),
                 Err(Reason::SignatureExpired) => worst = Reason::SignatureExpired,
                 Err(_) => {}
@@ -529,6 +534,7 @@ impl SignaturePolicy {
         now: u64,
         input: &Member,
         sig: &Member,
+        budget: &mut usize,
     ) -> Result<Verified, Reason> {
         const INVALID: Reason = Reason::SignatureInvalid;
         let Member::InnerList(items, params) = input else {
@@ -566,6 +572,17 @@ impl SignaturePolicy {
             return Err(INVALID);
         }
 
+        // No key can verify it: refused before any base is built (key ids are not secret).
+        let usable =
+            |k: &&Key| k.id == key_id && k.valid_at(now) && p.alg.is_none_or(|a| a == k.alg);
+        if !self.keys.iter().any(|k| usable(&k)) {
+            return Err(INVALID);
+        }
+        let cost = covered
+            .iter()
+            .fold(0usize, |n, c| n.saturating_add(c.input_len(head)));
+        *budget = budget.checked_sub(cost).ok_or(INVALID)?;
+
         let mut params_value = String::with_capacity(128);
         sfv::write_member(&mut params_value, input);
         let base = components::signature_base(head, &covered, &params_value).ok_or(INVALID)?;
@@ -573,7 +590,7 @@ impl SignaturePolicy {
         let authentic = self
             .keys
             .iter()
-            .filter(|k| k.id == key_id && k.valid_at(now) && p.alg.is_none_or(|a| a == k.alg))
+            .filter(usable)
             .any(|k| k.verify(base.as_bytes(), sig_bytes));
         if !authentic {
             return Err(INVALID);

@@ -1186,3 +1186,157 @@ mod props {
         }
     }
 }
+
+// --- Audit findings (2026-11-23): a query holding a URL, repeated dictionary keys, the work bound. ---
+
+fn hmac_over(r: &ParsedRequest, components: &[&str], label: &str) -> SignedHeaders {
+    let mut p = hmac_params(NOW);
+    p.components = components.iter().map(|c| c.to_string()).collect();
+    p.label = label.to_string();
+    sign_request(r, &p).unwrap()
+}
+
+#[test]
+fn target_uri_keeps_scheme_and_authority_when_the_query_holds_a_url() {
+    let pol = policy(json!({
+        "keys": [{"id": "k1", "alg": "hmac-sha256", "secret": {"base64": SECRET_B64}}],
+        "components": ["@method", "@target-uri"]
+    }));
+    let raw = "GET /oauth/cb?next=https://app.example/home HTTP/1.1\r\nHost: tenant-a.example.com\r\n\r\n";
+    let r = signed(&req(raw), &{
+        let mut p = hmac_params(NOW);
+        p.components = vec!["@method".into(), "@target-uri".into()];
+        p
+    });
+    let id = ComponentId::parse_config("@target-uri").unwrap();
+    let authority = r.authority();
+    let head = r.head(&authority, Some(TlsVersion::V1_3), Peer::Invalid);
+    assert_eq!(
+        id.value(&head).as_deref(),
+        Some("https://tenant-a.example.com/oauth/cb?next=https://app.example/home")
+    );
+    assert!(verify(&pol, &r, NOW).is_ok());
+    // The same signature sent to another host no longer verifies.
+    let mut moved = r.clone();
+    set_header(&mut moved, "host", "tenant-b.example.com");
+    assert_eq!(
+        verify(&pol, &moved, NOW).err(),
+        Some(Reason::SignatureInvalid)
+    );
+    // Absolute-form targets are still taken verbatim.
+    let abs = req("GET https://api.example.com/x?y=1 HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+    let authority = abs.authority();
+    let head = abs.head(&authority, Some(TlsVersion::V1_3), Peer::Invalid);
+    assert_eq!(
+        id.value(&head).as_deref(),
+        Some("https://api.example.com/x?y=1")
+    );
+}
+
+#[test]
+fn repeated_dictionary_keys_in_a_covered_field_are_refused() {
+    let pol = |c: &str| {
+        policy(json!({
+            "keys": [{"id": "k1", "alg": "hmac-sha256", "secret": {"base64": SECRET_B64}}],
+            "components": ["@method", "@path", c]
+        }))
+    };
+    // (component, the value signed, the value sent, verifies?)
+    let cases = [
+        // `sf` on a list: members added, duplicated or given parameters must not verify.
+        ("example-list;sf", "a, b", "a, b", true),
+        ("example-list;sf", "a, b", "a;admin, b, a", false),
+        ("example-list;sf", "a, b", "a, b, a", false),
+        // A list that repeats a member is a list: it verifies as sent.
+        ("example-list;sf", "a, a", "a, a", true),
+        // A dictionary: a prepended duplicate (first-wins recipients would read 5) is refused.
+        ("example-dict;sf", "x=1, y=2", "x=5, x=1, y=2", false),
+        ("example-dict;key=\"x\"", "x=1, y=2", "x=1, y=2", true),
+        ("example-dict;key=\"x\"", "x=1, y=2", "x=5, y=2, x=1", false),
+    ];
+    for (comp, signed_value, sent, ok) in cases {
+        let name = comp.split(';').next().unwrap();
+        let raw =
+            format!("GET /x HTTP/1.1\r\nHost: api.example.com\r\n{name}: {signed_value}\r\n\r\n");
+        let r = req(&raw);
+        let h = hmac_over(&r, &["@method", "@path", comp], "sig1");
+        let mut out = apply(&r, &h);
+        set_header(&mut out, name, sent);
+        let got = verify(&pol(comp), &out, NOW);
+        assert_eq!(
+            got.is_ok(),
+            ok,
+            "{comp}: signed {signed_value:?}, sent {sent:?}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn the_bases_of_one_request_read_a_bounded_number_of_bytes() {
+    let pol = policy(json!({
+        "keys": [{"id": "k1", "alg": "hmac-sha256", "secret": {"base64": SECRET_B64}}],
+        "components": ["@method", "@path"]
+    }));
+    let big = |n: usize| {
+        (0..n)
+            .map(|i| format!("k{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let value = big(4_000); // ~27 KB, 4,000 dictionary members
+    assert!(value.len() > 20_000 && value.len() < 32_000);
+    let raw = format!("GET /x HTTP/1.1\r\nHost: api.example.com\r\nx-big: {value}\r\n\r\n");
+    let r = req(&raw);
+    let comps = ["@method", "@path", "x-big;sf"];
+    let good = hmac_over(&r, &comps, "good");
+    // (labels placed before the good one, verifies?): each bogus label covers x-big too.
+    let bogus = |label: &str, keyid: &str| {
+        (
+            format!("{label}=(\"@method\" \"@path\" \"x-big\";sf);created={NOW};keyid=\"{keyid}\""),
+            format!("{label}=:AAAA:"),
+        )
+    };
+    let cases: Vec<(Vec<(String, String)>, bool)> = vec![
+        (vec![], true),
+        // A known key id with a wrong signature reads x-big once: ~27 KB + ~27 KB is within 64 KiB.
+        (vec![bogus("b1", "k1")], true),
+        // Twice more: the good label's base would take the request past 64 KiB of reads.
+        (vec![bogus("b1", "k1"), bogus("b2", "k1")], false),
+        // Unknown key ids are refused before any base is built: they cost nothing.
+        (
+            (1..=7).map(|i| bogus(&format!("u{i}"), "nobody")).collect(),
+            true,
+        ),
+    ];
+    for (before, ok) in cases {
+        let mut out = r.clone();
+        let inputs: Vec<String> = before
+            .iter()
+            .map(|(i, _)| i.clone())
+            .chain(std::iter::once(format!(
+                "good={}",
+                good.signature_input.trim_start_matches("good=")
+            )))
+            .collect();
+        let sigs: Vec<String> = before
+            .iter()
+            .map(|(_, s)| s.clone())
+            .chain(std::iter::once(good.signature.clone()))
+            .collect();
+        set_header(&mut out, "signature-input", &inputs.join(", "));
+        set_header(&mut out, "signature", &sigs.join(", "));
+        let got = verify(&pol, &out, NOW);
+        assert_eq!(got.is_ok(), ok, "{} labels before: {got:?}", before.len());
+    }
+    // One header bigger than the whole bound cannot be covered at all.
+    let huge = big(10_000);
+    assert!(huge.len() > 64 * 1024);
+    let r = req(&format!(
+        "GET /x HTTP/1.1\r\nHost: api.example.com\r\nx-big: {huge}\r\n\r\n"
+    ));
+    let out = apply(&r, &hmac_over(&r, &comps, "sig1"));
+    assert_eq!(
+        verify(&pol, &out, NOW).err(),
+        Some(Reason::SignatureInvalid)
+    );
+}
