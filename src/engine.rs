@@ -26,7 +26,6 @@ pub enum HeaderOp {
 }
 
 /// Per-request state between the head and the body, and the final result.
-#[derive(Debug)]
 pub struct Evaluation {
     /// Index of the selected policy (`None`: no route, or `"policy": null`).
     pub policy: Option<usize>,
@@ -79,6 +78,29 @@ impl RemoteCall {
             .map(|d| d.entries.into_iter().map(|e| (e.key, e.value)).collect())
             .collect();
         Some((req.domain, descriptors))
+    }
+}
+
+// The client address is redacted (nothing prints an evaluation today; nothing can leak one).
+impl std::fmt::Debug for Evaluation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evaluation")
+            .field("policy", &self.policy)
+            .field("routed", &self.routed)
+            .field("mode", &self.mode)
+            .field("arrived_https", &self.arrived_https)
+            .field("reply", &self.reply)
+            .field("shadow", &self.shadow)
+            .field("response_headers", &self.response_headers)
+            .field("upstream_headers", &self.upstream_headers)
+            .field("key_id", &self.key_id)
+            .field("needs_body", &self.needs_body)
+            .field("pending_signature", &self.pending_signature.is_some())
+            .field("client_ip", &self.client_ip.map(|_| "<redacted>"))
+            .field("remote", &self.remote.is_some())
+            .field("remote_failed_open", &self.remote_failed_open)
+            .field("read_ahead", &self.read_ahead)
+            .finish()
     }
 }
 
@@ -1466,5 +1488,23 @@ mod tests {
             "429 tells an unproven client about others' traffic: {:?}",
             ev.reply
         );
+    }
+
+    #[test]
+    fn debug_output_holds_no_client_address_or_header_value() {
+        let d = signed_doc(r#"{ "name": "c", "key": "client_ip", "limit": 5, "window_s": 60 }"#);
+        let mut r = signed_post(false);
+        r.headers.push((
+            "authorization".to_string(),
+            "Bearer s3cr3t-token".to_string(),
+        ));
+        let authority = r.authority();
+        let head = head_of(&r, &authority);
+        let ev = d.evaluate_head(&head, SIGNED_NOW * 1_000_000_000, &mut MemoryStore::new());
+        let printed = format!("{ev:?} {head:?}");
+        for secret in ["192.0.2.7", "s3cr3t-token", "sig1=:"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("authorization: <19 bytes>"), "{printed}");
     }
 }

@@ -1,6 +1,7 @@
 //! The request as the core sees it: built by the proxy-wasm adapter from one headers map and a few
 //! properties, or by `edgeward eval` from a raw HTTP/1.1 request.
 
+use std::fmt;
 use std::net::IpAddr;
 
 /// RFC 9110 `tchar`: a byte allowed in a token (header names, methods).
@@ -45,17 +46,41 @@ impl TlsVersion {
 }
 
 /// The downstream connection's peer address, as parsed from Envoy's `source.address`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
     Ip(IpAddr),
     /// Missing or unparseable: never trusted, never allowed by an allow list.
     Invalid,
 }
 
+// Raw client addresses never appear in Debug output (nothing prints a head today; nothing can leak one).
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Peer::Ip(_) => "Ip(<redacted>)",
+            Peer::Invalid => "Invalid",
+        })
+    }
+}
+
 /// Request headers in arrival order, names lowercase (Envoy delivers them so; `eval` lowercases).
 /// Pseudo-headers (`:authority`, ...) may be present and are ignored by header lookups of regular names.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Headers<'a>(pub &'a [(String, String)]);
+
+// Header values (Authorization, Signature, cookies, X-Forwarded-For) never appear in Debug output: names
+// and value lengths only.
+impl fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(k, v)| format!("{k}: <{} bytes>", v.len())),
+            )
+            .finish()
+    }
+}
 
 impl<'a> Headers<'a> {
     /// The first value of a header, if present.
