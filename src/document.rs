@@ -166,8 +166,60 @@ pub fn parse(json: &str) -> Result<DocumentInput, ConfigError> {
                 crate::json_path::offset_of(json, e.line(), e.column()),
             )
         };
-        ConfigError::new(path, e.to_string())
+        ConfigError::new(path, without_values(&e.to_string()))
     })
+}
+
+/// serde's messages quote the offending value: `invalid type: string "…", expected …` (its
+/// `Unexpected::Str`, Debug-escaped) and `unknown variant `…`, expected …` (unescaped). A secret written
+/// as a plain string where `{"base64": …}` belongs would be echoed into Envoy's log and `edgeward check`,
+/// so both lose the value (`invalid type: string, expected struct SecretInput`,
+/// `unknown variant, expected one of …`); the rest of the message (what was expected, the line and
+/// column) stays. Field names (`unknown field `x``) are keys, not values, and stay.
+fn without_values(msg: &str) -> String {
+    const STR: &str = "string \"";
+    const VARIANT: &str = "unknown variant `";
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    loop {
+        let at_str = rest.find(STR);
+        let at_variant = rest.find(VARIANT);
+        match (at_str, at_variant) {
+            (Some(i), v) if v.is_none_or(|v| i < v) => {
+                out.push_str(&rest[..i + STR.len() - 2]);
+                let quoted = &rest[i + STR.len()..];
+                let mut escaped = false;
+                let end = quoted.char_indices().find_map(|(j, c)| match c {
+                    _ if escaped => {
+                        escaped = false;
+                        None
+                    }
+                    '\\' => {
+                        escaped = true;
+                        None
+                    }
+                    '"' => Some(j + 1),
+                    _ => None,
+                });
+                // Without a closing quote the value's end is unknown: drop the rest.
+                rest = end.map_or("", |j| &quoted[j..]);
+            }
+            (_, Some(v)) => {
+                out.push_str(&rest[..v + VARIANT.len() - 2]);
+                let value_and_after = &rest[v + VARIANT.len()..];
+                // The value is printed raw (it may hold backticks); serde's own text follows the last of these.
+                let end = ["`, expected ", "`, there are no variants"]
+                    .iter()
+                    .filter_map(|t| value_and_after.rfind(t))
+                    .max();
+                rest = end.map_or("", |j| &value_and_after[j + 1..]);
+            }
+            _ => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
 }
 
 impl Document {
@@ -359,4 +411,105 @@ fn derive_hash_key(json: &str, env: &dyn Env) -> [u8; 16] {
     let mut key = [0u8; 16];
     key.copy_from_slice(&digest[..16]);
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0x";
+
+    /// A secret written as a plain string where `{"base64": …}` belongs: the error names the path and
+    /// what was expected, never the value.
+    #[test]
+    fn parse_errors_never_echo_a_secret() {
+        let cases = [
+            (
+                format!(
+                    r#"{{"policies":{{"p":{{"log":{{"pseudonym_key":"{SECRET}"}}}}}},"routes":[{{"policy":"p"}}]}}"#
+                ),
+                "policies.p.log.pseudonym_key",
+            ),
+            (
+                format!(
+                    r#"{{"policies":{{"p":{{"signature":{{"keys":[{{"id":"a","alg":"hmac-sha256","secret":"{SECRET}"}}]}}}}}},"routes":[{{"policy":"p"}}]}}"#
+                ),
+                "policies.p.signature.keys[0].secret",
+            ),
+        ];
+        for (text, path) in &cases {
+            let e = parse(text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {text}"));
+            assert_eq!(e.path, *path, "{e}");
+            assert!(
+                e.reason
+                    .starts_with("invalid type: string, expected struct SecretInput"),
+                "{e}"
+            );
+            assert!(!e.to_string().contains(SECRET), "{e}");
+            assert!(!e.to_string().contains(&SECRET[..8]), "{e}");
+        }
+    }
+
+    /// An unknown variant keeps the list of what is accepted and loses the value.
+    #[test]
+    fn unknown_variant_errors_list_the_variants_without_the_value() {
+        let text = format!(
+            r#"{{"rls":{{"cluster":"rl","domain":"d","failure_mode":"{SECRET}"}},"policies":{{}},"routes":[{{"policy":null}}]}}"#
+        );
+        let e = parse(&text)
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {text}"));
+        assert_eq!(e.path, "rls.failure_mode", "{e}");
+        assert!(e.reason.starts_with("unknown variant, expected "), "{e}");
+        assert!(!e.to_string().contains(&SECRET[..8]), "{e}");
+    }
+
+    #[test]
+    fn serde_values_are_dropped_from_messages() {
+        let cases = [
+            (
+                r#"invalid type: string "c2Vj", expected struct SecretInput at line 1 column 9"#,
+                "invalid type: string, expected struct SecretInput at line 1 column 9",
+            ),
+            // Debug escapes inside the value: `\"` and `\\` do not end it
+            (
+                r#"invalid type: string "a\"b\\", expected x"#,
+                "invalid type: string, expected x",
+            ),
+            (
+                r#"invalid value: string "a\\\"", expected y at line 2 column 3"#,
+                "invalid value: string, expected y at line 2 column 3",
+            ),
+            (
+                "unknown variant `open`, expected one of `allow`, `deny` at line 1 column 5",
+                "unknown variant, expected one of `allow`, `deny` at line 1 column 5",
+            ),
+            // a raw value holding backticks and serde's own separator
+            (
+                "unknown variant `a`, expected `b`, expected `x`, expected one of `allow`, `deny` at line 1 column 5",
+                "unknown variant, expected one of `allow`, `deny` at line 1 column 5",
+            ),
+            (
+                "unknown variant `s3cr3t`, there are no variants",
+                "unknown variant, there are no variants",
+            ),
+            // cut text: nothing after the value's start survives
+            (r#"invalid type: string "abc"#, "invalid type: string"),
+            ("unknown variant `abc", "unknown variant"),
+            // messages without a string value are unchanged
+            (
+                "unknown field `acton`, expected one of `action` at line 1 column 9",
+                "unknown field `acton`, expected one of `action` at line 1 column 9",
+            ),
+            ("invalid type: integer `5`, expected a string", "invalid type: integer `5`, expected a string"),
+            ("", ""),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(without_values(msg), want, "{msg}");
+        }
+    }
 }

@@ -421,6 +421,32 @@ mod tests {
     }
 
     #[test]
+    fn bracketed_ipv6_authority_allows_only_a_port_after_the_bracket() {
+        for (authority, ok) in [
+            ("[2001:db8::1]", true),
+            ("[2001:db8::1]:8443", true),
+            ("[::1]", true),
+            ("[2001:db8::1]@evil.example", false),
+            ("[2001:db8::1]/x", false),
+            ("[2001:db8::1] x", false),
+            ("[::1]]", false),
+            ("[2001:db8::1]:", false),
+            ("[2001:db8::1]:x", false),
+            ("[2001:db8::1]:65536", false),
+            ("[2001:db8::1]:8443]", false),
+        ] {
+            assert_eq!(valid_authority(authority), ok, "{authority:?}");
+            if ok {
+                // The host that route selection sees is the bracketed literal alone.
+                let h = head("GET", authority, "/", None, &[]);
+                let host = crate::route::normalize_host(h.host());
+                assert!(host.starts_with('[') && host.ends_with(']'), "{host}");
+                assert!(authority.starts_with(host.as_ref()), "{authority:?}");
+            }
+        }
+    }
+
+    #[test]
     fn authority_validation_blocks_header_injection() {
         for good in [
             "example.com",

@@ -209,7 +209,7 @@ mod tests {
             (r#"{"policies":{"p":{"ip":{"allow":["10.0.0.1", 5]}}},"routes":[{"policy":"p"}]}"#, "policies.p.ip.allow[1]", "invalid type: integer `5`"),
             (r#"{"policies":{"p":{"ip":{"allow":"10.0.0.1"}}},"routes":[{"policy":"p"}]}"#, "policies.p.ip.allow", "expected a sequence"),
             (r#"{"policies":{"p":{"ip":{"allow":{"a":1}}}},"routes":[{"policy":"p"}]}"#, "policies.p.ip.allow", "invalid type: map"),
-            (r#"{"rls":{"cluster":"rl","domain":"d","failure_mode":"open"},"policies":{},"routes":[{"policy":null}]}"#, "rls.failure_mode", "unknown variant `open`"),
+            (r#"{"rls":{"cluster":"rl","domain":"d","failure_mode":"open"},"policies":{},"routes":[{"policy":null}]}"#, "rls.failure_mode", "unknown variant, expected `deny` or `allow`"),
             (r#"{"rls":{"cluster":"rl","domain":"d","timeout_ms":-1},"policies":{},"routes":[{"policy":null}]}"#, "rls.timeout_ms", "invalid value: integer `-1`"),
             (r#"{"rls":{"cluster":"rl","timeout_ms":5},"policies":{},"routes":[{"policy":null}]}"#, "rls", "missing field `domain`"),
             (r#"{"policies":{"p":{"rate_limits":[{"name":"n","key":"client_ip","limit":1,"window_s":1},{"name":"m","key":"client_ip","limit":1}]}},"routes":[{"policy":"p"}]}"#, "policies.p.rate_limits[1]", "missing field `window_s`"),

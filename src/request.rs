@@ -141,15 +141,22 @@ impl<'a> RequestHead<'a> {
 }
 
 /// Splits `host[:port]`, keeping IPv6 brackets on the host.
+///
+/// After the `]` of a bracketed host only nothing or `:port` may follow; anything else
+/// (`[::1]@evil.example`, `[::1]/x`, `[::1]]`) is not split at all: the whole authority is returned
+/// as the host, which [`crate::https::valid_authority`] refuses, so no caller sees a clean-looking
+/// host for an authority that carries more.
 pub fn split_host_port(authority: &str) -> (&str, Option<&str>) {
     if authority.starts_with('[') {
         if let Some(end) = authority.find(']') {
             let host = &authority[..=end];
             let rest = &authority[end + 1..];
-            return match rest.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None => (host, None),
-            };
+            if rest.is_empty() {
+                return (host, None);
+            }
+            if let Some(port) = rest.strip_prefix(':') {
+                return (host, Some(port));
+            }
         }
         return (authority, None);
     }
@@ -174,6 +181,10 @@ mod tests {
         assert_eq!(split_host_port("a.example"), ("a.example", None));
         assert_eq!(split_host_port("[::1]:443"), ("[::1]", Some("443")));
         assert_eq!(split_host_port("[::1]"), ("[::1]", None));
+        // Trailing text after `]` that is not `:port` keeps the whole authority as the host.
+        for odd in ["[::1]@evil.example", "[::1]/x", "[::1] x", "[::1]]"] {
+            assert_eq!(split_host_port(odd), (odd, None), "{odd:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod text;
 pub use anon::{
     canonical_bytes, parse_address, truncate_ip, PseudonymKey, MIN_KEY_BYTES, PSEUDONYM_BYTES,
 };
-pub use redact::{redact_query, REDACTED};
+pub use redact::{redact_query, redact_url, REDACTED};
 pub use text::{rfc3339, CUT_MARKER, VALUE_CAP};
 
 use crate::error::{index, join, Errors};
@@ -41,6 +41,10 @@ pub const ADDRESS_HEADERS: [&str; 8] = [
     "x-cluster-client-ip",
     "fastly-client-ip",
 ];
+
+/// Headers whose value is a URL: when allow-listed, `redact_query` applies to each value's query (and
+/// fragment) as it does to `path`, so `Referer: https://x/?token=…` does not log what `path` redacts.
+const URL_HEADERS: [&str; 1] = ["referer"];
 
 /// At most this many `X-Forwarded-For` elements are rewritten upstream; the leftmost excess (client
 /// supplied, never trusted) is dropped, which bounds the per-request HMAC work.
@@ -134,6 +138,8 @@ struct LoggedHeader {
     name: String,
     property: String,
     addresses: bool,
+    /// A URL (`referer`): `redact_query` applies to its query as to `path`.
+    url: bool,
 }
 
 /// The compiled `log` section.
@@ -313,6 +319,7 @@ pub fn compile(
         headers.push(LoggedHeader {
             property: format!("edgeward.headers.{name}"),
             addresses: ADDRESS_HEADERS.contains(&name.as_str()),
+            url: URL_HEADERS.contains(&name.as_str()),
             name,
         });
     }
@@ -417,16 +424,25 @@ pub enum XffAction {
 
 /// Joins every value of a header the way HTTP combines repeated fields.
 fn combined<'h>(headers: &Headers<'h>, name: &str) -> Option<std::borrow::Cow<'h, str>> {
+    combined_with(headers, name, std::borrow::Cow::Borrowed)
+}
+
+/// [`combined`] with each value passed through `f` first (so a rewrite sees one value, not the list).
+fn combined_with<'h>(
+    headers: &Headers<'h>,
+    name: &str,
+    f: impl Fn(&'h str) -> std::borrow::Cow<'h, str>,
+) -> Option<std::borrow::Cow<'h, str>> {
     let mut values = headers.get_all(name);
-    let first = values.next()?;
+    let first = f(values.next()?);
     let mut rest = values.peekable();
     if rest.peek().is_none() {
-        return Some(std::borrow::Cow::Borrowed(first));
+        return Some(first);
     }
-    let mut s = first.to_string();
+    let mut s = first.into_owned();
     for v in rest {
         s.push_str(", ");
-        s.push_str(v);
+        s.push_str(&f(v));
     }
     Some(std::borrow::Cow::Owned(s))
 }
@@ -492,6 +508,10 @@ impl LogPolicy {
         h: &LoggedHeader,
         headers: &Headers<'h>,
     ) -> Option<std::borrow::Cow<'h, str>> {
+        if h.url {
+            // Each value on its own: joined first, a second URL would read as part of the first's query.
+            return combined_with(headers, &h.name, |v| redact_url(v, &self.redact_query));
+        }
         let v = combined(headers, &h.name)?;
         if h.addresses {
             let mut s = String::with_capacity(v.len());

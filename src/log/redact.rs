@@ -14,8 +14,38 @@ pub fn redact_query<'p>(path: &'p str, names: &[String]) -> Cow<'p, str> {
     if names.is_empty() {
         return Cow::Borrowed(path);
     }
-    let Some((before, query)) = path.split_once('?') else {
-        return Cow::Borrowed(path);
+    match path.find('?') {
+        Some(q) => redact_params(path, q + 1, names),
+        None => Cow::Borrowed(path),
+    }
+}
+
+/// [`redact_query`] for a URL in a header value (`Referer`): the query is what lies between the first `?`
+/// and the first `#`, and the fragment's `name=value` pairs are redacted the same way (a client that
+/// sends a fragment may carry a token there). Borrows when nothing changes.
+pub fn redact_url<'u>(url: &'u str, names: &[String]) -> Cow<'u, str> {
+    if names.is_empty() {
+        return Cow::Borrowed(url);
+    }
+    let Some((main, fragment)) = url.split_once('#') else {
+        return redact_query(url, names);
+    };
+    let main_r = redact_query(main, names);
+    let fragment_r = redact_params(fragment, 0, names);
+    if matches!((&main_r, &fragment_r), (Cow::Borrowed(_), Cow::Borrowed(_))) {
+        return Cow::Borrowed(url);
+    }
+    let mut out = String::with_capacity(url.len());
+    out.push_str(&main_r);
+    out.push('#');
+    out.push_str(&fragment_r);
+    Cow::Owned(out)
+}
+
+/// `whole` with the listed parameters of `whole[start..]` (`&`- or `;`-separated) redacted.
+fn redact_params<'p>(whole: &'p str, start: usize, names: &[String]) -> Cow<'p, str> {
+    let (Some(kept), Some(query)) = (whole.get(..start), whole.get(start..)) else {
+        return Cow::Borrowed(whole);
     };
     let listed = |segment: &str| -> bool {
         match segment.split_once('=') {
@@ -24,11 +54,10 @@ pub fn redact_query<'p>(path: &'p str, names: &[String]) -> Cow<'p, str> {
         }
     };
     if !query.split(['&', ';']).any(listed) {
-        return Cow::Borrowed(path);
+        return Cow::Borrowed(whole);
     }
-    let mut out = String::with_capacity(path.len());
-    out.push_str(before);
-    out.push('?');
+    let mut out = String::with_capacity(whole.len());
+    out.push_str(kept);
     let mut rest = query;
     loop {
         let (segment, sep, next) = match rest.find(['&', ';']) {
@@ -137,6 +166,31 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(redact_query(input, &names()), want, "{input}");
         }
+    }
+
+    #[test]
+    fn url_redaction_table() {
+        let cases = [
+            ("https://x/", "https://x/"),
+            ("https://x/?token=s", "https://x/?token=REDACTED"),
+            ("https://x/?token=s#frag", "https://x/?token=REDACTED#frag"),
+            ("https://x/?x=1#token=s", "https://x/?x=1#token=REDACTED"),
+            ("https://x/#a?token=s", "https://x/#a?token=s"),
+            ("https://x/#token=s&b", "https://x/#token=REDACTED&b"),
+            ("https://x/?a=1#b=2", "https://x/?a=1#b=2"),
+            ("https://x/?a=1#", "https://x/?a=1#"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_url(input, &names()), want, "{input}");
+        }
+        assert!(matches!(
+            redact_url("https://x/?a=1#b", &names()),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            redact_url("https://x/?token=1", &[]),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -491,6 +491,51 @@ fn repeated_headers_are_combined() {
     );
 }
 
+/// The README's example lists `referer` and `redact_query: ["token"]`: the Referer's query is redacted
+/// like `path`, in the record and in the `fields` properties, each repeated value on its own.
+#[test]
+fn referer_queries_are_redacted_like_the_path() {
+    let p = full_policy(1);
+    let h = hdrs(&[("referer", "https://x/?token=S3CR3T")]);
+    let (s, v) = record_json(&p, &input(&h));
+    assert_eq!(v["headers"]["referer"], "https://x/?token=REDACTED");
+    assert!(!s.contains("S3CR3T"), "{s}");
+    let fields = p.fields(&input(&h));
+    let referer = fields
+        .iter()
+        .find(|(k, _)| *k == "edgeward.headers.referer")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(referer, Some("https://x/?token=REDACTED"));
+    assert!(
+        !fields.iter().any(|(_, v)| v.contains("S3CR3T")),
+        "{fields:?}"
+    );
+
+    let h = hdrs(&[
+        ("referer", "https://a/?page=1"),
+        ("Referer", "https://b/p?Email=S3CR3T&x=1#t%6Fken=S3CR3T"),
+    ]);
+    let (s, v) = record_json(&p, &input(&h));
+    assert_eq!(
+        v["headers"]["referer"],
+        "https://a/?page=1, https://b/p?Email=REDACTED&x=1#t%6Fken=REDACTED"
+    );
+    assert!(!s.contains("S3CR3T"), "{s}");
+
+    // Without redact_query, or without `?`, the value is logged as sent.
+    let plain = policy(json!({"headers": ["referer"]}));
+    let h = hdrs(&[("referer", "https://x/?token=visible")]);
+    assert_eq!(
+        record_json(&plain, &input(&h)).1["headers"]["referer"],
+        "https://x/?token=visible"
+    );
+    let h = hdrs(&[("referer", "https://x/a#b")]);
+    assert_eq!(
+        record_json(&p, &input(&h)).1["headers"]["referer"],
+        "https://x/a#b"
+    );
+}
+
 #[test]
 fn header_names_match_case_insensitively() {
     let h = hdrs(&[("User-Agent", "x"), ("X-User-Id", "alice")]);
