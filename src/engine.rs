@@ -857,6 +857,71 @@ mod tests {
         assert_ne!(Document::from_json(DOC, &env).unwrap().hash_key, a.hash_key);
     }
 
+    /// A document with one keyed limit, `per-client` of policy `api`, of `limit` per hour; `extra`
+    /// is appended to the text (other text, same limits).
+    fn one_limit_doc(limit: u32, extra: &str) -> Document {
+        Document::from_json(
+            &format!(
+                r#"{{"rate_limit_slots": 64, "policies": {{"api": {{"rate_limits": [
+                {{"name": "per-client", "key": "client_ip", "limit": {limit}, "window_s": 3600}}]}}}},
+                "routes": [{{"policy": "api"}}]}}{extra}"#
+            ),
+            &NoEnv,
+        )
+        .unwrap()
+    }
+
+    fn allowed_from(doc: &Document, peer: [u8; 4], store: &mut MemoryStore) -> bool {
+        let head = RequestHead {
+            method: "GET",
+            authority: "api.example.com",
+            path: "/",
+            route_name: None,
+            tls: Some(TlsVersion::V1_3),
+            peer: Peer::Ip(peer.into()),
+            headers: Headers(&[]),
+        };
+        doc.evaluate_head(&head, 1_700_000_000_000_000_000, store)
+            .reason()
+            .is_none()
+    }
+
+    #[test]
+    fn two_configurations_of_one_vm_keep_separate_budgets() {
+        // Same policy and limit names, other sizes, one shared data: neither resets the other.
+        let (a, b) = (one_limit_doc(1, ""), one_limit_doc(100, ""));
+        let mut store = MemoryStore::new();
+        a.prepare(&mut store).unwrap();
+        b.prepare(&mut store).unwrap();
+        let mut a_allowed = 0;
+        for _ in 0..10 {
+            a_allowed += usize::from(allowed_from(&a, [192, 0, 2, 1], &mut store));
+            for i in 0..64u8 {
+                assert!(allowed_from(&b, [198, 51, 100, i], &mut store));
+            }
+        }
+        assert_eq!(a_allowed, 1);
+    }
+
+    #[test]
+    fn a_reload_with_unchanged_limits_keeps_its_table() {
+        let a = one_limit_doc(1, "");
+        let mut store = MemoryStore::new();
+        a.prepare(&mut store).unwrap();
+        let sets = store.len();
+        assert!(allowed_from(&a, [192, 0, 2, 1], &mut store));
+        // The same text again (another worker, or a reload that changed nothing): same buckets.
+        let again = one_limit_doc(1, "");
+        again.prepare(&mut store).unwrap();
+        assert!(!allowed_from(&again, [192, 0, 2, 1], &mut store));
+        // Other text, same limits: the same table (keys are placed anew within it, by the new hash key).
+        one_limit_doc(1, " ").prepare(&mut store).unwrap();
+        assert_eq!(store.len(), sets);
+        // Other parameters: a table of its own.
+        one_limit_doc(2, "").prepare(&mut store).unwrap();
+        assert_eq!(store.len(), 2 * sets);
+    }
+
     const RLS_DOC: &str = r#"{
       "rls": { "cluster": "ratelimit", "domain": "edgeward", "failure_mode": "deny" },
       "policies": {

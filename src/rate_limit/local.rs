@@ -38,7 +38,8 @@ pub(crate) struct Table {
     prefix: String,
     sets: u32,
     ways: usize,
-    /// Hash of the bucket parameters: a set written under other parameters reads as empty.
+    /// Hash of the bucket parameters, also written into every set: a set whose tag differs (a foreign
+    /// or corrupt value under this name) reads as empty.
     tag: u64,
 }
 
@@ -99,9 +100,14 @@ impl Table {
             burst.to_le_bytes(),
         ];
         let [l, w, b] = &params;
-        // Keyed tables keep their name when parameters change (the tag resets them instead, and no
-        // table leaks); single-slot tables include the parameters, so same-named globals of different
-        // sizes never fight over one slot.
+        // Every table's name includes its parameters (and a keyed table's shape), so that limits of
+        // different sizes never share a table: two configurations loaded into one VM (one shared data)
+        // with a same-named policy and limit keep separate buckets instead of resetting each other's
+        // sets on every write. Same parameters give the same table, so a reload with unchanged limits
+        // keeps its buckets (where a key lands still moves if the document text, and with it the hash
+        // key, changed), and same-named limits with the same parameters in two configurations of one
+        // VM share buckets. The price: changing a keyed limit's parameters starts a new table, and the
+        // old one keeps its memory until Envoy restarts (shared data cannot be deleted).
         let (uid, sets, ways) = match key {
             KeySpec::Route => (
                 stable_hash(&[b"route", policy.as_bytes(), name.as_bytes(), l, w, b]),
@@ -109,11 +115,22 @@ impl Table {
                 1,
             ),
             KeySpec::Global => (stable_hash(&[b"global", name.as_bytes(), l, w, b]), 1, 1),
-            _ => (
-                stable_hash(&[b"keyed", policy.as_bytes(), name.as_bytes()]),
-                slots.div_ceil(WAYS as u32).max(1),
-                WAYS,
-            ),
+            _ => {
+                let sets = slots.div_ceil(WAYS as u32).max(1);
+                let shape = [(WAYS as u64).to_le_bytes(), u64::from(sets).to_le_bytes()];
+                let [ways_b, sets_b] = &shape;
+                let parts: [&[u8]; 8] = [
+                    b"keyed-v2",
+                    policy.as_bytes(),
+                    name.as_bytes(),
+                    l,
+                    w,
+                    b,
+                    ways_b,
+                    sets_b,
+                ];
+                (stable_hash(&parts), sets, WAYS)
+            }
         };
         Table {
             prefix: format!("edgeward.rl.{uid:016x}."),

@@ -703,7 +703,7 @@ fn worker_vms_compiling_the_same_document_share_buckets() {
 }
 
 #[test]
-fn changed_parameters_reset_the_table_in_place() {
+fn changed_parameters_start_a_new_table() {
     let old = limits(r#"[{"name": "c", "key": "client_ip", "limit": 3, "window_s": 60}]"#);
     let new = limits(r#"[{"name": "c", "key": "client_ip", "limit": 5, "window_s": 60}]"#);
     let mut store = MemoryStore::new();
@@ -714,7 +714,77 @@ fn changed_parameters_reset_the_table_in_place() {
         5,
         "new size, fresh state"
     );
-    assert_eq!(store.len(), 1, "same keys reused, nothing leaks");
+    assert_eq!(store.len(), 2, "a table of its own (the old one stays)");
+    assert_eq!(
+        passes(&old, &k, T0, &mut store, 9),
+        0,
+        "the old one untouched"
+    );
+}
+
+#[test]
+fn the_table_name_covers_every_parameter() {
+    let table = |json: &str, policy: &str, slots: u32| {
+        compile_with(json, policy, slots).limits()[0]
+            .table
+            .store_key(0)
+    };
+    for kind in ["client_ip", "header:x-user", "route"] {
+        let base = format!(r#"[{{"name": "c", "key": "{kind}", "limit": 3, "window_s": 60}}]"#);
+        let first = table(&base, "p", 64);
+        assert_eq!(
+            first,
+            table(&base, "p", 64),
+            "{kind}: same parameters, same table"
+        );
+        let others = [
+            (base.replace(r#""limit": 3"#, r#""limit": 4"#), "p", 64),
+            (
+                base.replace(r#""window_s": 60"#, r#""window_s": 61"#),
+                "p",
+                64,
+            ),
+            (
+                base.replace(r#""limit": 3"#, r#""limit": 3, "burst": 4"#),
+                "p",
+                64,
+            ),
+            (base.replace(r#""name": "c""#, r#""name": "d""#), "p", 64),
+            (base.clone(), "q", 64),
+        ];
+        for (json, policy, slots) in &others {
+            assert_ne!(
+                first,
+                table(json, policy, *slots),
+                "{kind}: {json} in {policy}"
+            );
+        }
+        // The number of sets names keyed tables; a single-slot table has one set whatever it is.
+        assert_eq!(
+            first != table(&base, "p", 128),
+            kind != "route",
+            "{kind}: other slots"
+        );
+    }
+}
+
+#[test]
+fn same_named_limits_of_two_configurations_keep_separate_budgets() {
+    // Two documents in one VM (one shared data), same policy and limit names, other sizes.
+    let a = limits(r#"[{"name": "c", "key": "client_ip", "limit": 1, "window_s": 3600}]"#);
+    let b = limits(r#"[{"name": "c", "key": "client_ip", "limit": 100, "window_s": 3600}]"#);
+    let mut store = MemoryStore::new();
+    a.prepare(&mut store).unwrap();
+    b.prepare(&mut store).unwrap();
+    let k = from_ip("192.0.2.1");
+    assert_eq!(passes(&a, &k, T0, &mut store, 1), 1);
+    assert_eq!(passes(&b, &k, T0, &mut store, 5), 5);
+    assert_eq!(
+        passes(&a, &k, T0, &mut store, 5),
+        0,
+        "b's writes left a's bucket empty"
+    );
+    assert_eq!(passes(&b, &k, T0, &mut store, 95), 95);
 }
 
 #[test]
