@@ -256,6 +256,7 @@ impl Evaluation {
                 let outcome = check_nonce(
                     store,
                     &doc.nonce_table,
+                    &doc.hash_key,
                     &v.key_id,
                     nonce,
                     v.created,

@@ -2,11 +2,13 @@
 //!
 //! Memory is bounded: `buckets` keys `edgeward.nonce.<n>`, each holding at most `slots` entries
 //! `(fingerprint, created, expires_at)` plus a watermark. A (key id, nonce) pair hashes to one bucket and a
-//! 64-bit fingerprint. Entries whose `expires_at` has passed are reclaimed (the freshness check refuses the
-//! signature by then anyway). When a bucket is full of live entries the one with the oldest `created` is
-//! evicted and the bucket's watermark rises to its `created`: from then on a request in that bucket whose
-//! `created` is at or below the watermark cannot be vouched for and is refused (`StoreFull`), so a replay of
-//! an evicted nonce is never silently accepted. Legitimate traffic carries a fresh `created` and passes.
+//! 64-bit fingerprint, keyed by the document's hash key so that a client holding a key cannot pick nonces
+//! that land in one bucket of its choice. Entries whose `expires_at` has passed are reclaimed (the
+//! freshness check refuses the signature by then anyway). When a bucket is full of live entries the one
+//! with the oldest `created` is evicted and the bucket's watermark rises to its `created`: from then on a
+//! request in that bucket whose `created` is at or below the watermark cannot be vouched for and is refused
+//! (`StoreFull`), so a replay of an evicted nonce is never silently accepted. Legitimate traffic carries a
+//! fresh `created` and passes.
 //!
 //! Bucket layout (little endian): `watermark u64`, then entries of `fingerprint u64, created u64, expires_at u64`.
 
@@ -111,8 +113,10 @@ pub fn bucket_key(n: u32) -> String {
 }
 
 /// (bucket, fingerprint) for a key id and nonce; length-prefixed so `("ab","c")` ≠ `("a","bc")`.
-fn locate(cfg: &NonceTableConfig, key_id: &str, nonce: &str) -> (u32, u64) {
-    let mut h = SipHasher13::new_with_keys(0x6564_6765_7761_7264, 0x6e6f_6e63_6574_6162);
+/// `hash_key` (the document's) keys the hash, so clients cannot predict where a nonce lands.
+fn locate(cfg: &NonceTableConfig, hash_key: &[u8; 16], key_id: &str, nonce: &str) -> (u32, u64) {
+    let mut h = SipHasher13::new_with_key(hash_key);
+    h.write(b"edgeward nonce\0");
     h.write(&(key_id.len() as u64).to_le_bytes());
     h.write(key_id.as_bytes());
     h.write(nonce.as_bytes());
@@ -138,17 +142,23 @@ pub fn init_nonce_table(
 }
 
 /// Records `nonce` for `key_id` unless it was seen and has not expired. `expires_at` is when the
-/// signature stops being acceptable anyway (`created + max_age_s`).
+/// signature stops being acceptable anyway (`created + max_age_s`). `hash_key` places the nonce: the
+/// document's [`hash_key`](crate::document::Document::hash_key), the same in every worker VM.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the table, its key, the (key id, nonce) pair and three times: nothing to bundle"
+)]
 pub fn check_nonce(
     store: &mut dyn SharedStore,
     cfg: &NonceTableConfig,
+    hash_key: &[u8; 16],
     key_id: &str,
     nonce: &str,
     created: u64,
     expires_at: u64,
     now: u64,
 ) -> NonceOutcome {
-    let (n, fingerprint) = locate(cfg, key_id, nonce);
+    let (n, fingerprint) = locate(cfg, hash_key, key_id, nonce);
     let key = bucket_key(n);
     let slots = cfg.slots.max(1) as usize;
     for _ in 0..cfg.max_retries.max(1) {
@@ -211,6 +221,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const T: u64 = 1_700_000_000;
+    const HK: [u8; 16] = *b"0123456789abcdef";
 
     fn small() -> NonceTableConfig {
         NonceTableConfig {
@@ -231,7 +242,7 @@ mod tests {
         let cfg = NonceTableConfig::default();
         let mut s = fresh_store(&cfg);
         let c = |s: &mut MemoryStore, k: &str, n: &str, now: u64| {
-            check_nonce(s, &cfg, k, n, T, T + 300, now)
+            check_nonce(s, &cfg, &HK, k, n, T, T + 300, now)
         };
         assert_eq!(c(&mut s, "k", "n1", T), NonceOutcome::Fresh);
         assert_eq!(c(&mut s, "k", "n1", T + 1), NonceOutcome::Replayed);
@@ -247,7 +258,7 @@ mod tests {
         // Two "workers" are two callers on one store; the second sees the first's nonce.
         let cfg = NonceTableConfig::default();
         let mut shared = fresh_store(&cfg);
-        let worker = |s: &mut dyn SharedStore| check_nonce(s, &cfg, "k", "n", T, T + 300, T);
+        let worker = |s: &mut dyn SharedStore| check_nonce(s, &cfg, &HK, "k", "n", T, T + 300, T);
         assert_eq!(worker(&mut shared), NonceOutcome::Fresh);
         assert_eq!(worker(&mut shared), NonceOutcome::Replayed);
     }
@@ -258,21 +269,21 @@ mod tests {
         let mut s = fresh_store(&cfg);
         s.inject_cas_conflicts = 3;
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "a", T, T + 300, T),
+            check_nonce(&mut s, &cfg, &HK, "k", "a", T, T + 300, T),
             NonceOutcome::Fresh
         );
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "a", T, T + 300, T),
+            check_nonce(&mut s, &cfg, &HK, "k", "a", T, T + 300, T),
             NonceOutcome::Replayed
         );
         s.inject_cas_conflicts = 4;
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "b", T, T + 300, T),
+            check_nonce(&mut s, &cfg, &HK, "k", "b", T, T + 300, T),
             NonceOutcome::StoreFull
         );
         // Giving up recorded nothing; the next try (no conflicts) records it.
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "b", T, T + 300, T),
+            check_nonce(&mut s, &cfg, &HK, "k", "b", T, T + 300, T),
             NonceOutcome::Fresh
         );
     }
@@ -284,32 +295,32 @@ mod tests {
         for (i, n) in ["a", "b", "c"].iter().enumerate() {
             let created = T + i as u64;
             assert_eq!(
-                check_nonce(&mut s, &cfg, "k", n, created, created + 300, T + 3),
+                check_nonce(&mut s, &cfg, &HK, "k", n, created, created + 300, T + 3),
                 NonceOutcome::Fresh
             );
         }
         // A fourth live nonce evicts "a" (created T) and raises the watermark to T.
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "d", T + 3, T + 303, T + 3),
+            check_nonce(&mut s, &cfg, &HK, "k", "d", T + 3, T + 303, T + 3),
             NonceOutcome::Fresh
         );
         // "a" replayed: no longer in the table, but refused, never accepted.
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "a", T, T + 300, T + 4),
+            check_nonce(&mut s, &cfg, &HK, "k", "a", T, T + 300, T + 4),
             NonceOutcome::StoreFull
         );
         // Any request created at or before the watermark is refused too.
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "zz", T, T + 300, T + 4),
+            check_nonce(&mut s, &cfg, &HK, "k", "zz", T, T + 300, T + 4),
             NonceOutcome::StoreFull
         );
         // Still-recorded nonces are reported as replays; fresh traffic passes.
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "c", T + 2, T + 302, T + 4),
+            check_nonce(&mut s, &cfg, &HK, "k", "c", T + 2, T + 302, T + 4),
             NonceOutcome::Replayed
         );
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "e", T + 4, T + 304, T + 4),
+            check_nonce(&mut s, &cfg, &HK, "k", "e", T + 4, T + 304, T + 4),
             NonceOutcome::Fresh
         );
         // Memory stays bounded: one key, 8 + 3 * 24 bytes.
@@ -330,6 +341,7 @@ mod tests {
             let o = check_nonce(
                 &mut s,
                 &cfg,
+                &HK,
                 "k",
                 &format!("n{i}"),
                 T + i,
@@ -349,20 +361,20 @@ mod tests {
         let mut s = MemoryStore::new();
         // Never initialized: requests created up to now are refused, the bucket is created.
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "a", T, T + 300, T),
+            check_nonce(&mut s, &cfg, &HK, "k", "a", T, T + 300, T),
             NonceOutcome::StoreFull
         );
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "b", T + 1, T + 301, T + 1),
+            check_nonce(&mut s, &cfg, &HK, "k", "b", T + 1, T + 301, T + 1),
             NonceOutcome::Fresh
         );
         s.set(&bucket_key(0), b"junk", None).unwrap();
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "c", T + 1, T + 301, T + 2),
+            check_nonce(&mut s, &cfg, &HK, "k", "c", T + 1, T + 301, T + 2),
             NonceOutcome::StoreFull
         );
         assert_eq!(
-            check_nonce(&mut s, &cfg, "k", "d", T + 3, T + 303, T + 3),
+            check_nonce(&mut s, &cfg, &HK, "k", "d", T + 3, T + 303, T + 3),
             NonceOutcome::Fresh
         );
     }
@@ -371,7 +383,16 @@ mod tests {
     fn unavailable_store_refuses() {
         let cfg = small();
         assert_eq!(
-            check_nonce(&mut crate::store::DownStore, &cfg, "k", "a", T, T + 300, T),
+            check_nonce(
+                &mut crate::store::DownStore,
+                &cfg,
+                &HK,
+                "k",
+                "a",
+                T,
+                T + 300,
+                T
+            ),
             NonceOutcome::StoreFull
         );
     }
@@ -379,6 +400,42 @@ mod tests {
     #[test]
     fn fingerprint_is_length_prefixed() {
         let cfg = NonceTableConfig::default();
-        assert_ne!(locate(&cfg, "ab", "c"), locate(&cfg, "a", "bc"));
+        assert_ne!(locate(&cfg, &HK, "ab", "c"), locate(&cfg, &HK, "a", "bc"));
+    }
+
+    #[test]
+    fn the_hash_key_places_nonces() {
+        let cfg = NonceTableConfig::default();
+        let other = *b"fedcba9876543210";
+        let nonces: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
+        // The same key places each (key id, nonce) identically (every worker VM agrees) ...
+        for n in &nonces {
+            assert_eq!(locate(&cfg, &HK, "k", n), locate(&cfg, &HK, "k", n));
+        }
+        // ... and another key places them elsewhere: clients cannot aim nonces at one bucket.
+        assert!(nonces
+            .iter()
+            .any(|n| locate(&cfg, &HK, "k", n).0 != locate(&cfg, &other, "k", n).0));
+        // Through check_nonce: a nonce recorded under one key is looked up in its own bucket only.
+        let small = NonceTableConfig { buckets: 64, ..cfg };
+        let n = nonces
+            .iter()
+            .find(|n| locate(&small, &HK, "k", n).0 != locate(&small, &other, "k", n).0)
+            .unwrap();
+        let mut s = fresh_store(&small);
+        let (b1, b2) = (
+            locate(&small, &HK, "k", n).0,
+            locate(&small, &other, "k", n).0,
+        );
+        assert_eq!(
+            check_nonce(&mut s, &small, &HK, "k", n, T, T + 300, T),
+            NonceOutcome::Fresh
+        );
+        assert_eq!(s.get(&bucket_key(b1)).unwrap().0.unwrap().len(), 8 + 24);
+        assert_eq!(s.get(&bucket_key(b2)).unwrap().0.unwrap().len(), 8);
+        assert_eq!(
+            check_nonce(&mut s, &small, &HK, "k", n, T, T + 300, T + 1),
+            NonceOutcome::Replayed
+        );
     }
 }

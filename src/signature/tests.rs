@@ -894,6 +894,7 @@ fn nonce_required_and_replay() {
         p.nonce_reply(check_nonce(
             store,
             &cfg,
+            b"0123456789abcdef",
             &v.key_id,
             nonce,
             v.created,
