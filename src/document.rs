@@ -149,6 +149,10 @@ pub struct Document {
     /// text and the optional `EDGEWARD_HASH_KEY` environment variable, so every worker VM of a process
     /// computes the same key without racing to publish one.
     pub hash_key: [u8; 16],
+    /// Keys the hash that places nonces: from `EDGEWARD_HASH_KEY` alone (a fixed public key without
+    /// it), not from the document text, so that a reload or a second configuration of the same VM
+    /// finds every nonce recorded before and a replay is caught across them.
+    pub nonce_key: [u8; 16],
     /// The rate limit service (cluster, domain, timeout, failure mode), if the document has one.
     pub rls: Option<RlsConfig>,
 }
@@ -378,6 +382,7 @@ impl Document {
             default_log: LogPolicy::default(),
             nonce_table: NonceTableConfig::default(),
             hash_key: [0; 16],
+            nonce_key: derive_nonce_key(env),
             rls,
         })
     }
@@ -398,6 +403,20 @@ impl Document {
 }
 
 /// SHA-256 of a domain label, the document text and `EDGEWARD_HASH_KEY` (when set), cut to 128 bits.
+/// See [`Document::nonce_key`].
+fn derive_nonce_key(env: &dyn Env) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"edgeward nonce key v1\0");
+    if let Some(extra) = env.var("EDGEWARD_HASH_KEY") {
+        h.update(extra.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
 fn derive_hash_key(json: &str, env: &dyn Env) -> [u8; 16] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();

@@ -256,7 +256,7 @@ impl Evaluation {
                 let outcome = check_nonce(
                     store,
                     &doc.nonce_table,
-                    &doc.hash_key,
+                    &doc.nonce_key,
                     &v.key_id,
                     nonce,
                     v.created,
@@ -856,6 +856,13 @@ mod tests {
         assert_ne!(a.hash_key, c.hash_key);
         let env = |n: &str| (n == "EDGEWARD_HASH_KEY").then(|| "k".to_string());
         assert_ne!(Document::from_json(DOC, &env).unwrap().hash_key, a.hash_key);
+        // The nonce key follows the variable only: other text, the same nonce placement.
+        assert_eq!(a.nonce_key, c.nonce_key);
+        let keyed = Document::from_json(DOC, &env).unwrap();
+        assert_ne!(keyed.nonce_key, a.nonce_key);
+        let keyed_c =
+            Document::from_json(&DOC.replace("127.0.0.0/8", "127.0.0.0/16"), &env).unwrap();
+        assert_eq!(keyed.nonce_key, keyed_c.nonce_key);
     }
 
     /// A document with one keyed limit, `per-client` of policy `api`, of `limit` per hour; `extra`
@@ -1572,5 +1579,39 @@ mod tests {
             assert!(!printed.contains(secret), "{secret} in {printed}");
         }
         assert!(printed.contains("authorization: <19 bytes>"), "{printed}");
+    }
+
+    #[test]
+    fn a_nonce_recorded_before_a_reload_is_found_after_it() {
+        use crate::signature::{sign_request, SignParams, SigningKey};
+        let limits = r#"{ "name": "c", "key": "client_ip", "limit": 100, "window_s": 60 }"#;
+        let a = signed_doc(limits);
+        // The reloaded document differs (another limit): its hash key, and so its bucket tables,
+        // differ; the nonce table must not.
+        let b = signed_doc(&format!(
+            r#"{limits}, {{ "name": "h", "key": "header:x-user", "limit": 100, "window_s": 60 }}"#
+        ));
+        assert_ne!(a.hash_key, b.hash_key);
+        assert_eq!(a.nonce_key, b.nonce_key);
+        let raw = "POST /orders?a=1 HTTP/1.1\r\nHost: api.example.com\r\n\r\n{\"qty\": 3}";
+        let mut r = crate::http1::parse_http_request(raw.as_bytes()).unwrap();
+        let key = SigningKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap();
+        let mut params = SignParams::new("k1", key, SIGNED_NOW);
+        params.components = ["@method", "@authority", "@path", "@query", "content-digest"]
+            .map(String::from)
+            .to_vec();
+        params.nonce = Some("n-1".to_string());
+        for (k, v) in sign_request(&r, &params).unwrap().headers() {
+            r.headers.push((k.to_ascii_lowercase(), v));
+        }
+        let mut store = MemoryStore::new();
+        a.prepare(&mut store).unwrap();
+        b.prepare(&mut store).unwrap();
+        assert_eq!(run_signed(&a, &r, &mut store).status(), 200);
+        let replay = run_signed(&b, &r, &mut store);
+        assert_eq!(
+            (replay.status(), replay.reason()),
+            (401, Some(Reason::SignatureReplayed))
+        );
     }
 }
