@@ -133,7 +133,6 @@ pub struct Policy {
 }
 
 /// The compiled document, shared read-only by every request.
-#[derive(Debug)]
 pub struct Document {
     pub policies: Vec<Policy>,
     pub routes: Vec<RouteEntry>,
@@ -155,6 +154,23 @@ pub struct Document {
     pub nonce_key: [u8; 16],
     /// The rate limit service (cluster, domain, timeout, failure mode), if the document has one.
     pub rls: Option<RlsConfig>,
+}
+
+// The hash keys are derived from EDGEWARD_HASH_KEY: never printed.
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("policies", &self.policies)
+            .field("routes", &self.routes)
+            .field("uses_route_name", &self.uses_route_name)
+            .field("client_ip", &self.client_ip)
+            .field("nonce_table", &self.nonce_table)
+            .field("default_log", &self.default_log)
+            .field("hash_key", &"<redacted>")
+            .field("nonce_key", &"<redacted>")
+            .field("rls", &self.rls)
+            .finish()
+    }
 }
 
 /// Parses JSON text into the input types; errors carry the JSON path (`policies.p.ip: unknown field ...`).

@@ -1579,6 +1579,16 @@ mod tests {
             assert!(!printed.contains(secret), "{secret} in {printed}");
         }
         assert!(printed.contains("authorization: <19 bytes>"), "{printed}");
+        // Nor the document's hash keys.
+        let shown = format!("{d:?}");
+        for key in [d.hash_key, d.nonce_key] {
+            let bytes = format!("{key:?}");
+            assert!(
+                !shown.contains(&bytes),
+                "{bytes} in the document's Debug output"
+            );
+        }
+        assert!(shown.contains("hash_key: \"<redacted>\""));
     }
 
     #[test]
