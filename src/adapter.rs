@@ -35,8 +35,10 @@ thread_local! {
     static ROOTS: RefCell<BTreeMap<u32, EdgewardRoot>> = const { RefCell::new(BTreeMap::new()) };
     /// The HTTP streams in flight on this worker, by context id.
     static STREAMS: RefCell<BTreeMap<u32, EdgewardHttp>> = const { RefCell::new(BTreeMap::new()) };
-    /// Pending rate limit service calls: token → the stream waiting for the answer.
-    static GRPC_CALLS: RefCell<BTreeMap<u32, u32>> = const { RefCell::new(BTreeMap::new()) };
+    /// Pending rate limit service calls: (root context, token) → the stream waiting for the answer.
+    /// Envoy numbers the calls of each root context on its own (and answers on that root), so two
+    /// plugin configurations sharing this VM can hold the same token at once.
+    static GRPC_CALLS: RefCell<BTreeMap<(u32, u32), u32>> = const { RefCell::new(BTreeMap::new()) };
 }
 
 /// Runs `f` on stream `id`; `None` if there is no such stream (or, which Envoy never does, the call
@@ -92,9 +94,9 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, root_context_id: u32)
     }
     // A root whose document did not load creates no stream: its callbacks then find none, and
     // Envoy does not run a plugin whose configuration failed.
-    if let Some(Some(stream)) =
-        with_root(root_context_id, |root| root.create_http_context(context_id))
-    {
+    if let Some(Some(stream)) = with_root(root_context_id, |root| {
+        root.create_http_context(context_id, root_context_id)
+    }) {
         STREAMS.with(|s| {
             if let Ok(mut s) = s.try_borrow_mut() {
                 s.insert(context_id, stream);
@@ -180,19 +182,19 @@ pub extern "C" fn proxy_on_delete(context_id: u32) {
 }
 
 #[no_mangle]
-pub extern "C" fn proxy_on_grpc_receive(_root_context_id: u32, token: u32, response_size: usize) {
-    grpc_answer(token, 0, response_size);
+pub extern "C" fn proxy_on_grpc_receive(root_context_id: u32, token: u32, response_size: usize) {
+    grpc_answer(root_context_id, token, 0, response_size);
 }
 
 #[no_mangle]
-pub extern "C" fn proxy_on_grpc_close(_root_context_id: u32, token: u32, status_code: u32) {
-    grpc_answer(token, status_code, 0);
+pub extern "C" fn proxy_on_grpc_close(root_context_id: u32, token: u32, status_code: u32) {
+    grpc_answer(root_context_id, token, status_code, 0);
 }
 
 /// Delivers the end of a rate limit service call to the stream that made it (status 0: the answer is in
 /// the gRPC receive buffer).
-fn grpc_answer(token: u32, status_code: u32, response_size: usize) {
-    let Some(stream) = GRPC_CALLS.with(|g| g.try_borrow_mut().ok()?.remove(&token)) else {
+fn grpc_answer(root: u32, token: u32, status_code: u32, response_size: usize) {
+    let Some(stream) = GRPC_CALLS.with(|g| g.try_borrow_mut().ok()?.remove(&(root, token))) else {
         return;
     };
     // The answer arrives on the root context: host calls must act on the stream.
@@ -314,10 +316,11 @@ impl EdgewardRoot {
         }
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<EdgewardHttp> {
+    fn create_http_context(&self, context_id: u32, root_id: u32) -> Option<EdgewardHttp> {
         let doc = self.doc.clone()?;
         Some(EdgewardHttp {
             id: context_id,
+            root_id,
             doc,
             metrics: self.metrics.clone(),
             req: None,
@@ -361,6 +364,8 @@ impl RequestData {
 struct EdgewardHttp {
     /// This stream's context id (a rate limit service answer is routed back by it).
     id: u32,
+    /// Its root context's id (rate limit service answers arrive there, numbered per root).
+    root_id: u32,
     doc: Rc<Document>,
     metrics: Rc<Metrics>,
     req: Option<RequestData>,
@@ -475,10 +480,10 @@ impl EdgewardHttp {
         match started {
             Some(Ok(token)) => {
                 self.grpc_token = Some(token);
-                let stream = self.id;
+                let (root, stream) = (self.root_id, self.id);
                 GRPC_CALLS.with(|g| {
                     if let Ok(mut g) = g.try_borrow_mut() {
-                        g.insert(token, stream);
+                        g.insert((root, token), stream);
                     }
                 });
                 true
@@ -519,7 +524,12 @@ impl EdgewardHttp {
     }
 
     fn evaluate_body(&mut self) -> Action {
-        let body = host::get_buffer(host::HTTP_REQUEST_BODY, self.body_seen).unwrap_or_default();
+        // Up to one byte past the limit, not just what the last callback reported: the engine then
+        // checks the size of what it actually hashes.
+        let want = self
+            .pending_body()
+            .map_or(self.body_seen, |max| max.saturating_add(1));
+        let body = host::get_buffer(host::HTTP_REQUEST_BODY, want).unwrap_or_default();
         if let (Some(ev), Some(req)) = (self.eval.as_mut(), self.req.as_ref()) {
             ev.evaluate_body(&self.doc, &req.head(), &body, req.now_ns, &mut HostStore);
         }
@@ -533,6 +543,11 @@ impl EdgewardHttp {
             return;
         }
         self.logged = true;
+        // Still waiting for the body or the rate limit service: the stream ended first and nothing
+        // reached the upstream (recorded `incomplete`, not `allow`).
+        if let Some(ev) = self.eval.as_mut() {
+            ev.abandon();
+        }
         let (Some(ev), Some(req)) = (self.eval.as_ref(), self.req.as_ref()) else {
             return;
         };

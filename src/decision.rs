@@ -20,11 +20,14 @@ pub enum Reason {
     NonceStoreFull,
     RateLimited,
     RateLimitUnavailable,
+    /// The stream ended before edgeward decided (the client went away, or Envoy answered first):
+    /// recorded, never sent.
+    Incomplete,
 }
 
 impl Reason {
     /// Every reason, for metric registration.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::NoRoute,
         Reason::BadHost,
         Reason::HttpsRequired,
@@ -40,6 +43,7 @@ impl Reason {
         Reason::NonceStoreFull,
         Reason::RateLimited,
         Reason::RateLimitUnavailable,
+        Reason::Incomplete,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,7 @@ impl Reason {
             Reason::NonceStoreFull => "nonce_store_full",
             Reason::RateLimited => "rate_limited",
             Reason::RateLimitUnavailable => "rate_limit_unavailable",
+            Reason::Incomplete => "incomplete",
         }
     }
 }

@@ -148,6 +148,19 @@ impl Evaluation {
         self.needs_body = None;
     }
 
+    /// The stream ended (the client went away; Envoy answered first, e.g. 408 or 413; a reset) while
+    /// edgeward still waited for the body or the rate limit service: the request never reached the
+    /// upstream, so its record and counters say `deny` / `incomplete`, not `allow`. Tokens already
+    /// taken for it stay taken (only stricter). No-op once decided or when nothing was pending.
+    pub fn abandon(&mut self) {
+        if self.reply.is_some() || (self.needs_body.is_none() && self.remote.is_none()) {
+            return;
+        }
+        self.needs_body = None;
+        self.remote = None;
+        self.reply = Some(Reply::deny(0, Reason::Incomplete));
+    }
+
     fn failed(&self) -> bool {
         self.reply.is_some() || self.shadow.is_some()
     }
@@ -1622,6 +1635,59 @@ mod tests {
         assert_eq!(
             (replay.status(), replay.reason()),
             (401, Some(Reason::SignatureReplayed))
+        );
+    }
+
+    #[test]
+    fn a_request_that_ends_before_the_decision_is_recorded_incomplete_not_allowed() {
+        let d = signed_doc(r#"{ "name": "c", "key": "client_ip", "limit": 5, "window_s": 3600 }"#);
+        let good = signed_post(false);
+        let authority = good.authority();
+        let head = head_of(&good, &authority);
+        let now = SIGNED_NOW * 1_000_000_000;
+        let mut store = MemoryStore::new();
+        // Waiting for the body when the stream ends (Envoy's 413, say).
+        let mut ev = d.evaluate_head(&head, now, &mut store);
+        assert!(ev.needs_body.is_some());
+        ev.abandon();
+        assert_eq!(ev.decision(), Decision::Deny);
+        assert_eq!(ev.reason(), Some(Reason::Incomplete));
+        assert_eq!(ev.needs_body, None);
+        let record = ev.record(&d, &head, 413, now);
+        assert!(
+            record.contains(r#""decision":"deny","reason":"incomplete","status":413"#),
+            "{record}"
+        );
+        let names = crate::metrics::names(&d);
+        let counted: Vec<&str> = crate::metrics::counters(&d, &ev)
+            .into_iter()
+            .flatten()
+            .filter_map(|i| names.get(i).map(String::as_str))
+            .collect();
+        assert!(
+            counted.contains(&"edgeward.p.denied.incomplete"),
+            "{counted:?}"
+        );
+        assert!(
+            !counted.iter().any(|n| n.ends_with(".allowed")),
+            "{counted:?}"
+        );
+        // Decided requests (allowed or denied) are left as they are.
+        let mut done = run_signed(&d, &good, &mut store);
+        assert_eq!(done.status(), 200);
+        done.abandon();
+        assert_eq!((done.decision(), done.reason()), (Decision::Allow, None));
+        let mut denied = run_signed(&d, &signed_post(true), &mut store);
+        denied.abandon();
+        assert_eq!(denied.reason(), Some(Reason::SignatureInvalid));
+        // Waiting for the rate limit service when the stream ends.
+        let r = rls_doc("deny");
+        let mut ev = eval_with(&r, "api.test", &mut MemoryStore::new());
+        assert!(ev.remote.is_some());
+        ev.abandon();
+        assert_eq!(
+            (ev.reason(), ev.remote.is_none()),
+            (Some(Reason::Incomplete), true)
         );
     }
 }
