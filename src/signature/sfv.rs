@@ -398,11 +398,20 @@ pub fn parse_params(input: &str) -> Result<Params, ParseError> {
     }
 }
 
-/// Whether a dictionary repeats a key (sorting: O(n log n), since a client chooses n).
+/// Whether a dictionary repeats a key: O(n log n), since a client chooses n. Keys are compared by a
+/// 64-bit FNV-1a hash (sorting integers instead of strings: 6 KB less .wasm): a collision between two
+/// different keys reads as a repeat, which only refuses the field (fail closed).
 pub fn has_duplicate_keys(dict: &Dictionary) -> bool {
-    let mut keys: Vec<&str> = dict.iter().map(|(k, _)| k.as_str()).collect();
-    keys.sort_unstable();
-    keys.windows(2).any(|w| w.first() == w.last())
+    let mut hashes: Vec<u64> = dict
+        .iter()
+        .map(|(k, _)| {
+            k.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
+        })
+        .collect();
+    hashes.sort_unstable();
+    hashes.windows(2).any(|w| w.first() == w.last())
 }
 
 /// RFC 8941 semantics for repeated keys: the last value wins, at the first key's position. Only the
