@@ -7,7 +7,7 @@
 //! here, see README "Benchmark"). The SDK exports all of them; edgeward exports what it uses (no
 //! `on_done`, no response body or trailers callbacks) and never panics on an unknown context id.
 
-use crate::decision::Reply;
+use crate::decision::{Reason, Reply};
 use crate::document::Document;
 use crate::engine::{Evaluation, HeaderOp};
 use crate::host::{self, level};
@@ -510,6 +510,11 @@ impl EdgewardHttp {
             return Action::Continue;
         };
         let action = if let Some(reply) = &ev.reply {
+            if reply.reason == Reason::Incomplete {
+                // Recorded only: the stream already ended (see Evaluation::abandon).
+                self.eval = Some(ev);
+                return Action::Pause;
+            }
             let reply = reply.clone();
             self.send_reply(&reply, &ev.response_headers);
             Action::Pause
@@ -547,6 +552,10 @@ impl EdgewardHttp {
         // reached the upstream (recorded `incomplete`, not `allow`).
         if let Some(ev) = self.eval.as_mut() {
             ev.abandon();
+        }
+        if self.eval.as_ref().and_then(Evaluation::reason) == Some(Reason::Incomplete) {
+            // A late rate limit service answer must find no call to resume.
+            self.grpc_token = None;
         }
         let (Some(ev), Some(req)) = (self.eval.as_ref(), self.req.as_ref()) else {
             return;

@@ -21,8 +21,8 @@ pub fn redact_query<'p>(path: &'p str, names: &[String]) -> Cow<'p, str> {
 }
 
 /// [`redact_query`] for a URL in a header value (`Referer`): the query is what lies between the first `?`
-/// and the first `#`, and the fragment's `name=value` pairs are redacted the same way (a client that
-/// sends a fragment may carry a token there). Borrows when nothing changes.
+/// and the first `#`, and the fragment's `name=value` pairs (after the fragment's own `?`, if it has one)
+/// are redacted the same way (a client that sends a fragment may carry a token there). Borrows when nothing changes.
 pub fn redact_url<'u>(url: &'u str, names: &[String]) -> Cow<'u, str> {
     if names.is_empty() {
         return Cow::Borrowed(url);
@@ -31,7 +31,10 @@ pub fn redact_url<'u>(url: &'u str, names: &[String]) -> Cow<'u, str> {
         return redact_query(url, names);
     };
     let main_r = redact_query(main, names);
-    let fragment_r = redact_params(fragment, 0, names);
+    // A route-style fragment (`#/reset?token=…`, common in single-page apps) has its pairs after its
+    // own `?`; any other fragment is taken as pairs from its start.
+    let start = fragment.find('?').map_or(0, |q| q + 1);
+    let fragment_r = redact_params(fragment, start, names);
     if matches!((&main_r, &fragment_r), (Cow::Borrowed(_), Cow::Borrowed(_))) {
         return Cow::Borrowed(url);
     }
@@ -175,7 +178,15 @@ mod tests {
             ("https://x/?token=s", "https://x/?token=REDACTED"),
             ("https://x/?token=s#frag", "https://x/?token=REDACTED#frag"),
             ("https://x/?x=1#token=s", "https://x/?x=1#token=REDACTED"),
-            ("https://x/#a?token=s", "https://x/#a?token=s"),
+            ("https://x/#a?token=s", "https://x/#a?token=REDACTED"),
+            (
+                "https://app/#/reset?token=abc&x=1",
+                "https://app/#/reset?token=REDACTED&x=1",
+            ),
+            (
+                "https://app/p?next=/x#frag?token=abc",
+                "https://app/p?next=/x#frag?token=REDACTED",
+            ),
             ("https://x/#token=s&b", "https://x/#token=REDACTED&b"),
             ("https://x/?a=1#b=2", "https://x/?a=1#b=2"),
             ("https://x/?a=1#", "https://x/?a=1#"),
