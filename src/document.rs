@@ -418,27 +418,26 @@ impl Document {
     }
 }
 
-/// SHA-256 of a domain label, the document text and `EDGEWARD_HASH_KEY` (when set), cut to 128 bits.
-/// See [`Document::nonce_key`].
-fn derive_nonce_key(env: &dyn Env) -> [u8; 16] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(b"edgeward nonce key v1\0");
-    if let Some(extra) = env.var("EDGEWARD_HASH_KEY") {
-        h.update(extra.as_bytes());
-    }
-    let digest = h.finalize();
-    let mut key = [0u8; 16];
-    key.copy_from_slice(&digest[..16]);
-    key
+/// The document's hash key: SHA-256 of a domain label, the document text and `EDGEWARD_HASH_KEY`
+/// (see [`Document::hash_key`]).
+fn derive_hash_key(json: &str, env: &dyn Env) -> [u8; 16] {
+    derive_key(b"edgeward hash key v1\0", Some(json), env)
 }
 
-fn derive_hash_key(json: &str, env: &dyn Env) -> [u8; 16] {
+/// The nonce key: SHA-256 of a domain label and `EDGEWARD_HASH_KEY` only (see [`Document::nonce_key`]).
+fn derive_nonce_key(env: &dyn Env) -> [u8; 16] {
+    derive_key(b"edgeward nonce key v1\0", None, env)
+}
+
+/// The first 16 bytes of SHA-256(label, text and a NUL if any, `EDGEWARD_HASH_KEY` if set).
+fn derive_key(label: &[u8], text: Option<&str>, env: &dyn Env) -> [u8; 16] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(b"edgeward hash key v1\0");
-    h.update(json.as_bytes());
-    h.update([0]);
+    h.update(label);
+    if let Some(text) = text {
+        h.update(text.as_bytes());
+        h.update([0]);
+    }
     if let Some(extra) = env.var("EDGEWARD_HASH_KEY") {
         h.update(extra.as_bytes());
     }

@@ -1237,19 +1237,32 @@ mod tests {
         Document::from_json(&SIGNED_DOC.replace("LIMITS", limits), &NoEnv).unwrap()
     }
 
-    /// A signed POST (valid unless `tamper`), from 192.0.2.7.
-    fn signed_post(tamper: bool) -> crate::http1::ParsedRequest {
+    /// `raw` signed with SIGNED_DOC's key `k1` over `components`, with `nonce` if given.
+    fn sign_with(
+        raw: &str,
+        components: &[&str],
+        nonce: Option<&str>,
+    ) -> crate::http1::ParsedRequest {
         use crate::signature::{sign_request, SignParams, SigningKey};
-        let raw = "POST /orders?a=1 HTTP/1.1\r\nHost: api.example.com\r\n\r\n{\"qty\": 3}";
         let mut r = crate::http1::parse_http_request(raw.as_bytes()).unwrap();
         let key = SigningKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap();
         let mut params = SignParams::new("k1", key, SIGNED_NOW);
-        params.components = ["@method", "@authority", "@path", "@query", "content-digest"]
-            .map(String::from)
-            .to_vec();
+        params.components = components.iter().map(|c| c.to_string()).collect();
+        params.nonce = nonce.map(String::from);
         for (k, v) in sign_request(&r, &params).unwrap().headers() {
             r.headers.push((k.to_ascii_lowercase(), v));
         }
+        r
+    }
+
+    const SIGNED_COMPONENTS: [&str; 5] =
+        ["@method", "@authority", "@path", "@query", "content-digest"];
+    const SIGNED_POST: &str =
+        "POST /orders?a=1 HTTP/1.1\r\nHost: api.example.com\r\n\r\n{\"qty\": 3}";
+
+    /// A signed POST (valid unless `tamper`), from 192.0.2.7.
+    fn signed_post(tamper: bool) -> crate::http1::ParsedRequest {
+        let mut r = sign_with(SIGNED_POST, &SIGNED_COMPONENTS, None);
         if tamper {
             r.target = "/orders?a=2".to_string();
         }
@@ -1405,7 +1418,7 @@ mod tests {
     }
 
     #[test]
-    fn shadow_mode_skips_the_head_check_and_still_sends_the_verified_key_id() {
+    fn shadow_mode_does_not_answer_on_the_head_and_still_sends_the_verified_key_id() {
         let d = Document::from_json(
             &SIGNED_DOC
                 .replace("\"signature\"", "\"mode\": \"shadow\", \"signature\"")
@@ -1506,19 +1519,15 @@ mod tests {
 
     #[test]
     fn a_signature_without_a_body_reads_each_bucket_once() {
-        use crate::signature::{sign_request, SignParams, SigningKey};
         let json = SIGNED_DOC
             .replace(r#"["@method", "@authority", "@path", "@query", "content-digest"]"#, r#"["@method", "@path"]"#)
             .replace("LIMITS", r#"{ "name": "c", "key": "client_ip", "limit": 2, "window_s": 3600, "ipv6_prefix": 48 }"#);
         let d = Document::from_json(&json, &NoEnv).unwrap();
-        let raw = "GET /orders HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
-        let mut r = crate::http1::parse_http_request(raw.as_bytes()).unwrap();
-        let key = SigningKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap();
-        let mut params = SignParams::new("k1", key, SIGNED_NOW);
-        params.components = ["@method", "@path"].map(String::from).to_vec();
-        for (k, v) in sign_request(&r, &params).unwrap().headers() {
-            r.headers.push((k.to_ascii_lowercase(), v));
-        }
+        let r = sign_with(
+            "GET /orders HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+            &["@method", "@path"],
+            None,
+        );
         let mut store = MemoryStore::new();
         d.prepare(&mut store).unwrap();
         let authority = r.authority();
@@ -1606,7 +1615,6 @@ mod tests {
 
     #[test]
     fn a_nonce_recorded_before_a_reload_is_found_after_it() {
-        use crate::signature::{sign_request, SignParams, SigningKey};
         let limits = r#"{ "name": "c", "key": "client_ip", "limit": 100, "window_s": 60 }"#;
         let a = signed_doc(limits);
         // The reloaded document differs (another limit): its hash key, and so its bucket tables,
@@ -1616,17 +1624,7 @@ mod tests {
         ));
         assert_ne!(a.hash_key, b.hash_key);
         assert_eq!(a.nonce_key, b.nonce_key);
-        let raw = "POST /orders?a=1 HTTP/1.1\r\nHost: api.example.com\r\n\r\n{\"qty\": 3}";
-        let mut r = crate::http1::parse_http_request(raw.as_bytes()).unwrap();
-        let key = SigningKey::hmac(b"0123456789abcdef0123456789abcdef").unwrap();
-        let mut params = SignParams::new("k1", key, SIGNED_NOW);
-        params.components = ["@method", "@authority", "@path", "@query", "content-digest"]
-            .map(String::from)
-            .to_vec();
-        params.nonce = Some("n-1".to_string());
-        for (k, v) in sign_request(&r, &params).unwrap().headers() {
-            r.headers.push((k.to_ascii_lowercase(), v));
-        }
+        let r = sign_with(SIGNED_POST, &SIGNED_COMPONENTS, Some("n-1"));
         let mut store = MemoryStore::new();
         a.prepare(&mut store).unwrap();
         b.prepare(&mut store).unwrap();

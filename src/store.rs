@@ -113,10 +113,9 @@ pub struct ReadAhead {
 // Values are bucket images and keys hold hashes of client keys: neither is printed.
 impl fmt::Debug for ReadAhead {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let reads = self.reads.take();
-        let n = reads.len();
-        self.reads.set(reads);
-        f.debug_struct("ReadAhead").field("reads", &n).finish()
+        f.debug_struct("ReadAhead")
+            .field("reads", &self.len())
+            .finish()
     }
 }
 

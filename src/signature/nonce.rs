@@ -2,8 +2,9 @@
 //!
 //! Memory is bounded: `buckets` keys `edgeward.nonce.<n>`, each holding at most `slots` entries
 //! `(fingerprint, created, expires_at)` plus a watermark. A (key id, nonce) pair hashes to one bucket and a
-//! 64-bit fingerprint, keyed by the document's hash key so that a client holding a key cannot pick nonces
-//! that land in one bucket of its choice. Entries whose `expires_at` has passed are reclaimed (the
+//! 64-bit fingerprint, keyed by the document's `nonce_key` (from `EDGEWARD_HASH_KEY` alone, public when it
+//! is unset; not from the document text, so that reloads keep finding recorded nonces): with the variable
+//! set, a client holding a key cannot pick nonces that land in one bucket of its choice. Entries whose `expires_at` has passed are reclaimed (the
 //! freshness check refuses the signature by then anyway). When a bucket is full of live entries the one
 //! with the oldest `created` is evicted and the bucket's watermark rises to its `created`: from then on a
 //! request in that bucket whose `created` is at or below the watermark cannot be vouched for and is refused
@@ -113,7 +114,8 @@ pub fn bucket_key(n: u32) -> String {
 }
 
 /// (bucket, fingerprint) for a key id and nonce; length-prefixed so `("ab","c")` ≠ `("a","bc")`.
-/// `hash_key` (the document's) keys the hash, so clients cannot predict where a nonce lands.
+/// `hash_key` (the document's `nonce_key`) keys the hash: with `EDGEWARD_HASH_KEY` set, clients cannot
+/// predict where a nonce lands.
 fn locate(cfg: &NonceTableConfig, hash_key: &[u8; 16], key_id: &str, nonce: &str) -> (u32, u64) {
     let mut h = SipHasher13::new_with_key(hash_key);
     h.write(b"edgeward nonce\0");
@@ -143,7 +145,8 @@ pub fn init_nonce_table(
 
 /// Records `nonce` for `key_id` unless it was seen and has not expired. `expires_at` is when the
 /// signature stops being acceptable anyway (`created + max_age_s`). `hash_key` places the nonce: the
-/// document's [`hash_key`](crate::document::Document::hash_key), the same in every worker VM.
+/// document's [`nonce_key`](crate::document::Document::nonce_key) (not `hash_key`, which follows the
+/// document text: a reload would lose every recorded nonce), the same in every worker VM.
 #[expect(
     clippy::too_many_arguments,
     reason = "the table, its key, the (key id, nonce) pair and three times: nothing to bundle"
@@ -408,11 +411,8 @@ mod tests {
         let cfg = NonceTableConfig::default();
         let other = *b"fedcba9876543210";
         let nonces: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
-        // The same key places each (key id, nonce) identically (every worker VM agrees) ...
-        for n in &nonces {
-            assert_eq!(locate(&cfg, &HK, "k", n), locate(&cfg, &HK, "k", n));
-        }
-        // ... and another key places them elsewhere: clients cannot aim nonces at one bucket.
+        // Another key places them elsewhere: clients that do not know the key cannot aim nonces at one
+        // bucket. (Every worker VM computes the same key: see the engine's nonce-across-reload test.)
         assert!(nonces
             .iter()
             .any(|n| locate(&cfg, &HK, "k", n).0 != locate(&cfg, &other, "k", n).0));

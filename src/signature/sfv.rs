@@ -2,8 +2,8 @@
 //!
 //! Deliberately stricter than RFC 8941 in one place: a repeated parameter key is a parse error (the RFC
 //! keeps the last), because in signature metadata an ambiguous parameter is an attack, not a typo.
-//! Dictionaries keep repeated keys in order so that callers can reject them; [`dedup`] applies the RFC's
-//! "last value wins, first position kept" rule where that is wanted.
+//! Dictionaries keep repeated keys in order so that callers can reject them (`has_duplicate_keys`); the
+//! RFC's "last value wins, first position kept" rule (`dedup`) is kept for the tests only.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
@@ -46,7 +46,7 @@ pub enum Member {
     InnerList(Vec<Item>, Params),
 }
 
-/// A dictionary as parsed: members in order, repeated keys kept (see [`dedup`]).
+/// A dictionary as parsed: members in order, repeated keys kept (components refuse them).
 pub type Dictionary = Vec<(String, Member)>;
 
 /// A parse failure; deliberately without detail (callers map it to a deny or a config error).
@@ -351,7 +351,7 @@ fn trim_sp(input: &str) -> &str {
     input.trim_matches(' ')
 }
 
-/// Parses a dictionary field value. Repeated keys are kept (callers decide; see [`dedup`]).
+/// Parses a dictionary field value. Repeated keys are kept (callers decide).
 pub fn parse_dictionary(input: &str) -> Result<Dictionary, ParseError> {
     let mut p = Parser::new(trim_sp(input));
     p.members(|p| {
@@ -513,7 +513,7 @@ pub fn write_member(out: &mut String, m: &Member) {
     }
 }
 
-/// Serializes a dictionary (apply [`dedup`] first if it may repeat keys).
+/// Serializes a dictionary (as parsed: repeated keys are written again).
 pub fn write_dictionary(out: &mut String, dict: &Dictionary) {
     for (i, (k, m)) in dict.iter().enumerate() {
         if i > 0 {
