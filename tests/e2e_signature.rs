@@ -547,6 +547,25 @@ fn altered_method_path_query_authority_or_body_get_the_same_401() {
 }
 
 #[test]
+fn a_client_that_leaves_before_its_body_is_recorded_incomplete_not_allowed() {
+    let fx = fixture();
+    let path = format!("/b/{}", uniq("gone"));
+    let signed = sign_a(&raw_post(&path, r#"{"to":"alice","amount":1}"#));
+    let (head, _) = split(&signed);
+    // The head (with its Content-Length) and half of the body, then the client goes away.
+    let mut tcp = TcpStream::connect(fx.envoy.http_addr()).unwrap();
+    tcp.write_all(format!("{head}\r\n\r\n{{\"to\":").as_bytes())
+        .unwrap();
+    tcp.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tcp);
+    let record = record_for(&fx.envoy, &path);
+    assert_eq!(record["decision"], "deny", "{record}");
+    assert_eq!(record["reason"], "incomplete", "{record}");
+    assert_never_reached_upstream(&fx, &path);
+}
+
+#[test]
 fn body_swapped_with_the_digest_header_kept_is_refused() {
     let fx = fixture();
     let path = format!("/b/{}", uniq("swap"));
