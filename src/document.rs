@@ -3,70 +3,71 @@
 use crate::error::{index, join, ConfigError, Errors};
 use crate::https::{Https, HttpsInput};
 use crate::ip::{ClientIpConfig, ClientIpInput, IpInput, IpLists, IpPolicy};
+use crate::json::{FromJson, Reader, Result as JsonResult};
 use crate::log::{self, LogInput, LogPolicy};
 use crate::rate_limit::{self, LimitInput, RateLimits, RlsConfig, RlsInput};
 use crate::route::{HostMatch, RouteEntry, Target};
 use crate::secret::Env;
 use crate::signature::{self, NonceTableConfig, SignatureInput, SignaturePolicy};
 use crate::store::{SharedStore, StoreError};
-use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
 /// The whole document as written.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct DocumentInput {
     /// Lets editors find policies/schema.json; ignored.
-    #[serde(default, rename = "$schema")]
     pub schema: Option<String>,
-    #[serde(default)]
     pub client_ip: ClientIpInput,
-    #[serde(default, deserialize_with = "unique_keys")]
     pub ip_lists: crate::ip::IpListsInput,
-    #[serde(default)]
     pub rate_limit_slots: Option<u32>,
     /// The rate limit service for `"backend": "rls"` limits.
-    #[serde(default)]
     pub rls: Option<RlsInput>,
-    #[serde(deserialize_with = "unique_keys")]
     pub policies: BTreeMap<String, PolicyInput>,
     pub routes: Vec<RouteInput>,
 }
 
-/// A map of names the user chooses (`policies`, `ip_lists`) where a name given twice is an error: serde's
-/// own map keeps the last value silently, so a second `"blocked": []` would empty a deny list.
-fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
-where
-    D: Deserializer<'de>,
-    V: Deserialize<'de>,
-{
-    struct Unique<V>(std::marker::PhantomData<V>);
-    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
-        type Value = BTreeMap<String, V>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a map")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut m: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some(key) = m.next_key::<String>()? {
-                if out.contains_key(&key) {
-                    return Err(serde::de::Error::custom(format!("{key:?} is given twice")));
-                }
-                let value = m.next_value()?;
-                out.insert(key, value);
+impl<'a> FromJson<'a> for DocumentInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        const FIELDS: &[&str] = &[
+            "$schema",
+            "client_ip",
+            "ip_lists",
+            "rate_limit_slots",
+            "rls",
+            "policies",
+            "routes",
+        ];
+        let (mut schema, mut client_ip, mut ip_lists, mut rate_limit_slots, mut rls) =
+            (None, ClientIpInput::default(), BTreeMap::new(), None, None);
+        let (mut policies, mut routes) = (None, None);
+        r.object(FIELDS, |r, i| {
+            match i {
+                0 => schema = r.read()?,
+                1 => client_ip = r.read()?,
+                // A list name given twice is an error (the BTreeMap reader refuses repeated keys):
+                // serde's map kept the last value silently, so a second `"blocked": []` emptied a list.
+                2 => ip_lists = r.read()?,
+                3 => rate_limit_slots = r.read()?,
+                4 => rls = r.read()?,
+                5 => policies = Some(r.read()?),
+                _ => routes = Some(r.read()?),
             }
-            Ok(out)
-        }
+            Ok(())
+        })?;
+        Ok(DocumentInput {
+            schema,
+            client_ip,
+            ip_lists,
+            rate_limit_slots,
+            rls,
+            policies: r.required(policies, "policies")?,
+            routes: r.required(routes, "routes")?,
+        })
     }
-    d.deserialize_map(Unique(std::marker::PhantomData))
 }
 
 /// `enforce` (default) or `shadow`.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     #[default]
     Enforce,
@@ -83,40 +84,73 @@ impl Mode {
 }
 
 /// One named policy as written.
-#[derive(Deserialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct PolicyInput {
-    #[serde(default)]
     pub mode: Mode,
-    #[serde(default)]
     pub https: Option<HttpsInput>,
-    #[serde(default)]
     pub signature: Option<SignatureInput>,
-    #[serde(default)]
     pub ip: Option<IpInput>,
-    #[serde(default)]
     pub rate_limits: Option<Vec<LimitInput>>,
-    #[serde(default)]
     pub log: Option<LogInput>,
 }
 
 /// One entry of `routes` as written. `policy` must be given: a name, or `null` for "no checks".
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct RouteInput {
-    #[serde(default)]
     pub route: Option<String>,
-    #[serde(default)]
     pub host: Option<String>,
-    #[serde(default)]
     pub path_prefix: Option<String>,
-    #[serde(default, deserialize_with = "present")]
     pub policy: Option<Option<String>>,
 }
 
-/// Distinguishes `"policy": null` (Some(None)) from a missing field (None).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+impl<'a> FromJson<'a> for Mode {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        Ok(match r.choice(&["enforce", "shadow"])? {
+            0 => Mode::Enforce,
+            _ => Mode::Shadow,
+        })
+    }
+}
+
+impl<'a> FromJson<'a> for PolicyInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        const FIELDS: &[&str] = &["mode", "https", "signature", "ip", "rate_limits", "log"];
+        let mut p = PolicyInput::default();
+        r.object(FIELDS, |r, i| {
+            match i {
+                0 => p.mode = r.read()?,
+                1 => p.https = r.read()?,
+                2 => p.signature = r.read()?,
+                3 => p.ip = r.read()?,
+                4 => p.rate_limits = r.read()?,
+                _ => p.log = r.read()?,
+            }
+            Ok(())
+        })?;
+        Ok(p)
+    }
+}
+
+impl<'a> FromJson<'a> for RouteInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        let mut route = RouteInput {
+            route: None,
+            host: None,
+            path_prefix: None,
+            policy: None,
+        };
+        r.object(&["route", "host", "path_prefix", "policy"], |r, i| {
+            match i {
+                0 => route.route = r.read()?,
+                1 => route.host = r.read()?,
+                2 => route.path_prefix = r.read()?,
+                // `"policy": null` (Some(None), no checks) differs from a missing field (None).
+                _ => route.policy = Some(r.read()?),
+            }
+            Ok(())
+        })?;
+        Ok(route)
+    }
 }
 
 /// A compiled policy.
@@ -173,73 +207,10 @@ impl std::fmt::Debug for Document {
     }
 }
 
-/// Parses JSON text into the input types; errors carry the JSON path (`policies.p.ip: unknown field ...`).
-/// Text after the document is an error too.
+/// Parses JSON text into the input types; errors carry the JSON path (`policies.p.ip: unknown field ...`)
+/// and never a value from the text (see [`crate::json`]). Text after the document is an error too.
 pub fn parse(json: &str) -> Result<DocumentInput, ConfigError> {
-    serde_json::from_str(json).map_err(|e: serde_json::Error| {
-        // Errors without a position (line 0) come from no particular value.
-        let path = if e.line() == 0 {
-            String::new()
-        } else {
-            crate::json_path::path_at(
-                json,
-                crate::json_path::offset_of(json, e.line(), e.column()),
-            )
-        };
-        ConfigError::new(path, without_values(&e.to_string()))
-    })
-}
-
-/// serde's messages quote the offending value: `invalid type: string "…", expected …` (its
-/// `Unexpected::Str`, Debug-escaped) and `unknown variant `…`, expected …` (unescaped). A secret written
-/// as a plain string where `{"base64": …}` belongs would be echoed into Envoy's log and `edgeward check`,
-/// so both lose the value (`invalid type: string, expected struct SecretInput`,
-/// `unknown variant, expected one of …`); the rest of the message (what was expected, the line and
-/// column) stays. Field names (`unknown field `x``) are keys, not values, and stay.
-fn without_values(msg: &str) -> String {
-    const STR: &str = "string \"";
-    const VARIANT: &str = "unknown variant `";
-    let mut out = String::with_capacity(msg.len());
-    let mut rest = msg;
-    loop {
-        let at_str = rest.find(STR);
-        let at_variant = rest.find(VARIANT);
-        match (at_str, at_variant) {
-            (Some(i), v) if v.is_none_or(|v| i < v) => {
-                out.push_str(&rest[..i + STR.len() - 2]);
-                let quoted = &rest[i + STR.len()..];
-                let mut escaped = false;
-                let end = quoted.char_indices().find_map(|(j, c)| match c {
-                    _ if escaped => {
-                        escaped = false;
-                        None
-                    }
-                    '\\' => {
-                        escaped = true;
-                        None
-                    }
-                    '"' => Some(j + 1),
-                    _ => None,
-                });
-                // Without a closing quote the value's end is unknown: drop the rest.
-                rest = end.map_or("", |j| &quoted[j..]);
-            }
-            (_, Some(v)) => {
-                out.push_str(&rest[..v + VARIANT.len() - 2]);
-                let value_and_after = &rest[v + VARIANT.len()..];
-                // The value is printed raw (it may hold backticks); serde's own text follows the last of these.
-                let end = ["`, expected ", "`, there are no variants"]
-                    .iter()
-                    .filter_map(|t| value_and_after.rfind(t))
-                    .max();
-                rest = end.map_or("", |j| &value_and_after[j + 1..]);
-            }
-            _ => {
-                out.push_str(rest);
-                return out;
-            }
-        }
-    }
+    crate::json::from_str(json)
 }
 
 impl Document {
@@ -479,8 +450,9 @@ mod tests {
                 .unwrap_or_else(|| panic!("accepted: {text}"));
             assert_eq!(e.path, *path, "{e}");
             assert!(
-                e.reason
-                    .starts_with("invalid type: string, expected struct SecretInput"),
+                e.reason.starts_with(
+                    r#"invalid type: string, expected an object, {"env": NAME} or {"base64": VALUE}"#
+                ),
                 "{e}"
             );
             assert!(!e.to_string().contains(SECRET), "{e}");
@@ -488,7 +460,7 @@ mod tests {
         }
     }
 
-    /// An unknown variant keeps the list of what is accepted and loses the value.
+    /// An unknown value of a choice keeps the list of what is accepted and loses the value.
     #[test]
     fn unknown_variant_errors_list_the_variants_without_the_value() {
         let text = format!(
@@ -498,52 +470,64 @@ mod tests {
             .err()
             .unwrap_or_else(|| panic!("accepted: {text}"));
         assert_eq!(e.path, "rls.failure_mode", "{e}");
-        assert!(e.reason.starts_with("unknown variant, expected "), "{e}");
+        assert!(
+            e.reason
+                .starts_with("unknown value, expected `deny` or `allow` at line 1"),
+            "{e}"
+        );
         assert!(!e.to_string().contains(&SECRET[..8]), "{e}");
     }
 
+    /// The paths of parse errors of whole documents (what `edgeward check` and the plugin's load error
+    /// print): unknown fields, wrong types in maps and arrays, unknown values, missing fields (the
+    /// object's path), cut text, escaped keys, repeated keys, trailing text. No message quotes a value.
     #[test]
-    fn serde_values_are_dropped_from_messages() {
-        let cases = [
-            (
-                r#"invalid type: string "c2Vj", expected struct SecretInput at line 1 column 9"#,
-                "invalid type: string, expected struct SecretInput at line 1 column 9",
-            ),
-            // Debug escapes inside the value: `\"` and `\\` do not end it
-            (
-                r#"invalid type: string "a\"b\\", expected x"#,
-                "invalid type: string, expected x",
-            ),
-            (
-                r#"invalid value: string "a\\\"", expected y at line 2 column 3"#,
-                "invalid value: string, expected y at line 2 column 3",
-            ),
-            (
-                "unknown variant `open`, expected one of `allow`, `deny` at line 1 column 5",
-                "unknown variant, expected one of `allow`, `deny` at line 1 column 5",
-            ),
-            // a raw value holding backticks and serde's own separator
-            (
-                "unknown variant `a`, expected `b`, expected `x`, expected one of `allow`, `deny` at line 1 column 5",
-                "unknown variant, expected one of `allow`, `deny` at line 1 column 5",
-            ),
-            (
-                "unknown variant `s3cr3t`, there are no variants",
-                "unknown variant, there are no variants",
-            ),
-            // cut text: nothing after the value's start survives
-            (r#"invalid type: string "abc"#, "invalid type: string"),
-            ("unknown variant `abc", "unknown variant"),
-            // messages without a string value are unchanged
-            (
-                "unknown field `acton`, expected one of `action` at line 1 column 9",
-                "unknown field `acton`, expected one of `action` at line 1 column 9",
-            ),
-            ("invalid type: integer `5`, expected a string", "invalid type: integer `5`, expected a string"),
-            ("", ""),
+    fn document_parse_errors_name_the_path() {
+        let cases: &[(&str, &str, &str)] = &[
+            (r#"{"policies": {"p": {"https": {"acton": "reject"}}}, "routes": [{"policy": "p"}]}"#, "policies.p.https.acton", "unknown field `acton`, expected one of `action`, "),
+            (r#"{"policies": {"p": {}}, "routes": ["#, "routes[0]", "unexpected end of the document at line 1 column 36"),
+            (r#"{"policies":"#, "policies", "unexpected end of the document"),
+            (r#"{"policies":{"p":{"ip":{"allow":["10.0.0.1", 5]}}},"routes":[{"policy":"p"}]}"#, "policies.p.ip.allow[1]", "invalid type: number, expected a string"),
+            (r#"{"policies":{"p":{"ip":{"allow":"10.0.0.1"}}},"routes":[{"policy":"p"}]}"#, "policies.p.ip.allow", "invalid type: string, expected an array"),
+            (r#"{"policies":{"p":{"ip":{"allow":{"a":1}}}},"routes":[{"policy":"p"}]}"#, "policies.p.ip.allow", "invalid type: object, expected an array"),
+            (r#"{"rls":{"cluster":"rl","domain":"d","failure_mode":"open"},"policies":{},"routes":[{"policy":null}]}"#, "rls.failure_mode", "unknown value, expected `deny` or `allow`"),
+            (r#"{"rls":{"cluster":"rl","domain":"d","timeout_ms":-1},"policies":{},"routes":[{"policy":null}]}"#, "rls.timeout_ms", "invalid value: expected an integer from 0 to "),
+            (r#"{"rls":{"cluster":"rl","timeout_ms":5},"policies":{},"routes":[{"policy":null}]}"#, "rls", "missing field `domain`"),
+            (r#"{"policies":{"p":{"rate_limits":[{"name":"n","key":"client_ip","limit":1,"window_s":1},{"name":"m","key":"client_ip","limit":1}]}},"routes":[{"policy":"p"}]}"#, "policies.p.rate_limits[1]", "missing field `window_s`"),
+            (r#"{"policies":{"p":{"signature":{"keys":[{"id":"a","alg":"ed25519","public_key":"x","kid":1}]}}},"routes":[{"policy":"p"}]}"#, "policies.p.signature.keys[0].kid", "unknown field `kid`"),
+            (r#"{"policies":{"p":{}, "q": 3},"routes":[{"policy":"p"}]}"#, "policies.q", "invalid type: number, expected an object"),
+            (r#"{"routes":[{"policy":"p"}]}"#, "", "missing field `policies`"),
+            (r#"{"policies":{"p\u0041":{"ip":{"allow":[1]}}},"routes":[{"policy":"p"}]}"#, "policies.pA.ip.allow[0]", "invalid type: number"),
+            (r#"{"client_ip":{"trusted_proxies":[["1.2.3.4/32"]]},"policies":{},"routes":[{"policy":null}]}"#, "client_ip.trusted_proxies[0]", "invalid type: array, expected a string"),
+            (r#"{"ip_lists":{"a":["1.2.3.4/32", null]},"policies":{},"routes":[{"policy":null}]}"#, "ip_lists.a[1]", "invalid type: null, expected a string"),
+            (r#"{"ip_lists":null,"policies":{},"routes":[{"policy":null}]}"#, "ip_lists", "invalid type: null, expected an object"),
+            (r#"{"policies":{"p":{"https":{"hsts":{"max_age_s":1.5}}}},"routes":[{"policy":"p"}]}"#, "policies.p.https.hsts.max_age_s", "invalid value: expected an integer"),
+            (r#"{"policies":{"p":{"https":{"redirect_status":301.0}}},"routes":[{"policy":"p"}]}"#, "policies.p.https.redirect_status", "expected an integer from 0 to 65535"),
+            (r#"{"policies":{"p":{"https":{"hsts":{}}}},"routes":[{"policy":"p"}]}"#, "policies.p.https.hsts", "missing field `max_age_s`"),
+            (r#"{"policies":{"p":{"https":{"action":"reject","hsts":[1,true,false]}}},"routes":[{"policy":"p"}]}"#, "policies.p.https.hsts", "invalid type: array, expected an object"),
+            (r#"{"policies":{"p":{"mode":{"shadow":null}}},"routes":[{"policy":"p"}]}"#, "policies.p.mode", "invalid type: object, expected `enforce` or `shadow`"),
+            // the repeated key itself, for fields and for the names of policies and lists
+            (r#"{"policies":{"p":{"https":{"action":"reject"},"https":{}}},"routes":[{"policy":"p"}]}"#, "policies.p.https", "duplicate field `https`"),
+            (r#"{"policies":{"p":{"ip":{"deny":["@b"]}},"p":{}},"routes":[{"policy":"p"}]}"#, "policies.p", "\"p\" is given twice"),
+            (r#"{"ip_lists":{"b":["10.0.0.0/8"],"b":[]},"policies":{},"routes":[]}"#, "ip_lists.b", "\"b\" is given twice"),
+            ("{\n  \"policies\": {\n    \"p\": {\n      \"ip\": { \"allow\": [\"10.0.0.0/8\",\n                        7] }\n    }\n  },\n  \"routes\": [{\"policy\": \"p\"}]\n}", "policies.p.ip.allow[1]", "at line 5 column 25"),
+            (r#"{"policies":{"p":{}},"routes":[{"policy":"p",}]}"#, "routes[0]", "trailing comma"),
+            // text after the document is refused, not ignored
+            (r#"{"policies":{"p":{}},"routes":[{"policy":"p"}]} trailing"#, "", "trailing characters"),
+            (r#"{"policies":{"p":{}},"routes":[{"policy":"p"}]}}"#, "", "trailing characters"),
+            ("", "", "unexpected end of the document"),
+            ("\u{feff}{}", "", "expected a value"),
         ];
-        for (msg, want) in cases {
-            assert_eq!(without_values(msg), want, "{msg}");
+        for (text, path, reason) in cases {
+            let e = parse(text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {text}"));
+            assert_eq!(e.path, *path, "{text}: {e}");
+            assert!(e.reason.contains(reason), "{text}: {e}");
         }
+        let ok = parse(r#"{"policies":{"p":{}},"routes":[{"policy":"p"},{"policy":null}]}"#);
+        let ok = ok.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok.routes[0].policy, Some(Some("p".to_string())));
+        assert_eq!(ok.routes[1].policy, Some(None));
     }
 }

@@ -2,12 +2,11 @@
 
 use crate::decision::{Decision, Reason, Reply};
 use crate::error::{join, Errors};
+use crate::json::{FromJson, Reader, Result as JsonResult};
 use crate::request::{split_host_port, RequestHead, TlsVersion};
-use serde::Deserialize;
 
 /// `redirect` (default) or `reject`.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Action {
     #[default]
     Redirect,
@@ -15,32 +14,76 @@ pub enum Action {
 }
 
 /// A policy's `https` section.
-#[derive(Deserialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct HttpsInput {
-    #[serde(default)]
     pub action: Action,
-    #[serde(default)]
     pub redirect_status: Option<u16>,
-    #[serde(default)]
     pub https_port: Option<u16>,
-    #[serde(default)]
     pub reject_status: Option<u16>,
-    #[serde(default)]
     pub hsts: Option<HstsInput>,
-    #[serde(default)]
     pub min_tls_version: Option<String>,
 }
 
 /// `hsts` inside `https`.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct HstsInput {
     pub max_age_s: u64,
-    #[serde(default)]
     pub include_subdomains: bool,
-    #[serde(default)]
     pub preload: bool,
+}
+
+impl<'a> FromJson<'a> for Action {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        Ok(match r.choice(&["redirect", "reject"])? {
+            0 => Action::Redirect,
+            _ => Action::Reject,
+        })
+    }
+}
+
+impl<'a> FromJson<'a> for HttpsInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        let mut h = HttpsInput::default();
+        const FIELDS: &[&str] = &[
+            "action",
+            "redirect_status",
+            "https_port",
+            "reject_status",
+            "hsts",
+            "min_tls_version",
+        ];
+        r.object(FIELDS, |r, i| {
+            match i {
+                0 => h.action = r.read()?,
+                1 => h.redirect_status = r.read()?,
+                2 => h.https_port = r.read()?,
+                3 => h.reject_status = r.read()?,
+                4 => h.hsts = r.read()?,
+                _ => h.min_tls_version = r.read()?,
+            }
+            Ok(())
+        })?;
+        Ok(h)
+    }
+}
+
+impl<'a> FromJson<'a> for HstsInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        let (mut max_age_s, mut include_subdomains, mut preload) = (None, false, false);
+        r.object(&["max_age_s", "include_subdomains", "preload"], |r, i| {
+            match i {
+                0 => max_age_s = Some(r.read()?),
+                1 => include_subdomains = r.read()?,
+                _ => preload = r.read()?,
+            }
+            Ok(())
+        })?;
+        Ok(HstsInput {
+            max_age_s: r.required(max_age_s, "max_age_s")?,
+            include_subdomains,
+            preload,
+        })
+    }
 }
 
 /// The compiled `https` section.
@@ -234,7 +277,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn compile(json: &str) -> Result<Https, Vec<crate::error::ConfigError>> {
-        let input: HttpsInput = serde_json::from_str(json).unwrap();
+        let input: HttpsInput = crate::json::from_str(json).unwrap();
         let mut errs = Errors::default();
         Https::compile(&input, "policies.p.https", &mut errs).ok_or_else(|| errs.into_vec())
     }
@@ -388,8 +431,8 @@ mod tests {
             let e = compile(json).unwrap_err();
             assert_eq!(e[0].path, *path, "{json}");
         }
-        assert!(serde_json::from_str::<HttpsInput>(r#"{"actoin":"reject"}"#).is_err());
-        assert!(serde_json::from_str::<HttpsInput>(r#"{"action":"drop"}"#).is_err());
+        assert!(crate::json::from_str::<HttpsInput>(r#"{"actoin":"reject"}"#).is_err());
+        assert!(crate::json::from_str::<HttpsInput>(r#"{"action":"drop"}"#).is_err());
     }
 
     #[test]

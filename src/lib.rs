@@ -11,7 +11,7 @@ pub mod error;
 pub mod http1;
 pub mod https;
 pub mod ip;
-pub mod json_path;
+pub mod json;
 pub mod log;
 pub mod metrics;
 pub mod num;

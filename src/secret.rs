@@ -2,8 +2,8 @@
 //! A resolved [`Secret`] never prints its bytes.
 
 use crate::error::ConfigError;
+use crate::json::{FromJson, Kind, Reader, Result as JsonResult};
 use base64::Engine as _;
-use serde::Deserialize;
 use std::fmt;
 
 /// The environment the document's `{"env": ...}` secrets are read from; the core never reads it itself.
@@ -27,12 +27,9 @@ impl Env for NoEnv {
 }
 
 /// The document form of a secret. `Debug` names the variable but never shows an inline value.
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone)]
 pub struct SecretInput {
-    #[serde(default)]
     pub env: Option<String>,
-    #[serde(default)]
     pub base64: Option<String>,
 }
 
@@ -43,6 +40,24 @@ impl fmt::Debug for SecretInput {
             (None, Some(_)) => f.write_str("SecretInput(base64 <redacted>)"),
             (None, None) => f.write_str("SecretInput(<empty>)"),
         }
+    }
+}
+
+impl<'a> FromJson<'a> for SecretInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        // A secret written as a plain string is the likely mistake: say what belongs there.
+        if r.kind()? != Kind::Object {
+            return Err(r.invalid_type(r#"an object, {"env": NAME} or {"base64": VALUE}"#));
+        }
+        let (mut env, mut base64) = (None, None);
+        r.object(&["env", "base64"], |r, i| {
+            match i {
+                0 => env = r.read()?,
+                _ => base64 = r.read()?,
+            }
+            Ok(())
+        })?;
+        Ok(SecretInput { env, base64 })
     }
 }
 
@@ -132,11 +147,11 @@ mod tests {
     #[test]
     fn debug_never_shows_secret_material() {
         let inline: SecretInput =
-            serde_json::from_str(&format!("{{\"base64\": \"{KEY}\"}}")).unwrap();
+            crate::json::from_str(&format!("{{\"base64\": \"{KEY}\"}}")).unwrap();
         assert!(!format!("{inline:?}").contains(KEY));
         let resolved = inline.resolve("p", &NoEnv, 32).unwrap();
         assert_eq!(format!("{resolved:?}"), "Secret(<36 bytes>)");
-        let env: SecretInput = serde_json::from_str(r#"{"env": "K"}"#).unwrap();
+        let env: SecretInput = crate::json::from_str(r#"{"env": "K"}"#).unwrap();
         assert_eq!(format!("{env:?}"), "SecretInput(env K)");
     }
 
@@ -148,7 +163,7 @@ mod tests {
             "NOTB64" => Some("not base64!".to_string()),
             _ => None,
         };
-        let s = |j: &str| serde_json::from_str::<SecretInput>(j).unwrap();
+        let s = |j: &str| crate::json::from_str::<SecretInput>(j).unwrap();
         assert!(s(r#"{"env": "GOOD"}"#).resolve("p", &env, 32).is_ok());
         let e = s(r#"{"env": "MISSING"}"#)
             .resolve("a.b", &env, 32)
@@ -166,6 +181,6 @@ mod tests {
         assert!(s(&format!(r#"{{"env": "GOOD", "base64": "{KEY}"}}"#))
             .resolve("p", &env, 0)
             .is_err());
-        assert!(serde_json::from_str::<SecretInput>(r#"{"file": "x"}"#).is_err());
+        assert!(crate::json::from_str::<SecretInput>(r#"{"file": "x"}"#).is_err());
     }
 }

@@ -164,8 +164,8 @@ fn bad_documents_are_refused_by_edgeward_check_and_by_envoy() {
         (
             "malformed",
             "{\"policies\": {\"p\": {}}, \"routes\": [",
-            "routes",
-            "EOF",
+            "routes[0]",
+            "unexpected end of the document",
         ),
         (
             "unknown-field",

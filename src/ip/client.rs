@@ -4,21 +4,31 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use serde::Deserialize;
-
 use super::parse::{parse_net, wire_ip, Net};
 use super::table::IpTable;
 use crate::error::{index, join, Errors};
+use crate::json::{FromJson, Reader, Result as JsonResult};
 use crate::request::{Headers, Peer};
 
 /// Document-level `client_ip`.
-#[derive(Deserialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct ClientIpInput {
-    #[serde(default)]
     pub xff_trusted_hops: u32,
-    #[serde(default)]
     pub trusted_proxies: Vec<String>,
+}
+
+impl<'a> FromJson<'a> for ClientIpInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        let mut c = ClientIpInput::default();
+        r.object(&["xff_trusted_hops", "trusted_proxies"], |r, i| {
+            match i {
+                0 => c.xff_trusted_hops = r.read()?,
+                _ => c.trusted_proxies = r.read()?,
+            }
+            Ok(())
+        })?;
+        Ok(c)
+    }
 }
 
 /// The address the IP checks see: canonical (IPv4-mapped IPv6 is IPv4), or Invalid when the entry taken
@@ -394,9 +404,9 @@ mod tests {
 
     #[test]
     fn input_rejects_unknown_fields() {
-        let ok: ClientIpInput = serde_json::from_str(r#"{"xff_trusted_hops": 1}"#).unwrap();
+        let ok: ClientIpInput = crate::json::from_str(r#"{"xff_trusted_hops": 1}"#).unwrap();
         assert_eq!(ok.xff_trusted_hops, 1);
-        assert!(serde_json::from_str::<ClientIpInput>(r#"{"xff_num_trusted_hops": 1}"#).is_err());
+        assert!(crate::json::from_str::<ClientIpInput>(r#"{"xff_num_trusted_hops": 1}"#).is_err());
     }
 
     #[test]

@@ -3,13 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 use super::client::ClientAddr;
 use super::parse::{parse_net, Net};
 use super::table::{push_net, IpTable};
 use crate::decision::{Reason, Reply};
 use crate::error::{index, join, Errors};
+use crate::json::{FromJson, Reader, Result as JsonResult};
 
 /// Document-level `ip_lists`: name → addresses and CIDRs.
 pub type IpListsInput = BTreeMap<String, ListInput>;
@@ -50,61 +49,40 @@ impl ListInput {
     }
 }
 
-impl<'de> Deserialize<'de> for ListInput {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Entries;
-        impl<'de> serde::de::Visitor<'de> for Entries {
-            type Value = ListInput;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a sequence")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<ListInput, A::Error> {
-                let mut list = ListInput::default();
-                let mut i = 0;
-                while let Some(()) = seq.next_element_seed(Entry { list: &mut list, i })? {
-                    i += 1;
-                }
-                Ok(list)
-            }
-        }
-        /// One entry, parsed from the deserializer's borrowed text straight into the list.
-        struct Entry<'l> {
-            list: &'l mut ListInput,
-            i: usize,
-        }
-        impl<'de> serde::de::DeserializeSeed<'de> for Entry<'_> {
-            type Value = ();
-            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-                d.deserialize_str(self)
-            }
-        }
-        impl<'de> serde::de::Visitor<'de> for Entry<'_> {
-            type Value = ();
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
-                self.list.push(self.i, v);
-                Ok(())
-            }
-        }
-        d.deserialize_seq(Entries)
+/// Each entry is parsed as it is read, from the document's text (no `String` kept per entry).
+impl<'a> FromJson<'a> for ListInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        let mut list = ListInput::default();
+        r.array(|r, i| {
+            let entry = r.str()?;
+            list.push(i, &entry);
+            Ok(())
+        })?;
+        Ok(list)
     }
 }
 
 /// A policy's `ip` section.
-#[derive(Deserialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct IpInput {
-    #[serde(default)]
     pub allow: Vec<String>,
-    #[serde(default)]
     pub deny: Vec<String>,
-    #[serde(default)]
     pub deny_status: Option<u16>,
+}
+
+impl<'a> FromJson<'a> for IpInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        let mut ip = IpInput::default();
+        r.object(&["allow", "deny", "deny_status"], |r, i| {
+            match i {
+                0 => ip.allow = r.read()?,
+                1 => ip.deny = r.read()?,
+                _ => ip.deny_status = r.read()?,
+            }
+            Ok(())
+        })?;
+        Ok(ip)
+    }
 }
 
 /// Compiled `ip_lists`, each shared (not copied) by policies that use it alone.
@@ -466,12 +444,12 @@ mod tests {
     #[test]
     fn input_shape() {
         let i: IpInput =
-            serde_json::from_str(r#"{"allow": ["@office"], "deny_status": 404}"#).unwrap();
+            crate::json::from_str(r#"{"allow": ["@office"], "deny_status": 404}"#).unwrap();
         assert_eq!(i.allow, ["@office"]);
         assert!(i.deny.is_empty());
         assert_eq!(i.deny_status, Some(404));
-        assert!(serde_json::from_str::<IpInput>(r#"{"allowed": []}"#).is_err());
-        let l: IpListsInput = serde_json::from_str(r#"{"office": ["198.51.100.0/24"]}"#).unwrap();
+        assert!(crate::json::from_str::<IpInput>(r#"{"allowed": []}"#).is_err());
+        let l: IpListsInput = crate::json::from_str(r#"{"office": ["198.51.100.0/24"]}"#).unwrap();
         assert_eq!(l["office"].v4, [(0xC633_6400, 24)]);
         assert!(l["office"].v6.is_empty());
         assert!(l["office"].errors.is_empty());
@@ -482,7 +460,7 @@ mod tests {
     /// that is not an array is a parse error naming its path.
     #[test]
     fn lists_are_parsed_entry_by_entry() {
-        let l: IpListsInput = serde_json::from_str(
+        let l: IpListsInput = crate::json::from_str(
             r#"{"a": ["10.0.0.0/8", "bad", "\u0031\u0030.1.2.3", "@b", "::1"]}"#,
         )
         .unwrap();

@@ -12,9 +12,9 @@ pub use redact::{redact_query, redact_url, REDACTED};
 pub use text::{rfc3339, CUT_MARKER, VALUE_CAP};
 
 use crate::error::{index, join, Errors};
+use crate::json::{FromJson, Reader, Result as JsonResult};
 use crate::request::Headers;
 use crate::secret::{Env, SecretInput};
-use serde::Deserialize;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -65,8 +65,7 @@ fn default_v6() -> u32 {
 }
 
 /// What happens to `X-Forwarded-For` toward the upstream.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpstreamXff {
     /// Forward as Envoy built it.
     #[default]
@@ -80,31 +79,22 @@ pub enum UpstreamXff {
 }
 
 /// A policy's `log` section.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct LogInput {
     /// Bits of an IPv4 address kept (0..=32).
-    #[serde(default = "default_v4")]
     pub ipv4_prefix: u32,
     /// Bits of an IPv6 address kept (0..=128).
-    #[serde(default = "default_v6")]
     pub ipv6_prefix: u32,
     /// HMAC key of the pseudonyms, ≥ 32 bytes.
-    #[serde(default)]
     pub pseudonym_key: Option<SecretInput>,
     /// `client_ip`, `key_id`, `header:NAME`.
-    #[serde(default)]
     pub pseudonymize: Vec<String>,
     /// Request headers logged (allow-list).
-    #[serde(default)]
     pub headers: Vec<String>,
     /// Query parameter names whose values are replaced with `REDACTED`.
-    #[serde(default)]
     pub redact_query: Vec<String>,
-    #[serde(default)]
     pub upstream_xff: UpstreamXff,
     /// Also set each record field as its own filter-state property.
-    #[serde(default)]
     pub fields: bool,
 }
 
@@ -120,6 +110,49 @@ impl Default for LogInput {
             upstream_xff: UpstreamXff::Keep,
             fields: false,
         }
+    }
+}
+
+impl<'a> FromJson<'a> for UpstreamXff {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        Ok(
+            match r.choice(&["keep", "truncate", "pseudonymize", "remove"])? {
+                0 => UpstreamXff::Keep,
+                1 => UpstreamXff::Truncate,
+                2 => UpstreamXff::Pseudonymize,
+                _ => UpstreamXff::Remove,
+            },
+        )
+    }
+}
+
+impl<'a> FromJson<'a> for LogInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        const FIELDS: &[&str] = &[
+            "ipv4_prefix",
+            "ipv6_prefix",
+            "pseudonym_key",
+            "pseudonymize",
+            "headers",
+            "redact_query",
+            "upstream_xff",
+            "fields",
+        ];
+        let mut l = LogInput::default();
+        r.object(FIELDS, |r, i| {
+            match i {
+                0 => l.ipv4_prefix = r.read()?,
+                1 => l.ipv6_prefix = r.read()?,
+                2 => l.pseudonym_key = r.read()?,
+                3 => l.pseudonymize = r.read()?,
+                4 => l.headers = r.read()?,
+                5 => l.redact_query = r.read()?,
+                6 => l.upstream_xff = r.read()?,
+                _ => l.fields = r.read()?,
+            }
+            Ok(())
+        })?;
+        Ok(l)
     }
 }
 

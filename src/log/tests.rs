@@ -20,7 +20,7 @@ fn key_json(fill: u8) -> Value {
 }
 
 fn parse(v: Value) -> Result<LogInput, String> {
-    serde_json::from_value(v).map_err(|e| e.to_string())
+    crate::json::from_value(v).map_err(|e| e.to_string())
 }
 
 fn compile_value(v: Value) -> Result<LogPolicy, Vec<String>> {

@@ -15,10 +15,10 @@ pub use remote::{FailureMode, RemoteAnswer, RlsConfig, RlsInput};
 
 use crate::decision::{Reason, Reply};
 use crate::error::{index, join, Errors};
+use crate::json::{FromJson, Reader, Result as JsonResult};
 use crate::request::Headers;
 use crate::store::{SharedStore, StoreError};
 use gcra::Gcra;
-use serde::Deserialize;
 use siphasher::sip128::SipHasher13;
 use std::fmt;
 use std::hash::Hasher;
@@ -38,27 +38,61 @@ pub const MAX_WINDOW_S: u64 = 365 * 86_400;
 pub const UNAVAILABLE_STATUS: u16 = 503;
 
 /// One entry of a policy's `rate_limits`, as written.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitInput {
     pub name: String,
     pub key: String,
     pub limit: u64,
     pub window_s: u64,
-    #[serde(default)]
     pub burst: Option<u64>,
-    #[serde(default)]
     pub status: Option<u64>,
-    #[serde(default = "default_true")]
     pub headers: bool,
-    #[serde(default)]
     pub ipv6_prefix: Option<u64>,
-    #[serde(default)]
     pub backend: Option<String>,
 }
 
-fn default_true() -> bool {
-    true
+impl<'a> FromJson<'a> for LimitInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        const FIELDS: &[&str] = &[
+            "name",
+            "key",
+            "limit",
+            "window_s",
+            "burst",
+            "status",
+            "headers",
+            "ipv6_prefix",
+            "backend",
+        ];
+        let (mut name, mut key, mut limit, mut window_s) = (None, None, None, None);
+        let (mut burst, mut status, mut headers, mut ipv6_prefix, mut backend) =
+            (None, None, true, None, None);
+        r.object(FIELDS, |r, i| {
+            match i {
+                0 => name = Some(r.read()?),
+                1 => key = Some(r.read()?),
+                2 => limit = Some(r.read()?),
+                3 => window_s = Some(r.read()?),
+                4 => burst = r.read()?,
+                5 => status = r.read()?,
+                6 => headers = r.read()?,
+                7 => ipv6_prefix = r.read()?,
+                _ => backend = r.read()?,
+            }
+            Ok(())
+        })?;
+        Ok(LimitInput {
+            name: r.required(name, "name")?,
+            key: r.required(key, "key")?,
+            limit: r.required(limit, "limit")?,
+            window_s: r.required(window_s, "window_s")?,
+            burst,
+            status,
+            headers,
+            ipv6_prefix,
+            backend,
+        })
+    }
 }
 
 /// Where a limit's buckets live.

@@ -12,8 +12,8 @@
 
 use super::{KeySpec, KeyValue, Limit};
 use crate::error::{join, Errors};
+use crate::json::{FromJson, Reader, Result as JsonResult};
 use prost::Message;
-use serde::Deserialize;
 use std::net::IpAddr;
 
 /// The gRPC service and method edgeward calls.
@@ -31,8 +31,7 @@ const MAX_FORWARDED_HEADERS: usize = 16;
 const MAX_HEADER_VALUE: usize = 1024;
 
 /// What happens when the engine cannot answer (error, timeout, unknown cluster, bad answer).
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailureMode {
     /// Answer 503 `rate_limit_unavailable` with `Retry-After: 1` (fail closed).
     #[default]
@@ -42,15 +41,46 @@ pub enum FailureMode {
 }
 
 /// The document-level `rls` section, as written.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RlsInput {
     pub cluster: String,
     pub domain: String,
-    #[serde(default)]
     pub timeout_ms: Option<u64>,
-    #[serde(default)]
     pub failure_mode: FailureMode,
+}
+
+impl<'a> FromJson<'a> for FailureMode {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        Ok(match r.choice(&["deny", "allow"])? {
+            0 => FailureMode::Deny,
+            _ => FailureMode::Allow,
+        })
+    }
+}
+
+impl<'a> FromJson<'a> for RlsInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        let (mut cluster, mut domain, mut timeout_ms, mut failure_mode) =
+            (None, None, None, FailureMode::default());
+        r.object(
+            &["cluster", "domain", "timeout_ms", "failure_mode"],
+            |r, i| {
+                match i {
+                    0 => cluster = Some(r.read()?),
+                    1 => domain = Some(r.read()?),
+                    2 => timeout_ms = r.read()?,
+                    _ => failure_mode = r.read()?,
+                }
+                Ok(())
+            },
+        )?;
+        Ok(RlsInput {
+            cluster: r.required(cluster, "cluster")?,
+            domain: r.required(domain, "domain")?,
+            timeout_ms,
+            failure_mode,
+        })
+    }
 }
 
 /// The compiled `rls` section.
@@ -419,7 +449,7 @@ mod tests {
     use crate::request::Headers;
 
     fn rls(json: &str) -> (Option<RlsConfig>, Vec<String>) {
-        let input: RlsInput = serde_json::from_str(json).unwrap();
+        let input: RlsInput = crate::json::from_str(json).unwrap();
         let mut errs = Errors::default();
         let out = compile_rls(&input, "rls", &mut errs);
         let errs = errs.into_vec().iter().map(|e| e.to_string()).collect();
@@ -486,7 +516,7 @@ mod tests {
             r#"{"cluster": "rl", "domain": "d", "timeout": 5}"#,
             r#"{"domain": "d"}"#,
         ] {
-            assert!(serde_json::from_str::<RlsInput>(bad).is_err(), "{bad}");
+            assert!(crate::json::from_str::<RlsInput>(bad).is_err(), "{bad}");
         }
     }
 
@@ -515,7 +545,7 @@ mod tests {
     }
 
     fn remote_limits(json: &str) -> crate::rate_limit::RateLimits {
-        let inputs: Vec<crate::rate_limit::LimitInput> = serde_json::from_str(json).unwrap();
+        let inputs: Vec<crate::rate_limit::LimitInput> = crate::json::from_str(json).unwrap();
         let mut errs = Errors::default();
         let rl = compile(
             &inputs,

@@ -10,7 +10,7 @@ const T0: u64 = 1_700_000_000 * S;
 const HK: [u8; 16] = *b"0123456789abcdef";
 
 fn inputs(json: &str) -> Vec<LimitInput> {
-    serde_json::from_str(json).unwrap()
+    crate::json::from_str(json).unwrap()
 }
 
 fn compile_with(json: &str, policy: &str, slots: u32) -> RateLimits {
@@ -272,18 +272,19 @@ fn duplicate_names_are_an_error() {
 
 #[test]
 fn unknown_and_missing_fields_are_rejected() {
-    assert!(serde_json::from_str::<LimitInput>(
+    assert!(crate::json::from_str::<LimitInput>(
         r#"{"name": "a", "key": "route", "limit": 1, "window_s": 1, "rate": 2}"#
     )
     .is_err());
     assert!(
-        serde_json::from_str::<LimitInput>(r#"{"name": "a", "key": "route", "limit": 1}"#).is_err()
+        crate::json::from_str::<LimitInput>(r#"{"name": "a", "key": "route", "limit": 1}"#)
+            .is_err()
     );
-    assert!(serde_json::from_str::<LimitInput>(
+    assert!(crate::json::from_str::<LimitInput>(
         r#"{"name": "a", "key": "route", "limit": -1, "window_s": 1}"#
     )
     .is_err());
-    assert!(serde_json::from_str::<LimitInput>(
+    assert!(crate::json::from_str::<LimitInput>(
         r#"{"name": "a", "key": "route", "limit": 1, "window_s": 1}"#
     )
     .is_ok());

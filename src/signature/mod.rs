@@ -19,6 +19,7 @@ pub use sign::{sign_request, SignParams, SignedHeaders, SigningKey};
 
 use crate::decision::{Reason, Reply};
 use crate::error::{index, join, Errors};
+use crate::json::{FromJson, Reader, Result as JsonResult};
 use crate::request::RequestHead;
 use crate::secret::{decode_base64, Env, SecretInput};
 // tests.rs decodes PEM with the `pkcs8` crate too (enabled for tests only, as a dev-dependency feature).
@@ -26,7 +27,6 @@ use crate::secret::{decode_base64, Env, SecretInput};
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
 use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac as _};
-use serde::Deserialize;
 use sfv::{BareItem, Item, Member};
 use sha2::Sha256;
 use std::fmt;
@@ -45,11 +45,9 @@ const MAX_BASE_INPUT_BYTES: usize = 64 * 1024;
 const MAX_NONCE_LEN: usize = 256;
 
 /// Signature algorithm, as named in the document and in the `alg` signature parameter.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alg {
-    #[serde(rename = "hmac-sha256")]
     HmacSha256,
-    #[serde(rename = "ed25519")]
     Ed25519,
 }
 
@@ -73,8 +71,7 @@ impl Alg {
 }
 
 /// `nonce`: whether every signature must carry one.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NonceMode {
     Required,
     #[default]
@@ -82,18 +79,13 @@ pub enum NonceMode {
 }
 
 /// One entry of `keys`.
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone)]
 pub struct KeyInput {
     pub id: String,
     pub alg: Alg,
-    #[serde(default)]
     pub secret: Option<SecretInput>,
-    #[serde(default)]
     pub public_key: Option<String>,
-    #[serde(default)]
     pub not_before: Option<u64>,
-    #[serde(default)]
     pub not_after: Option<u64>,
 }
 
@@ -128,21 +120,14 @@ fn default_max_body() -> u64 {
 }
 
 /// A policy's `signature` section.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct SignatureInput {
     pub keys: Vec<KeyInput>,
-    #[serde(default = "default_components")]
     pub components: Vec<String>,
-    #[serde(default = "default_max_age")]
     pub max_age_s: u64,
-    #[serde(default = "default_skew")]
     pub clock_skew_s: u64,
-    #[serde(default)]
     pub nonce: NonceMode,
-    #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
-    #[serde(default)]
     pub label: Option<String>,
 }
 
@@ -157,6 +142,88 @@ impl Default for SignatureInput {
             max_body_bytes: default_max_body(),
             label: None,
         }
+    }
+}
+
+impl<'a> FromJson<'a> for Alg {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        Ok(match r.choice(&["hmac-sha256", "ed25519"])? {
+            0 => Alg::HmacSha256,
+            _ => Alg::Ed25519,
+        })
+    }
+}
+
+impl<'a> FromJson<'a> for NonceMode {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        Ok(match r.choice(&["required", "optional"])? {
+            0 => NonceMode::Required,
+            _ => NonceMode::Optional,
+        })
+    }
+}
+
+impl<'a> FromJson<'a> for KeyInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        const FIELDS: &[&str] = &[
+            "id",
+            "alg",
+            "secret",
+            "public_key",
+            "not_before",
+            "not_after",
+        ];
+        let (mut id, mut alg, mut secret, mut public_key, mut not_before, mut not_after) =
+            (None, None, None, None, None, None);
+        r.object(FIELDS, |r, i| {
+            match i {
+                0 => id = Some(r.read()?),
+                1 => alg = Some(r.read()?),
+                2 => secret = r.read()?,
+                3 => public_key = r.read()?,
+                4 => not_before = r.read()?,
+                _ => not_after = r.read()?,
+            }
+            Ok(())
+        })?;
+        Ok(KeyInput {
+            id: r.required(id, "id")?,
+            alg: r.required(alg, "alg")?,
+            secret,
+            public_key,
+            not_before,
+            not_after,
+        })
+    }
+}
+
+impl<'a> FromJson<'a> for SignatureInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        const FIELDS: &[&str] = &[
+            "keys",
+            "components",
+            "max_age_s",
+            "clock_skew_s",
+            "nonce",
+            "max_body_bytes",
+            "label",
+        ];
+        let mut sig = SignatureInput::default();
+        let mut keys = None;
+        r.object(FIELDS, |r, i| {
+            match i {
+                0 => keys = Some(r.read()?),
+                1 => sig.components = r.read()?,
+                2 => sig.max_age_s = r.read()?,
+                3 => sig.clock_skew_s = r.read()?,
+                4 => sig.nonce = r.read()?,
+                5 => sig.max_body_bytes = r.read()?,
+                _ => sig.label = r.read()?,
+            }
+            Ok(())
+        })?;
+        sig.keys = r.required(keys, "keys")?;
+        Ok(sig)
     }
 }
 

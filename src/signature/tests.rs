@@ -42,7 +42,7 @@ const SECRET_B64: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const SECRET2_B64: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="; // "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef"
 
 fn compile_json(v: serde_json::Value) -> Result<SignaturePolicy, Vec<String>> {
-    let input: SignatureInput = serde_json::from_value(v).map_err(|e| vec![e.to_string()])?;
+    let input: SignatureInput = crate::json::from_value(v).map_err(|e| vec![e.to_string()])?;
     let mut errs = Errors::default();
     let p = compile(&input, "policies.p.signature", &NoEnv, &mut errs);
     let errs: Vec<String> = errs.into_vec().iter().map(|e| e.to_string()).collect();
@@ -993,7 +993,7 @@ fn config_errors_name_paths_and_never_secrets() {
         ),
         (
             json!({"keys": [{"id": "a", "alg": "rsa", "public_key": ed_pub_b64()}]}),
-            "unknown variant `rsa`",
+            "alg: unknown value, expected `hmac-sha256` or `ed25519`",
         ),
         (
             json!({"keys": [{"id": "a", "alg": "ed25519", "public_key": ed_pub_b64()}], "extra": 1}),
@@ -1005,7 +1005,7 @@ fn config_errors_name_paths_and_never_secrets() {
         ),
         (
             json!({"keys": [{"id": "a", "alg": "ed25519", "public_key": ed_pub_b64()}], "nonce": "always"}),
-            "unknown variant `always`",
+            "nonce: unknown value, expected `required` or `optional`",
         ),
     ];
     for (doc, expected) in cases {
@@ -1034,7 +1034,7 @@ fn config_errors_name_paths_and_never_secrets() {
 
 #[test]
 fn defaults_and_env_secrets() {
-    let input: SignatureInput = serde_json::from_value(json!({
+    let input: SignatureInput = crate::json::from_value(json!({
         "keys": [{"id": "k1", "alg": "hmac-sha256", "secret": {"env": "KEY_A"}}]
     }))
     .unwrap();

@@ -1,0 +1,851 @@
+//! The policy document's JSON reader (RFC 8259), in place of serde and serde_json.
+//!
+//! The document is read once, at load, straight into the input types (no intermediate tree: a
+//! 100,000-entry `ip_lists` list is parsed entry by entry into its tables, and wasm memory never
+//! shrinks). Each input type says what it accepts in a [`FromJson`] impl of a few lines; the reader keeps
+//! the JSON path of the value it is on, so every error names it (`policies.p.ip.allow[1]`), and no message
+//! ever quotes a value from the document: a secret written where something else belongs is not echoed
+//! into Envoy's log or `edgeward check`'s output. Keys are quoted (they are names, not values).
+//!
+//! Strict where serde was lenient by accident: a struct written as an array, an enum written as a
+//! one-key object, a key given twice in any object (serde kept the last value of a map) are errors.
+//! `null` stands for "absent" only where a field is optional, as before.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use crate::error::ConfigError;
+
+pub type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Deeper nesting is refused (the documents nest six levels; serde_json's limit was 128).
+const MAX_DEPTH: usize = 64;
+
+/// A type read from the document.
+pub trait FromJson<'a>: Sized {
+    fn read(r: &mut Reader<'a>) -> Result<Self>;
+}
+
+/// Reads a whole text as one `T`; text after it (other than whitespace) is an error.
+pub fn from_str<'a, T: FromJson<'a>>(text: &'a str) -> Result<T> {
+    let mut r = Reader::new(text);
+    let value = T::read(&mut r)?;
+    r.end()?;
+    Ok(value)
+}
+
+/// Tests build documents with `serde_json::json!`: this reads one through the reader, as the plugin would.
+#[cfg(test)]
+pub fn from_value<T: for<'a> FromJson<'a>>(v: serde_json::Value) -> Result<T> {
+    from_str(&v.to_string())
+}
+
+/// What a value is, from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Null => "null",
+            Kind::Bool => "boolean",
+            Kind::Number => "number",
+            Kind::String => "string",
+            Kind::Array => "array",
+            Kind::Object => "object",
+        }
+    }
+}
+
+/// A cursor over the document text that knows the JSON path of where it is.
+pub struct Reader<'a> {
+    text: &'a str,
+    pos: usize,
+    path: String,
+    depth: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Reader {
+            text,
+            pos: 0,
+            path: String::new(),
+            depth: 0,
+        }
+    }
+
+    /// An error at the current path, with where in the text the reader stopped (1-based line and
+    /// column, in characters): `policies.p.ip.allow[1]: invalid type: number, expected a string at line
+    /// 5 column 25`.
+    #[inline(never)]
+    pub fn error(&self, reason: impl std::fmt::Display) -> ConfigError {
+        let before = self.text.get(..self.pos).unwrap_or(self.text);
+        let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError::new(
+            self.path.clone(),
+            format!("{reason} at line {line} column {column}"),
+        )
+    }
+
+    fn byte(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.byte() {
+            self.pos += 1;
+        }
+    }
+
+    /// The kind of the next value (whitespace skipped), or a syntax error where no value starts.
+    #[inline(never)]
+    pub fn kind(&mut self) -> Result<Kind> {
+        self.skip_ws();
+        match self.byte() {
+            Some(b'n') => Ok(Kind::Null),
+            Some(b't' | b'f') => Ok(Kind::Bool),
+            Some(b'-' | b'0'..=b'9') => Ok(Kind::Number),
+            Some(b'"') => Ok(Kind::String),
+            Some(b'[') => Ok(Kind::Array),
+            Some(b'{') => Ok(Kind::Object),
+            Some(_) => Err(self.error("expected a value")),
+            None => Err(self.error("unexpected end of the document")),
+        }
+    }
+
+    /// `invalid type: <what the document has>, expected <expected>`, naming no value.
+    #[inline(never)]
+    pub fn invalid_type(&mut self, expected: &str) -> ConfigError {
+        match self.kind() {
+            Ok(k) => self.error(format!("invalid type: {}, expected {expected}", k.name())),
+            Err(e) => e,
+        }
+    }
+
+    fn expect(&mut self, kind: Kind, expected: &str) -> Result<()> {
+        if self.kind()? == kind {
+            Ok(())
+        } else {
+            Err(self.invalid_type(expected))
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Result<()> {
+        let end = self.pos + word.len();
+        if self.text.as_bytes().get(self.pos..end) == Some(word.as_bytes()) {
+            self.pos = end;
+            Ok(())
+        } else {
+            Err(self.error("expected a value"))
+        }
+    }
+
+    /// The next value as a `T`.
+    pub fn read<T: FromJson<'a>>(&mut self) -> Result<T> {
+        T::read(self)
+    }
+
+    /// Consumes a `null` if one is next: `true` if it did.
+    #[inline(never)]
+    pub fn null(&mut self) -> Result<bool> {
+        if self.kind()? == Kind::Null {
+            self.literal("null")?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    #[inline(never)]
+    pub fn bool(&mut self) -> Result<bool> {
+        self.expect(Kind::Bool, "a boolean")?;
+        if self.byte() == Some(b't') {
+            self.literal("true")?;
+            Ok(true)
+        } else {
+            self.literal("false")?;
+            Ok(false)
+        }
+    }
+
+    /// A non-negative integer no larger than `max`. Fractions, exponents, signs and larger numbers are
+    /// refused with the accepted range (the number itself is not repeated).
+    #[inline(never)]
+    pub fn uint(&mut self, max: u64) -> Result<u64> {
+        let expected = format!("an integer from 0 to {max}");
+        self.expect(Kind::Number, &expected)?;
+        let bytes = self.text.as_bytes();
+        let mut i = self.pos;
+        let negative = bytes.get(i) == Some(&b'-');
+        if negative {
+            i += 1;
+        }
+        // The end of a run of digits from `i`, or an error if the run is empty.
+        let run = |r: &mut Self, i: usize| {
+            let end = i + bytes
+                .get(i..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if end == i {
+                r.pos = end;
+                return Err(r.error("invalid number"));
+            }
+            Ok(end)
+        };
+        let digits = i;
+        let int_end = run(self, digits)?;
+        if bytes.get(digits) == Some(&b'0') && int_end - digits > 1 {
+            self.pos = int_end;
+            return Err(self.error("invalid number"));
+        }
+        i = int_end;
+        let mut integer = true;
+        if bytes.get(i) == Some(&b'.') {
+            i = run(self, i + 1)?;
+            integer = false;
+        }
+        if let Some(b'e' | b'E') = bytes.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = bytes.get(i) {
+                i += 1;
+            }
+            i = run(self, i)?;
+            integer = false;
+        }
+        let value = if integer && !negative {
+            bytes
+                .get(digits..int_end)
+                .unwrap_or_default()
+                .iter()
+                .try_fold(0u64, |acc, &d| {
+                    acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                })
+                .filter(|&v| v <= max)
+        } else {
+            None
+        };
+        match value {
+            Some(v) => {
+                self.pos = i;
+                Ok(v)
+            }
+            None => Err(self.error(format!("invalid value: expected {expected}"))),
+        }
+    }
+
+    /// A string: borrowed from the text when it holds no escapes.
+    #[inline(never)]
+    pub fn str(&mut self) -> Result<Cow<'a, str>> {
+        self.expect(Kind::String, "a string")?;
+        let text = self.text;
+        self.pos += 1;
+        let start = self.pos;
+        let mut owned: Option<String> = None;
+        let mut run = start;
+        loop {
+            // Skip to the next byte that ends or interrupts a plain run.
+            let skip = text
+                .as_bytes()
+                .get(self.pos..)
+                .unwrap_or_default()
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            let Some(skip) = skip else {
+                self.pos = text.len();
+                return Err(self.error("unterminated string"));
+            };
+            self.pos += skip;
+            match self.byte() {
+                Some(b'"') => {
+                    let tail = text.get(run..self.pos).unwrap_or_default();
+                    self.pos += 1;
+                    return Ok(match owned {
+                        None => Cow::Borrowed(tail),
+                        Some(mut s) => {
+                            s.push_str(tail);
+                            Cow::Owned(s)
+                        }
+                    });
+                }
+                Some(b'\\') => {
+                    let s = owned.get_or_insert_with(String::new);
+                    s.push_str(text.get(run..self.pos).unwrap_or_default());
+                    self.pos += 1;
+                    let c = match self.byte() {
+                        Some(b'"') => '"',
+                        Some(b'\\') => '\\',
+                        Some(b'/') => '/',
+                        Some(b'b') => '\u{8}',
+                        Some(b'f') => '\u{c}',
+                        Some(b'n') => '\n',
+                        Some(b'r') => '\r',
+                        Some(b't') => '\t',
+                        Some(b'u') => {
+                            self.pos += 1;
+                            let c = self.unicode_escape()?;
+                            owned.get_or_insert_with(String::new).push(c);
+                            run = self.pos;
+                            continue;
+                        }
+                        _ => return Err(self.error("invalid escape in a string")),
+                    };
+                    s.push(c);
+                    self.pos += 1;
+                    run = self.pos;
+                }
+                _ => return Err(self.error("control character in a string")),
+            }
+        }
+    }
+
+    /// After `\u`: four hex digits, and a second `\uXXXX` for a surrogate pair.
+    fn unicode_escape(&mut self) -> Result<char> {
+        let first = self.hex4()?;
+        let code = match first {
+            0xD800..=0xDBFF => {
+                if self.text.as_bytes().get(self.pos..self.pos + 2) != Some(b"\\u") {
+                    return Err(self.error("lone surrogate in a string"));
+                }
+                self.pos += 2;
+                let second = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&second) {
+                    return Err(self.error("lone surrogate in a string"));
+                }
+                0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return Err(self.error("lone surrogate in a string")),
+            c => c,
+        };
+        char::from_u32(code).ok_or_else(|| self.error("invalid escape in a string"))
+    }
+
+    fn hex4(&mut self) -> Result<u32> {
+        let digits = self.text.as_bytes().get(self.pos..self.pos + 4);
+        let value = digits.and_then(|d| {
+            d.iter()
+                .try_fold(0u32, |acc, &b| Some(acc * 16 + (b as char).to_digit(16)?))
+        });
+        match value {
+            Some(v) => {
+                self.pos += 4;
+                Ok(v)
+            }
+            None => Err(self.error("invalid escape in a string")),
+        }
+    }
+
+    /// One of `names`, as its index.
+    #[inline(never)]
+    pub fn choice(&mut self, names: &[&str]) -> Result<usize> {
+        let expected = one_of(names);
+        self.expect(Kind::String, &expected)?;
+        let s = self.str()?;
+        names
+            .iter()
+            .position(|n| *n == s)
+            .ok_or_else(|| self.error(format!("unknown value, expected {expected}")))
+    }
+
+    fn enter(&mut self) -> Result<()> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error("nested too deeply"));
+        }
+        self.depth += 1;
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// After a member or element: `,` (then `true`: another follows) or the closing byte.
+    fn next_member(&mut self, close: u8, what: &str) -> Result<bool> {
+        self.skip_ws();
+        match self.byte() {
+            Some(b',') => {
+                self.pos += 1;
+                self.skip_ws();
+                if self.byte() == Some(close) {
+                    return Err(self.error("trailing comma"));
+                }
+                Ok(true)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                self.depth -= 1;
+                Ok(false)
+            }
+            _ => Err(self.error(what)),
+        }
+    }
+
+    /// An array: `f` reads each element (the path names it `[i]`).
+    pub fn array(&mut self, mut f: impl FnMut(&mut Self, usize) -> Result<()>) -> Result<()> {
+        self.array_dyn(&mut f)
+    }
+
+    // One copy of the loop for every element type: the configuration is read once, so a call through
+    // `dyn` costs nothing that matters, and the .wasm (compiled for speed) stays small.
+    #[inline(never)]
+    fn array_dyn(&mut self, f: &mut dyn FnMut(&mut Self, usize) -> Result<()>) -> Result<()> {
+        self.expect(Kind::Array, "an array")?;
+        self.enter()?;
+        self.skip_ws();
+        if self.byte() == Some(b']') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        let mut i = 0;
+        loop {
+            let len = self.path.len();
+            self.path.push('[');
+            crate::num::push_u64(&mut self.path, i as u64);
+            self.path.push(']');
+            f(self, i)?;
+            self.path.truncate(len);
+            if !self.next_member(b']', "expected `,` or `]`")? {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+
+    /// An object with keys the user chooses: `f` reads the value of each key (the path names it).
+    pub fn map(&mut self, mut f: impl FnMut(&mut Self, &str) -> Result<()>) -> Result<()> {
+        self.members(&mut |r, key| f(r, &key))
+    }
+
+    /// An object with the keys `fields`: `f` reads the value of the field with that index. Unknown and
+    /// repeated fields are errors.
+    pub fn object(
+        &mut self,
+        fields: &[&str],
+        mut f: impl FnMut(&mut Self, usize) -> Result<()>,
+    ) -> Result<()> {
+        let mut seen = 0u64;
+        self.members(&mut |r, key| {
+            let Some(i) = fields.iter().position(|n| *n == key) else {
+                return Err(r.error(format!(
+                    "unknown field `{key}`, expected {}",
+                    one_of(fields)
+                )));
+            };
+            let bit = 1u64 << (i % 64);
+            if seen & bit != 0 {
+                return Err(r.error(format!("duplicate field `{key}`")));
+            }
+            seen |= bit;
+            f(r, i)
+        })
+    }
+
+    #[inline(never)]
+    fn members(&mut self, f: &mut dyn FnMut(&mut Self, Cow<'a, str>) -> Result<()>) -> Result<()> {
+        self.expect(Kind::Object, "an object")?;
+        self.enter()?;
+        self.skip_ws();
+        if self.byte() == Some(b'}') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            self.skip_ws();
+            if self.byte() != Some(b'"') {
+                return Err(self.error("expected a key"));
+            }
+            let key = self.str()?;
+            self.skip_ws();
+            if self.byte() != Some(b':') {
+                return Err(self.error("expected `:`"));
+            }
+            self.pos += 1;
+            let len = self.path.len();
+            if len > 0 {
+                self.path.push('.');
+            }
+            self.path.push_str(&key);
+            f(self, key)?;
+            self.path.truncate(len);
+            if !self.next_member(b'}', "expected `,` or `}`")? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A required field's value, or `missing field` at the object's path.
+    pub fn required<T>(&self, value: Option<T>, field: &str) -> Result<T> {
+        value.ok_or_else(|| self.error(format!("missing field `{field}`")))
+    }
+
+    /// The end of the document: only whitespace may follow.
+    pub fn end(&mut self) -> Result<()> {
+        self.skip_ws();
+        if self.pos < self.text.len() {
+            return Err(self.error("trailing characters"));
+        }
+        Ok(())
+    }
+}
+
+/// "`a`", "`a` or `b`", "one of `a`, `b`, `c`".
+fn one_of(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.as_slice() {
+        [] => "nothing".to_string(),
+        [one] => one.clone(),
+        [a, b] => format!("{a} or {b}"),
+        _ => format!("one of {}", quoted.join(", ")),
+    }
+}
+
+impl<'a> FromJson<'a> for String {
+    fn read(r: &mut Reader<'a>) -> Result<Self> {
+        r.str().map(Cow::into_owned)
+    }
+}
+
+impl<'a> FromJson<'a> for bool {
+    fn read(r: &mut Reader<'a>) -> Result<Self> {
+        r.bool()
+    }
+}
+
+impl<'a> FromJson<'a> for u64 {
+    fn read(r: &mut Reader<'a>) -> Result<Self> {
+        r.uint(u64::MAX)
+    }
+}
+
+impl<'a> FromJson<'a> for u32 {
+    fn read(r: &mut Reader<'a>) -> Result<Self> {
+        let v = r.uint(u32::MAX.into())?;
+        u32::try_from(v).map_err(|_| r.error("invalid value"))
+    }
+}
+
+impl<'a> FromJson<'a> for u16 {
+    fn read(r: &mut Reader<'a>) -> Result<Self> {
+        let v = r.uint(u16::MAX.into())?;
+        u16::try_from(v).map_err(|_| r.error("invalid value"))
+    }
+}
+
+/// `null` is `None`, as an absent field.
+impl<'a, T: FromJson<'a>> FromJson<'a> for Option<T> {
+    fn read(r: &mut Reader<'a>) -> Result<Self> {
+        if r.null()? {
+            Ok(None)
+        } else {
+            T::read(r).map(Some)
+        }
+    }
+}
+
+impl<'a, T: FromJson<'a>> FromJson<'a> for Vec<T> {
+    fn read(r: &mut Reader<'a>) -> Result<Self> {
+        let mut out = Vec::new();
+        r.array(|r, _| {
+            out.push(T::read(r)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// Names the user chooses (`policies`, `ip_lists`): a name given twice is an error.
+impl<'a, T: FromJson<'a>> FromJson<'a> for BTreeMap<String, T> {
+    fn read(r: &mut Reader<'a>) -> Result<Self> {
+        let mut out = BTreeMap::new();
+        r.map(|r, key| {
+            if out.contains_key(key) {
+                return Err(r.error(format_args!("{key:?} is given twice")));
+            }
+            out.insert(key.to_string(), T::read(r)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// The reason without the position every parse error ends with.
+    fn reason(e: &ConfigError) -> &str {
+        e.reason
+            .rsplit_once(" at line ")
+            .map_or(&e.reason, |(r, _)| r)
+    }
+
+    #[test]
+    fn strings_decode_every_escape_and_refuse_bad_ones() {
+        let ok = [
+            (r#""plain""#, "plain"),
+            (r#""""#, ""),
+            (r#""a\"b\\c\/d\b\f\n\r\t""#, "a\"b\\c/d\u{8}\u{c}\n\r\t"),
+            (r#""\u0041\u00e9\u20ac""#, "Aé€"),
+            (r#""\ud83d\ude00x""#, "😀x"),
+            ("\"é€😀\"", "é€😀"),
+        ];
+        for (text, want) in ok {
+            assert_eq!(from_str::<String>(text).as_deref(), Ok(want), "{text}");
+        }
+        // Borrowed when there is nothing to decode.
+        let mut r = Reader::new(r#""abc""#);
+        assert!(matches!(r.str(), Ok(Cow::Borrowed("abc"))));
+        let bad = [
+            (r#""abc"#, "unterminated string"),
+            (r#""a\x""#, "invalid escape"),
+            (r#""\u12""#, "invalid escape"),
+            (r#""\u12G4""#, "invalid escape"),
+            (r#""\ud83d""#, "lone surrogate"),
+            (r#""\ud83dx""#, "lone surrogate"),
+            (r#""\ud83d\u0041""#, "lone surrogate"),
+            (r#""\ude00""#, "lone surrogate"),
+            ("\"a\nb\"", "control character"),
+            ("\"a\u{1}b\"", "control character"),
+        ];
+        for (text, want) in bad {
+            let e = from_str::<String>(text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {text}"));
+            assert!(e.reason.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn integers_are_range_checked_and_never_echoed() {
+        assert_eq!(from_str::<u64>("0"), Ok(0));
+        assert_eq!(from_str::<u64>(" 18446744073709551615 "), Ok(u64::MAX));
+        assert_eq!(from_str::<u16>("65535"), Ok(65535));
+        assert_eq!(from_str::<u32>("4294967295"), Ok(u32::MAX));
+        for (text, max) in [
+            ("65536", "65535"),
+            ("-1", "65535"),
+            ("1.5", "65535"),
+            ("1e3", "65535"),
+            ("1.0", "65535"),
+            ("-0", "65535"),
+            ("99999999999999999999999", "65535"),
+        ] {
+            let e = from_str::<u16>(text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {text}"));
+            assert_eq!(
+                reason(&e),
+                format!("invalid value: expected an integer from 0 to {max}"),
+                "{text}"
+            );
+        }
+        assert!(from_str::<u64>("18446744073709551616").is_err());
+        for text in ["01", "-", "1.", "1e", "1e+", ".5", "+1"] {
+            assert!(from_str::<u64>(text).is_err(), "accepted {text}");
+        }
+        let e = from_str::<u64>(r#""5""#)
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert_eq!(
+            reason(&e),
+            "invalid type: string, expected an integer from 0 to 18446744073709551615"
+        );
+    }
+
+    #[test]
+    fn literals_and_options() {
+        assert_eq!(from_str::<bool>("true"), Ok(true));
+        assert_eq!(from_str::<bool>("false"), Ok(false));
+        assert_eq!(from_str::<Option<bool>>("null"), Ok(None));
+        assert_eq!(from_str::<Option<bool>>("true"), Ok(Some(true)));
+        for text in ["tru", "nul", "True", "falsey", "null", "1"] {
+            assert!(from_str::<bool>(text).is_err(), "accepted {text}");
+        }
+        assert!(from_str::<Option<bool>>("nulll").is_err());
+    }
+
+    #[test]
+    fn arrays_and_maps_name_their_elements_in_the_path() {
+        assert_eq!(from_str::<Vec<u64>>("[]"), Ok(vec![]));
+        assert_eq!(from_str::<Vec<u64>>(" [ 1 , 2 ] "), Ok(vec![1, 2]));
+        let e = from_str::<Vec<Vec<u64>>>("[[1],[2,true]]").err();
+        assert_eq!(e.as_ref().map(|e| e.path.as_str()), Some("[1][1]"), "{e:?}");
+        let m = from_str::<BTreeMap<String, Vec<u64>>>(r#"{"a":[1],"b\u0041":[]}"#);
+        assert_eq!(
+            m,
+            Ok(BTreeMap::from([
+                ("a".to_string(), vec![1]),
+                ("bA".to_string(), vec![])
+            ]))
+        );
+        let e = from_str::<BTreeMap<String, Vec<u64>>>(r#"{"a":{"b":1}}"#).err();
+        assert_eq!(e.as_ref().map(|e| e.path.as_str()), Some("a"), "{e:?}");
+        // A key given twice, however it is spelled.
+        let e = from_str::<BTreeMap<String, u64>>(r#"{"a":1,"b":2,"\u0061":3}"#)
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert_eq!(
+            (e.path.as_str(), reason(&e)),
+            ("a", r#""a" is given twice"#)
+        );
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let cases = [
+            ("", "unexpected end of the document at line 1 column 1"),
+            ("[1,]", "trailing comma at line 1 column 4"),
+            ("[1,,2]", "expected a value at line 1 column 4"),
+            ("[1 2]", "expected `,` or `]` at line 1 column 4"),
+            ("{\"a\":1,}", "trailing comma at line 1 column 8"),
+            ("{\"a\":1,,}", "expected a key at line 1 column 8"),
+            ("{\"a\" 1}", "expected `:` at line 1 column 6"),
+            (
+                "{\"a\":1\n  \"b\":2}",
+                "expected `,` or `}` at line 2 column 3",
+            ),
+            ("{} x", "trailing characters at line 1 column 4"),
+            ("{}{}", "trailing characters at line 1 column 3"),
+            ("[1", "expected `,` or `]` at line 1 column 3"),
+        ];
+        for (text, want) in cases {
+            let got: Vec<String> = [
+                from_str::<BTreeMap<String, u64>>(text).err(),
+                from_str::<Vec<u64>>(text).err(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|e| e.reason)
+            .collect();
+            assert!(got.iter().any(|g| g == want), "{text}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let e = from_str::<Vec<Vec<u64>>>(&deep)
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert!(
+            e.reason.contains("invalid type") || e.reason.contains("nested"),
+            "{e}"
+        );
+        // A reader that recurses on its own (as a skipped value would) stops at the limit.
+        fn nest(r: &mut Reader<'_>) -> Result<()> {
+            r.array(|r, _| nest(r))
+        }
+        let mut r = Reader::new(&deep);
+        let e = nest(&mut r).err().unwrap_or_else(|| panic!("accepted"));
+        assert!(e.reason.starts_with("nested too deeply"), "{e}");
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(nest(&mut Reader::new(&ok)), Ok(()));
+    }
+
+    #[test]
+    fn objects_refuse_unknown_and_repeated_fields_and_name_missing_ones() {
+        #[derive(Debug, PartialEq)]
+        struct P {
+            a: u64,
+            b: Option<String>,
+        }
+        impl<'a> FromJson<'a> for P {
+            fn read(r: &mut Reader<'a>) -> Result<Self> {
+                let (mut a, mut b) = (None, None);
+                r.object(&["a", "b"], |r, i| {
+                    match i {
+                        0 => a = Some(r.read()?),
+                        _ => b = r.read()?,
+                    }
+                    Ok(())
+                })?;
+                Ok(P {
+                    a: r.required(a, "a")?,
+                    b,
+                })
+            }
+        }
+        assert_eq!(from_str::<P>(r#"{"a":1}"#), Ok(P { a: 1, b: None }));
+        assert_eq!(
+            from_str::<P>(r#"{"b":"x","a":2}"#),
+            Ok(P {
+                a: 2,
+                b: Some("x".into())
+            })
+        );
+        assert_eq!(
+            from_str::<P>(r#"{"b":null,"a":2}"#),
+            Ok(P { a: 2, b: None })
+        );
+        let err = |text: &str| {
+            from_str::<Vec<P>>(text)
+                .err()
+                .map(|e| (e.path.clone(), reason(&e).to_string()))
+                .unwrap_or_else(|| panic!("accepted {text}"))
+        };
+        assert_eq!(
+            err(r#"[{"a":1},{"a":1,"c":2}]"#),
+            (
+                "[1].c".into(),
+                "unknown field `c`, expected `a` or `b`".into()
+            )
+        );
+        assert_eq!(
+            err(r#"[{"a":1,"a":2}]"#),
+            ("[0].a".into(), "duplicate field `a`".into())
+        );
+        assert_eq!(
+            err(r#"[{"b":"x"}]"#),
+            ("[0]".into(), "missing field `a`".into())
+        );
+        assert_eq!(
+            err(r#"[{"a":1,"b":"s3cr3t-value"}, 5]"#),
+            (
+                "[1]".into(),
+                "invalid type: number, expected an object".into()
+            )
+        );
+        assert_eq!(
+            err(r#"[{"a":"s3cr3t-value"}]"#),
+            (
+                "[0].a".into(),
+                "invalid type: string, expected an integer from 0 to 18446744073709551615".into()
+            )
+        );
+    }
+
+    #[test]
+    fn choices_list_what_is_accepted_and_not_what_was_written() {
+        let mut r = Reader::new(r#""deny""#);
+        assert_eq!(r.choice(&["allow", "deny"]), Ok(1));
+        let mut r = Reader::new(r#""s3cr3t""#);
+        let e = r
+            .choice(&["allow", "deny", "x"])
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert_eq!(
+            reason(&e),
+            "unknown value, expected one of `allow`, `deny`, `x`"
+        );
+        let mut r = Reader::new("1");
+        let e = r
+            .choice(&["allow", "deny"])
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert_eq!(
+            reason(&e),
+            "invalid type: number, expected `allow` or `deny`"
+        );
+    }
+}
