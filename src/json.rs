@@ -7,9 +7,9 @@
 //! ever quotes a value from the document: a secret written where something else belongs is not echoed
 //! into Envoy's log or `edgeward check`'s output. Keys are quoted (they are names, not values).
 //!
-//! Strict where serde was lenient by accident: a struct written as an array, an enum written as a
-//! one-key object, a key given twice in any object (serde kept the last value of a map) are errors.
-//! `null` stands for "absent" only where a field is optional, as before.
+//! Strict where serde was lenient by accident: a struct written as an array and an enum written as a
+//! one-key object are errors. As before, a key given twice is an error in every object, and `null`
+//! stands for "absent" only where a field is optional.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -18,7 +18,7 @@ use crate::error::ConfigError;
 
 pub type Result<T> = std::result::Result<T, ConfigError>;
 
-/// Deeper nesting is refused (the documents nest six levels; serde_json's limit was 128).
+/// Deeper nesting is refused (the input types nest seven levels; serde_json's limit was 128).
 const MAX_DEPTH: usize = 64;
 
 /// A type read from the document.
@@ -125,10 +125,28 @@ impl<'a> Reader<'a> {
     /// `invalid type: <what the document has>, expected <expected>`, naming no value.
     #[inline(never)]
     pub fn invalid_type(&mut self, expected: &str) -> ConfigError {
-        match self.kind() {
-            Ok(k) => self.error(format!("invalid type: {}, expected {expected}", k.name())),
-            Err(e) => e,
+        let kind = match self.kind() {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        // A misspelt literal (`nope`, `tru`) is not a null or a boolean: say so.
+        let literal = match kind {
+            Kind::Null => Some("null"),
+            Kind::Bool if self.byte() == Some(b't') => Some("true"),
+            Kind::Bool => Some("false"),
+            _ => None,
+        };
+        if let Some(word) = literal {
+            let start = self.pos;
+            if let Err(e) = self.literal(word) {
+                return e;
+            }
+            self.pos = start;
         }
+        self.error(format!(
+            "invalid type: {}, expected {expected}",
+            kind.name()
+        ))
     }
 
     fn expect(&mut self, kind: Kind, expected: &str) -> Result<()> {
@@ -383,6 +401,7 @@ impl<'a> Reader<'a> {
                 self.depth -= 1;
                 Ok(false)
             }
+            None => Err(self.error("unexpected end of the document")),
             _ => Err(self.error(what)),
         }
     }
@@ -434,10 +453,10 @@ impl<'a> Reader<'a> {
         let mut seen = 0u64;
         self.members(&mut |r, key| {
             let Some(i) = fields.iter().position(|n| *n == key) else {
-                return Err(r.error(format!(
-                    "unknown field `{key}`, expected {}",
-                    one_of(fields)
-                )));
+                let mut name = String::new();
+                push_key(&mut name, &key);
+                let expected = one_of(fields);
+                return Err(r.error(format!("unknown field `{name}`, expected {expected}")));
             };
             let bit = 1u64 << (i % 64);
             if seen & bit != 0 {
@@ -473,7 +492,7 @@ impl<'a> Reader<'a> {
             if len > 0 {
                 self.path.push('.');
             }
-            self.path.push_str(&key);
+            push_key(&mut self.path, &key);
             f(self, key)?;
             self.path.truncate(len);
             if !self.next_member(b'}', "expected `,` or `}`")? {
@@ -494,6 +513,16 @@ impl<'a> Reader<'a> {
             return Err(self.error("trailing characters"));
         }
         Ok(())
+    }
+}
+
+/// A key as it goes into a path or a message: control characters escaped (`\n`, `\u{1b}`), so that a key
+/// cannot break a log line or drive a terminal.
+fn push_key(out: &mut String, key: &str) {
+    if key.chars().any(char::is_control) {
+        out.extend(key.chars().flat_map(char::escape_debug));
+    } else {
+        out.push_str(key);
     }
 }
 
@@ -717,7 +746,15 @@ mod tests {
             ),
             ("{} x", "trailing characters at line 1 column 4"),
             ("{}{}", "trailing characters at line 1 column 3"),
-            ("[1", "expected `,` or `]` at line 1 column 3"),
+            ("[1", "unexpected end of the document at line 1 column 3"),
+            (
+                "{\"a\":1",
+                "unexpected end of the document at line 1 column 7",
+            ),
+            ("[1 ", "unexpected end of the document at line 1 column 4"),
+            // a misspelt literal is a syntax error, not a null or a boolean of the wrong type
+            ("{\"a\":nope}", "expected a value at line 1 column 6"),
+            ("[tru]", "expected a value at line 1 column 2"),
         ];
         for (text, want) in cases {
             let got: Vec<String> = [
@@ -823,6 +860,22 @@ mod tests {
                 "invalid type: string, expected an integer from 0 to 18446744073709551615".into()
             )
         );
+    }
+
+    /// Keys are echoed (they are names, not values), with control characters escaped.
+    #[test]
+    fn keys_cannot_break_a_log_line() {
+        let e = from_str::<BTreeMap<String, Vec<u64>>>("{\"a\\nb\\u001b[2J\":[true]}")
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert_eq!(e.path, "a\\nb\\u{1b}[2J[0]");
+        let mut r = Reader::new("{\"x\\ny\":1}");
+        let e = r
+            .object(&["a"], |_, _| Ok(()))
+            .err()
+            .unwrap_or_else(|| panic!("accepted"));
+        assert_eq!(reason(&e), "unknown field `x\\ny`, expected `a`");
+        assert!(!e.to_string().contains('\n'), "{e}");
     }
 
     #[test]
