@@ -188,18 +188,36 @@ impl ComponentId {
 
     /// The component value for a request (§2.1, §2.2); `None` when the request cannot supply it.
     pub fn value(&self, head: &RequestHead) -> Option<String> {
-        let v = match &self.kind {
-            Kind::Derived(d) => derived_value(*d, &self.params, head)?,
-            Kind::Field { sf, key, bs } => {
-                field_value(head.headers, &self.name, *sf, key.as_deref(), *bs)?
-            }
-        };
-        // §2.5: output must be ASCII; a line break would let a value forge further base lines.
-        if v.bytes().all(|c| c == b'\t' || (0x20..=0x7e).contains(&c)) {
-            Some(v)
-        } else {
-            None
+        let mut v = String::new();
+        self.push_value(head, &mut v)?;
+        Some(v)
+    }
+
+    /// Appends the component value to `out` (the signature base is built this way, without a `String`
+    /// per component); `None` when the request cannot supply it, and then `out` holds a partial value.
+    pub fn push_value(&self, head: &RequestHead, out: &mut String) -> Option<()> {
+        let start = out.len();
+        match &self.kind {
+            Kind::Derived(d) => push_derived(*d, &self.params, head, out)?,
+            // Plain fields (the usual case) are written in place, line by line.
+            Kind::Field {
+                sf: false,
+                key: None,
+                bs: false,
+            } => push_joined(out, head.headers, &self.name)?,
+            Kind::Field { sf, key, bs } => out.push_str(&field_value(
+                head.headers,
+                &self.name,
+                *sf,
+                key.as_deref(),
+                *bs,
+            )?),
         }
+        // §2.5: output must be ASCII; a line break would let a value forge further base lines.
+        out.get(start..)?
+            .bytes()
+            .all(|c| c == b'\t' || (0x20..=0x7e).contains(&c))
+            .then_some(())
     }
 }
 
@@ -252,46 +270,47 @@ fn split_query(pq: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn derived_value(d: Derived, params: &Params, head: &RequestHead) -> Option<String> {
+fn push_derived(d: Derived, params: &Params, head: &RequestHead, out: &mut String) -> Option<()> {
     let pq = path_and_query(head);
     let (path, query) = split_query(pq);
-    Some(match d {
-        Derived::Method => head.method.to_string(),
-        Derived::Authority => normalized_authority(head)?,
-        Derived::Scheme => scheme(head).to_string(),
+    match d {
+        Derived::Method => out.push_str(head.method),
+        Derived::Authority => out.push_str(&normalized_authority(head)?),
+        Derived::Scheme => out.push_str(scheme(head)),
         Derived::TargetUri => {
             // Absolute-form only when the target is not origin-form or `*` (the test of
             // `path_and_query`): a query may itself hold a URL (`/cb?next=https://…`).
             if !head.path.starts_with('/') && head.path != "*" && head.path.contains("://") {
-                head.path.to_string()
+                out.push_str(head.path);
             } else {
-                let pq = if pq == "*" { "" } else { pq };
-                format!("{}://{}{}", scheme(head), normalized_authority(head)?, pq)
+                let authority = normalized_authority(head)?;
+                out.push_str(scheme(head));
+                out.push_str("://");
+                out.push_str(&authority);
+                out.push_str(if pq == "*" { "" } else { pq });
             }
         }
         Derived::RequestTarget => {
             if head.method.eq_ignore_ascii_case("CONNECT") && head.path.is_empty() {
-                head.authority.to_string()
+                out.push_str(head.authority);
             } else {
-                head.path.to_string()
+                out.push_str(head.path);
             }
         }
-        Derived::Path => {
-            if path.is_empty() {
-                "/".to_string()
-            } else {
-                path.to_string()
-            }
+        Derived::Path => out.push_str(if path.is_empty() { "/" } else { path }),
+        Derived::Query => {
+            out.push('?');
+            out.push_str(query.unwrap_or_default());
         }
-        Derived::Query => format!("?{}", query.unwrap_or_default()),
         Derived::QueryParam => {
             let wanted = params.iter().find_map(|(k, v)| match (k.as_str(), v) {
                 ("name", BareItem::String(s)) => Some(s.as_str()),
                 _ => None,
             })?;
-            query_param(query.unwrap_or_default(), wanted)?
+            out.push_str(&query_param(query.unwrap_or_default(), wanted)?);
         }
-    })
+    }
+    Some(())
 }
 
 /// §2.2.8: the one value of the parameter whose re-encoded name is `wanted`; absent or repeated → `None`.
@@ -359,6 +378,28 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
+/// Every field line of `name`, cleaned, joined with ", ", appended to `out`; `None` if there is none.
+fn push_joined(out: &mut String, headers: Headers, name: &str) -> Option<()> {
+    let mut found = false;
+    for line in headers.get_all(name) {
+        if found {
+            out.push_str(", ");
+        }
+        push_clean_line(out, line);
+        found = true;
+    }
+    found.then_some(())
+}
+
+/// [`clean_line`] appended to `out`; a line without line breaks (the usual case) is only trimmed.
+fn push_clean_line(out: &mut String, v: &str) {
+    if v.contains(['\r', '\n']) {
+        out.push_str(&clean_line(v));
+    } else {
+        out.push_str(v.trim_matches([' ', '\t']));
+    }
+}
+
 /// One field line's value as §2.1 wants it: obs-fold replaced by one space, OWS trimmed.
 fn clean_line(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
@@ -398,18 +439,15 @@ pub fn field_value(
     key: Option<&str>,
     bs: bool,
 ) -> Option<String> {
-    if headers.count(name) == 0 {
-        return None;
-    }
-    let lines: Vec<String> = headers.get_all(name).map(clean_line).collect();
     if bs {
-        let parts: Vec<String> = lines
-            .iter()
-            .map(|l| format!(":{}:", STANDARD.encode(l.as_bytes())))
+        let parts: Vec<String> = headers
+            .get_all(name)
+            .map(|l| format!(":{}:", STANDARD.encode(clean_line(l).as_bytes())))
             .collect();
-        return Some(parts.join(", "));
+        return (!parts.is_empty()).then(|| parts.join(", "));
     }
-    let joined = lines.join(", ");
+    let mut joined = String::new();
+    push_joined(&mut joined, headers, name)?;
     // A dictionary that repeats a key is refused, although RFC 8941 lets the last value win: a
     // recipient that takes the first would act on a value the signature does not cover, and `sf` on a
     // list field (`a, b` signed, `a;admin, b, a` sent) would collapse the list back to what was signed.
@@ -451,7 +489,7 @@ pub fn signature_base(
     for c in covered {
         c.write(&mut base);
         base.push_str(": ");
-        base.push_str(&c.value(head)?);
+        c.push_value(head, &mut base)?;
         base.push('\n');
     }
     base.push_str("\"@signature-params\": ");
