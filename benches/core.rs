@@ -275,12 +275,16 @@ fn main() {
             "content-digest".to_string(),
             content_digest_header(DigestAlg::Sha256, &body),
         )];
-        assert!(check_content_digest(Headers(&headers), &body).is_ok());
+        assert!(check_content_digest(Headers::new(&headers), &body).is_ok());
         bench(
             filter,
             &format!("content-digest sha-256, {} KiB body", size / 1024),
             || {
-                black_box(check_content_digest(Headers(&headers), black_box(&body))).unwrap();
+                black_box(check_content_digest(
+                    Headers::new(&headers),
+                    black_box(&body),
+                ))
+                .unwrap();
             },
         );
     }
@@ -298,7 +302,7 @@ fn main() {
             let keys = KeyInputs {
                 client_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
                 key_id: Some("bench-client"),
-                headers: Headers(&req_hmac.headers),
+                headers: Headers::new(&req_hmac.headers),
             };
             let out = limits.acquire(&keys, now_ns, &mut store, &doc_hmac.hash_key);
             assert!(matches!(

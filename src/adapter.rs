@@ -11,7 +11,7 @@ use crate::decision::{Reason, Reply};
 use crate::document::Document;
 use crate::engine::{Evaluation, HeaderOp};
 use crate::host::{self, level};
-use crate::request::{Headers, Peer, RequestHead, TlsVersion};
+use crate::request::{HeaderText, Headers, Peer, RequestHead, TlsVersion};
 use crate::store::{Cas, SharedStore, StoreError};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -336,7 +336,7 @@ impl EdgewardRoot {
 
 /// What the adapter keeps of the request between callbacks.
 struct RequestData {
-    headers: Vec<(String, String)>,
+    headers: HeaderText,
     method: usize,
     authority: usize,
     path: usize,
@@ -347,8 +347,10 @@ struct RequestData {
 }
 
 impl RequestData {
-    fn head(&self) -> RequestHead<'_> {
-        let value = |i: usize| self.headers.get(i).map_or("", |(_, v)| v.as_str());
+    /// The request head over `slices`, this request's [`HeaderText::slices`].
+    fn head<'a>(&'a self, slices: &'a [(&'a str, &'a str)]) -> RequestHead<'a> {
+        let headers = Headers::from_slices(slices);
+        let value = |i: usize| headers.pair(i).map_or("", |(_, v)| v);
         RequestHead {
             method: value(self.method),
             authority: value(self.authority),
@@ -356,7 +358,7 @@ impl RequestData {
             route_name: self.route_name.as_deref(),
             tls: self.tls,
             peer: self.peer,
-            headers: Headers(&self.headers),
+            headers,
         }
     }
 }
@@ -402,15 +404,18 @@ impl EdgewardHttp {
     fn read_request(&self) -> RequestData {
         // Our own decoder: the SDK's panics on a header value that is not UTF-8 (see crate::pairs).
         let headers = host::get_header_map(host::REQUEST_HEADERS)
-            .and_then(|b| crate::pairs::decode_lossy(&b))
+            .and_then(|b| crate::pairs::decode_text(&b))
             .unwrap_or_default();
-        let find = |name: &str| {
-            headers
-                .iter()
-                .position(|(k, _)| k == name)
-                .unwrap_or(usize::MAX)
+        let (method, authority, path) = {
+            let slices = headers.slices();
+            let find = |name: &str| {
+                slices
+                    .iter()
+                    .position(|(k, _)| *k == name)
+                    .unwrap_or(usize::MAX)
+            };
+            (find(":method"), find(":authority"), find(":path"))
         };
-        let (method, authority, path) = (find(":method"), find(":authority"), find(":path"));
         // Read always: the log record names the route.
         let route_name = property_string(&["xds", "route_name"]);
         let tls =
@@ -536,7 +541,14 @@ impl EdgewardHttp {
             .map_or(self.body_seen, |max| max.saturating_add(1));
         let body = host::get_buffer(host::HTTP_REQUEST_BODY, want).unwrap_or_default();
         if let (Some(ev), Some(req)) = (self.eval.as_mut(), self.req.as_ref()) {
-            ev.evaluate_body(&self.doc, &req.head(), &body, req.now_ns, &mut HostStore);
+            let slices = req.headers.slices();
+            ev.evaluate_body(
+                &self.doc,
+                &req.head(&slices),
+                &body,
+                req.now_ns,
+                &mut HostStore,
+            );
         }
         self.finish()
     }
@@ -560,7 +572,8 @@ impl EdgewardHttp {
         let (Some(ev), Some(req)) = (self.eval.as_ref(), self.req.as_ref()) else {
             return;
         };
-        let head = req.head();
+        let slices = req.headers.slices();
+        let head = req.head(&slices);
         let record = ev.record(&self.doc, &head, status, req.now_ns);
         let _ = host::set_property("edgeward.log", record.as_bytes());
         for (name, value) in ev.record_fields(&self.doc, &head, status, req.now_ns) {
@@ -615,9 +628,11 @@ impl EdgewardHttp {
 
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let req = self.read_request();
+        let slices = req.headers.slices();
         let ev = self
             .doc
-            .evaluate_head(&req.head(), req.now_ns, &mut HostStore);
+            .evaluate_head(&req.head(&slices), req.now_ns, &mut HostStore);
+        drop(slices);
         self.req = Some(req);
         self.eval = Some(ev);
         if self.pending_body().is_some() {

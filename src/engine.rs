@@ -565,7 +565,7 @@ mod tests {
                 route_name: self.route,
                 tls: self.tls.then_some(TlsVersion::V1_3),
                 peer: Peer::Ip(self.peer.into()),
-                headers: Headers(&self.headers),
+                headers: Headers::new(&self.headers),
             };
             doc.evaluate_head(&head, 1_700_000_000_000_000_000, &mut MemoryStore::new())
         }
@@ -673,7 +673,7 @@ mod tests {
                 route_name: Some("partner-api"),
                 tls: None,
                 peer: Peer::Ip([127, 0, 0, 1].into()),
-                headers: Headers(&[]),
+                headers: Headers::new(&[]),
             },
             200,
             0,
@@ -900,7 +900,7 @@ mod tests {
             route_name: None,
             tls: Some(TlsVersion::V1_3),
             peer: Peer::Ip(peer.into()),
-            headers: Headers(&[]),
+            headers: Headers::new(&[]),
         };
         doc.evaluate_head(&head, 1_700_000_000_000_000_000, store)
             .reason()
@@ -981,7 +981,7 @@ mod tests {
             route_name: None,
             tls: None,
             peer: Peer::Ip([192, 0, 2, 7].into()),
-            headers: Headers(&[]),
+            headers: Headers::new(&[]),
         };
         doc.evaluate_head(&head, 1_700_000_000_000_000_000, store)
     }

@@ -61,7 +61,7 @@ impl ParsedRequest {
             route_name: None,
             tls,
             peer,
-            headers: Headers(&self.headers),
+            headers: Headers::new(&self.headers),
         }
     }
 }

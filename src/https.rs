@@ -296,7 +296,7 @@ mod tests {
             route_name: None,
             tls,
             peer: Peer::Ip([127, 0, 0, 1].into()),
-            headers: Headers(h),
+            headers: Headers::new(h),
         }
     }
 

@@ -95,7 +95,7 @@ mod tests {
             route_name: None,
             tls: tls.then_some(crate::request::TlsVersion::V1_3),
             peer: Peer::Ip([127, 0, 0, 1].into()),
-            headers: Headers(&[]),
+            headers: Headers::new(&[]),
         };
         let ev = doc.evaluate_head(&head, 0, &mut MemoryStore::new());
         counters(doc, &ev)

@@ -6,8 +6,10 @@
 //! The SDK's own decoder (`proxy_wasm::hostcalls::get_map`) `unwrap`s `String::from_utf8` on every name
 //! and value: one request header carrying an obs-text byte (0x80–0xFF, which Envoy's HTTP/1 codec
 //! accepts) would trap the VM and fail every later request on that worker. This decoder keeps bytes
-//! (`decode`) or converts them lossily (`decode_lossy`: invalid UTF-8 becomes U+FFFD, which no parser
+//! (`decode`) or converts them lossily (`decode_text`: invalid UTF-8 becomes U+FFFD, which no parser
 //! of the core accepts, so such a value can only fail a check, never pass one).
+
+use crate::request::HeaderText;
 
 /// One decoded map: (name, value) byte slices borrowed from the serialized buffer, in order.
 pub type RawPairs<'a> = Vec<(&'a [u8], &'a [u8])>;
@@ -21,15 +23,22 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
 /// Decodes a serialized map. `None` when the buffer is malformed (truncated, lengths out of range);
 /// an empty buffer is an empty map.
 pub fn decode(bytes: &[u8]) -> Option<RawPairs<'_>> {
+    let mut out = Vec::new();
+    for_each_pair(bytes, |k, v| out.push((k, v)))?;
+    Some(out)
+}
+
+/// Calls `f` with each (name, value) of a serialized map, in order; the number of pairs, or `None` (after
+/// some calls, perhaps) when the buffer is malformed.
+fn for_each_pair<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> Option<usize> {
     if bytes.is_empty() {
-        return Some(Vec::new());
+        return Some(0);
     }
     let count = read_u32(bytes, 0)?;
-    // Each pair needs 8 bytes of lengths and 2 NULs: bounds the allocation by the buffer's size.
+    // Each pair needs 8 bytes of lengths and 2 NULs: bounds the work by the buffer's size.
     if count > bytes.len() / 10 {
         return None;
     }
-    let mut out = Vec::with_capacity(count);
     let mut p = 4usize.checked_add(count.checked_mul(8)?)?;
     for n in 0..count {
         let s = 4 + n * 8;
@@ -39,27 +48,26 @@ pub fn decode(bytes: &[u8]) -> Option<RawPairs<'_>> {
         p = p.checked_add(klen)?.checked_add(1)?;
         let value = bytes.get(p..p.checked_add(vlen)?)?;
         p = p.checked_add(vlen)?.checked_add(1)?;
-        out.push((key, value));
+        f(key, value);
     }
-    Some(out)
+    Some(count)
 }
 
-/// Decodes a serialized map into owned strings, invalid UTF-8 replaced by U+FFFD.
-pub fn decode_lossy(bytes: &[u8]) -> Option<Vec<(String, String)>> {
-    let raw = decode(bytes)?;
-    Some(
-        raw.into_iter()
-            .map(|(k, v)| (owned_lossy(k), owned_lossy(v)))
-            .collect(),
-    )
-}
-
-/// `String::from_utf8_lossy(b).into_owned()`, with the valid (usual) case checked the quicker way.
-fn owned_lossy(b: &[u8]) -> String {
-    match std::str::from_utf8(b) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(b).into_owned(),
-    }
+/// Decodes a serialized map into one [`HeaderText`] (two allocations, whatever the number of headers),
+/// invalid UTF-8 replaced by U+FFFD.
+pub fn decode_text(bytes: &[u8]) -> Option<HeaderText> {
+    let count = read_u32(bytes, 0).unwrap_or(0).min(bytes.len() / 10);
+    let mut out = HeaderText::with_capacity(bytes.len(), count);
+    let mut fits = true;
+    for_each_pair(bytes, |k, v| {
+        // Valid UTF-8 (the usual case) is checked the quicker way; the rest converted lossily.
+        let pushed = match (std::str::from_utf8(k), std::str::from_utf8(v)) {
+            (Ok(k), Ok(v)) => out.push(k, v),
+            _ => out.push(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v)),
+        };
+        fits &= pushed.is_some();
+    })?;
+    fits.then_some(out)
 }
 
 /// How a plugin writes `adds` onto a header map one call at a time, so that the map ends as "every
@@ -157,8 +165,54 @@ mod tests {
 
     #[test]
     fn invalid_utf8_becomes_replacement_characters_not_a_panic() {
-        let lossy = decode_lossy(&envoy_bytes()).unwrap();
-        assert_eq!(lossy[1], ("x".to_string(), "\u{fffd}\u{fffd}".to_string()));
+        let text = decode_text(&envoy_bytes()).unwrap();
+        let slices = text.slices();
+        let h = crate::request::Headers::from_slices(&slices);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.pair(0), Some((":status", "200")));
+        assert_eq!(h.pair(1), Some(("x", "\u{fffd}\u{fffd}")));
+        assert_eq!(h.get("x"), Some("\u{fffd}\u{fffd}"));
+        assert_eq!(h.pair(2), None);
+        assert_eq!(decode_text(&[]).map(|t| t.slices().len()), Some(0));
+    }
+
+    /// The one-string form answers every lookup as the pairs it was decoded from.
+    #[test]
+    fn header_text_reads_like_the_pairs() {
+        let pairs: Vec<(String, String)> = [
+            (":method", "GET"),
+            ("x-forwarded-for", "10.0.0.1, 10.0.0.2"),
+            ("accept", ""),
+            ("X-Forwarded-For", "192.0.2.1"),
+            ("", "empty name"),
+            ("é", "ü"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let text = decode_text(&encode(&pairs)).unwrap();
+        let slices = text.slices();
+        let (a, b) = (
+            crate::request::Headers::from_slices(&slices),
+            crate::request::Headers::new(&pairs),
+        );
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
+        assert_eq!(
+            a.iter().rev().collect::<Vec<_>>(),
+            b.iter().rev().collect::<Vec<_>>()
+        );
+        for name in ["x-forwarded-for", "accept", ":method", "", "é", "absent"] {
+            assert_eq!(a.get(name), b.get(name), "{name}");
+            assert_eq!(a.count(name), b.count(name), "{name}");
+            assert_eq!(
+                a.get_all(name).collect::<Vec<_>>(),
+                b.get_all(name).collect::<Vec<_>>(),
+                "{name}"
+            );
+        }
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert!(!format!("{text:?}").contains("192.0.2.1"));
     }
 
     #[test]
@@ -175,6 +229,7 @@ mod tests {
         let bytes = envoy_bytes();
         for cut in 1..bytes.len() - 1 {
             assert_eq!(decode(&bytes[..cut]), None, "truncated at {cut}");
+            assert!(decode_text(&bytes[..cut]).is_none(), "truncated at {cut}");
         }
         // A count far beyond the buffer, and lengths that overflow.
         assert_eq!(decode(&[0xff, 0xff, 0xff, 0x7f]), None);

@@ -65,8 +65,60 @@ impl fmt::Debug for Peer {
 
 /// Request headers in arrival order, names lowercase (Envoy delivers them so; `eval` lowercases).
 /// Pseudo-headers (`:authority`, ...) may be present and are ignored by header lookups of regular names.
+/// Borrowed from owned (name, value) pairs or from slices of a [`HeaderText`] (the plugin's form).
 #[derive(Clone, Copy)]
-pub struct Headers<'a>(pub &'a [(String, String)]);
+pub struct Headers<'a>(Repr<'a>);
+
+#[derive(Clone, Copy)]
+enum Repr<'a> {
+    Owned(&'a [(String, String)]),
+    Slices(&'a [(&'a str, &'a str)]),
+}
+
+/// A header map held as one string with the byte ranges of each name and value: the plugin decodes
+/// Envoy's map into this, two allocations per request instead of two per header.
+#[derive(Default)]
+pub struct HeaderText {
+    text: String,
+    /// Per header: name start, name end, value start, value end (byte offsets into `text`).
+    spans: Vec<[u32; 4]>,
+}
+
+impl HeaderText {
+    pub fn with_capacity(bytes: usize, headers: usize) -> Self {
+        HeaderText {
+            text: String::with_capacity(bytes),
+            spans: Vec::with_capacity(headers),
+        }
+    }
+
+    /// Appends a header. `None` (nothing appended) past 4 GiB of text.
+    pub fn push(&mut self, name: &str, value: &str) -> Option<()> {
+        let at = |t: &String| u32::try_from(t.len()).ok();
+        let n0 = at(&self.text)?;
+        self.text.push_str(name);
+        let n1 = at(&self.text)?;
+        self.text.push_str(value);
+        let v1 = at(&self.text)?;
+        self.spans.push([n0, n1, n1, v1]);
+        Some(())
+    }
+
+    /// The (name, value) slices, for [`Headers::from_slices`]: one allocation per callback that reads
+    /// headers, and lookups as quick as over owned pairs.
+    pub fn slices(&self) -> Vec<(&str, &str)> {
+        self.spans
+            .iter()
+            .map(|s| {
+                let [n0, n1, v0, v1] = s.map(|x| x as usize);
+                (
+                    self.text.get(n0..n1).unwrap_or_default(),
+                    self.text.get(v0..v1).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
 
 // Header values (Authorization, Signature, cookies, X-Forwarded-For) never appear in Debug output: names
 // and value lengths only.
@@ -74,21 +126,54 @@ impl fmt::Debug for Headers<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
             .entries(
-                self.0
-                    .iter()
+                self.iter()
                     .map(|(k, v)| format!("{k}: <{} bytes>", v.len())),
             )
             .finish()
     }
 }
 
+impl fmt::Debug for HeaderText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Headers::from_slices(&self.slices()).fmt(f)
+    }
+}
+
 impl<'a> Headers<'a> {
+    /// Headers borrowed from (name, value) pairs.
+    pub fn new(pairs: &'a [(String, String)]) -> Self {
+        Headers(Repr::Owned(pairs))
+    }
+
+    /// Headers borrowed from (name, value) slices ([`HeaderText::slices`]).
+    pub fn from_slices(pairs: &'a [(&'a str, &'a str)]) -> Self {
+        Headers(Repr::Slices(pairs))
+    }
+
+    pub fn len(&self) -> usize {
+        match self.0 {
+            Repr::Owned(p) => p.len(),
+            Repr::Slices(p) => p.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`th header.
+    pub fn pair(&self, i: usize) -> Option<(&'a str, &'a str)> {
+        match self.0 {
+            Repr::Owned(p) => p.get(i).map(|(k, v)| (k.as_str(), v.as_str())),
+            Repr::Slices(p) => p.get(i).copied(),
+        }
+    }
+
     /// The first value of a header, if present.
     pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.0
-            .iter()
+        self.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// Every value of a header, in order.
@@ -96,22 +181,48 @@ impl<'a> Headers<'a> {
     where
         'a: 'n,
     {
-        self.0
-            .iter()
+        self.iter()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// How many times a header occurs.
     pub fn count(&self, name: &str) -> usize {
-        self.0
-            .iter()
+        self.iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
             .count()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    pub fn iter(&self) -> HeaderIter<'a> {
+        match self.0 {
+            Repr::Owned(p) => HeaderIter::Owned(p.iter()),
+            Repr::Slices(p) => HeaderIter::Slices(p.iter()),
+        }
+    }
+}
+
+/// [`Headers::iter`]: (name, value) in arrival order, either way round.
+pub enum HeaderIter<'a> {
+    Owned(std::slice::Iter<'a, (String, String)>),
+    Slices(std::slice::Iter<'a, (&'a str, &'a str)>),
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = (&'a str, &'a str);
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            HeaderIter::Owned(it) => it.next().map(|(k, v)| (k.as_str(), v.as_str())),
+            HeaderIter::Slices(it) => it.next().copied(),
+        }
+    }
+}
+
+impl DoubleEndedIterator for HeaderIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            HeaderIter::Owned(it) => it.next_back().map(|(k, v)| (k.as_str(), v.as_str())),
+            HeaderIter::Slices(it) => it.next_back().copied(),
+        }
     }
 }
 

@@ -164,7 +164,6 @@ impl ClientIpConfig {
 /// the trusted proxies write, so the client's side cannot shift positions with them.
 fn xff_from_right<'a>(headers: Headers<'a>) -> impl Iterator<Item = &'a str> {
     headers
-        .0
         .iter()
         .rev()
         .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
@@ -213,7 +212,7 @@ mod tests {
     }
 
     fn resolve(c: &ClientIpConfig, p: Peer, h: &[(String, String)]) -> ClientAddr {
-        c.resolve(p, Headers(h))
+        c.resolve(p, Headers::new(h))
     }
 
     #[test]

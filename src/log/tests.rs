@@ -92,7 +92,7 @@ fn input<'a>(headers: &'a [(String, String)]) -> RecordInput<'a> {
         tls: Some("1.3"),
         client_ip: Some("10.1.77.77".parse().unwrap()),
         key_id: Some("partner-key-1"),
-        headers: Headers(headers),
+        headers: Headers::new(headers),
     }
 }
 
@@ -221,7 +221,7 @@ fn short_or_missing_keys_are_rejected_without_printing_them() {
 fn input_with_ip(ip: &str) -> RecordInput<'static> {
     RecordInput {
         client_ip: Some(ip.parse().unwrap()),
-        headers: Headers(&[]),
+        headers: Headers::new(&[]),
         key_id: None,
         ..input(&[])
     }

@@ -615,7 +615,7 @@ mod tests {
             let keys = KeyInputs {
                 client_ip: Some(ip.parse().unwrap()),
                 key_id: *key_id,
-                headers: Headers(hdrs),
+                headers: Headers::new(hdrs),
             };
             let msg = rl.remote_message(&config(), "pol", &keys).unwrap();
             let req = RateLimitRequest::decode(msg.as_slice()).unwrap();
@@ -644,7 +644,7 @@ mod tests {
         let keys = KeyInputs {
             client_ip: None,
             key_id: None,
-            headers: Headers(&empty),
+            headers: Headers::new(&empty),
         };
         let req = RateLimitRequest::decode(
             rl.remote_message(&config(), "pol", &keys)
@@ -671,7 +671,7 @@ mod tests {
         let keys = KeyInputs {
             client_ip: None,
             key_id: None,
-            headers: Headers(&[]),
+            headers: Headers::new(&[]),
         };
         let mut cfg = config();
         cfg.domain = "d".into();

@@ -56,7 +56,7 @@ fn from_ip(addr: &str) -> KeyInputs<'static> {
     KeyInputs {
         client_ip: ip(addr),
         key_id: None,
-        headers: Headers(&[]),
+        headers: Headers::new(&[]),
     }
 }
 
@@ -529,7 +529,7 @@ fn client_ip_keys_are_separate_budgets() {
     let none = KeyInputs {
         client_ip: None,
         key_id: None,
-        headers: Headers(&[]),
+        headers: Headers::new(&[]),
     };
     assert_eq!(passes(&rl, &none, T0, &mut store, 9), 3);
 }
@@ -591,7 +591,7 @@ fn key_id_keys() {
     let key = |id: Option<&'static str>| KeyInputs {
         client_ip: ip("192.0.2.1"),
         key_id: id,
-        headers: Headers(&[]),
+        headers: Headers::new(&[]),
     };
     assert_eq!(passes(&rl, &key(Some("partner-a")), T0, &mut store, 5), 2);
     assert_eq!(passes(&rl, &key(Some("partner-b")), T0, &mut store, 5), 2);
@@ -612,7 +612,7 @@ fn header_keys() {
     let k = |h: &'static [(String, String)]| KeyInputs {
         client_ip: ip("192.0.2.1"),
         key_id: None,
-        headers: Headers(h),
+        headers: Headers::new(h),
     };
     let leak = |v: Vec<(String, String)>| -> &'static [(String, String)] {
         Box::leak(v.into_boxed_slice())
@@ -679,7 +679,7 @@ fn debug_output_hides_keys() {
     let k = KeyInputs {
         client_ip: ip("192.0.2.77"),
         key_id: Some("partner-secret-id"),
-        headers: Headers(&h),
+        headers: Headers::new(&h),
     };
     let shown = format!(
         "{k:?} {:?} {:?}",
@@ -810,7 +810,7 @@ fn same_set(limit: &Limit, n: usize) -> Vec<(String, local::Place)> {
         let h = hdrs(&[("x-user", &v)]);
         let place = limit
             .table
-            .place(&KeyValue::Header(Headers(&h), "x-user"), &HK);
+            .place(&KeyValue::Header(Headers::new(&h), "x-user"), &HK);
         let group = by_set.entry(place.set).or_default();
         group.push((v, place));
         if group.len() == n {
@@ -829,7 +829,7 @@ impl User {
         KeyInputs {
             client_ip: ip("192.0.2.1"),
             key_id: None,
-            headers: Headers(&self.0),
+            headers: Headers::new(&self.0),
         }
     }
 }
@@ -915,7 +915,7 @@ fn memory_is_bounded_by_the_table() {
         let k = KeyInputs {
             client_ip: None,
             key_id: None,
-            headers: Headers(&h),
+            headers: Headers::new(&h),
         };
         rl.acquire(&k, T0 + u64::from(i) * 1_000, &mut store, &HK);
     }
@@ -929,7 +929,7 @@ fn the_hash_key_decides_placement() {
     let l = &rl.limits()[0];
     let moved = (0..32).any(|i| {
         let h = hdrs(&[("x-user", &format!("user-{i}"))]);
-        let k = KeyValue::Header(Headers(&h), "x-user");
+        let k = KeyValue::Header(Headers::new(&h), "x-user");
         l.table.place(&k, &HK) != l.table.place(&k, b"fedcba9876543210")
     });
     assert!(moved);
@@ -1188,7 +1188,7 @@ fn check_head_reads_client_ip_limits_only_and_takes_nothing() {
     let keys = KeyInputs {
         client_ip: ip("192.0.2.1"),
         key_id: Some("k1"),
-        headers: Headers(user),
+        headers: Headers::new(user),
     };
     // (limits, denied on the head once their buckets are empty): client_ip only; other keys would
     // tell an unproven client about others' buckets, and key_id is not known yet.

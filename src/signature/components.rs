@@ -523,7 +523,7 @@ mod tests {
             route_name: None,
             tls: tls.then_some(TlsVersion::V1_3),
             peer: Peer::Invalid,
-            headers: Headers(headers),
+            headers: Headers::new(headers),
         }
     }
 

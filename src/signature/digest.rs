@@ -101,7 +101,7 @@ mod tests {
 
     fn check(value: &str, body: &[u8]) -> Result<(), Reason> {
         let hs = vec![("content-digest".to_string(), value.to_string())];
-        check_content_digest(Headers(&hs), body)
+        check_content_digest(Headers::new(&hs), body)
     }
 
     #[test]
@@ -201,7 +201,7 @@ mod tests {
         }
         let none: Vec<(String, String)> = Vec::new();
         assert_eq!(
-            check_content_digest(Headers(&none), body),
+            check_content_digest(Headers::new(&none), body),
             Err(Reason::DigestMismatch)
         );
         // Two field lines combine into one dictionary.
@@ -209,6 +209,6 @@ mod tests {
             ("content-digest".to_string(), good256.clone()),
             ("content-digest".to_string(), good512.clone()),
         ];
-        assert_eq!(check_content_digest(Headers(&two), body), Ok(()));
+        assert_eq!(check_content_digest(Headers::new(&two), body), Ok(()));
     }
 }

@@ -204,7 +204,7 @@ pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHe
         route_name: None,
         tls: params.https.then_some(TlsVersion::V1_3),
         peer: Peer::Invalid,
-        headers: Headers(&headers),
+        headers: Headers::new(&headers),
     };
 
     let mut sig_params: sfv::Params = vec![("created".into(), int(params.created)?)];

@@ -92,7 +92,7 @@ pub fn eval(args: &[String]) -> Result<ExitCode, String> {
         route_name: flag_value(&flags, "--route"),
         tls,
         peer: Peer::Ip(client.to_canonical()),
-        headers: Headers(&headers),
+        headers: Headers::new(&headers),
     };
     let mut store = MemoryStore::new();
     doc.prepare(&mut store)
