@@ -103,14 +103,10 @@ pub struct RouteInput {
     pub policy: Option<Option<String>>,
 }
 
-impl<'a> FromJson<'a> for Mode {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        Ok(match r.choice(&["enforce", "shadow"])? {
-            0 => Mode::Enforce,
-            _ => Mode::Shadow,
-        })
-    }
-}
+crate::json::json_choice!(Mode {
+    "enforce" => Mode::Enforce,
+    "shadow" => Mode::Shadow,
+});
 
 impl<'a> FromJson<'a> for PolicyInput {
     fn read(r: &mut Reader<'a>) -> JsonResult<Self> {

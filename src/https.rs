@@ -32,14 +32,10 @@ pub struct HstsInput {
     pub preload: bool,
 }
 
-impl<'a> FromJson<'a> for Action {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        Ok(match r.choice(&["redirect", "reject"])? {
-            0 => Action::Redirect,
-            _ => Action::Reject,
-        })
-    }
-}
+crate::json::json_choice!(Action {
+    "redirect" => Action::Redirect,
+    "reject" => Action::Reject,
+});
 
 impl<'a> FromJson<'a> for HttpsInput {
     fn read(r: &mut Reader<'a>) -> JsonResult<Self> {

@@ -537,6 +537,22 @@ fn one_of(names: &[&str]) -> String {
     }
 }
 
+/// `FromJson` for a `Copy` enum written as one of a few strings:
+/// `json_choice!(Mode { "enforce" => Mode::Enforce, "shadow" => Mode::Shadow });`
+macro_rules! json_choice {
+    ($ty:ty { $($name:literal => $value:expr),+ $(,)? }) => {
+        impl<'a> $crate::json::FromJson<'a> for $ty {
+            fn read(r: &mut $crate::json::Reader<'a>) -> $crate::json::Result<Self> {
+                const NAMES: &[&str] = &[$($name),+];
+                const VALUES: &[$ty] = &[$($value),+];
+                let i = r.choice(NAMES)?;
+                VALUES.get(i).copied().ok_or_else(|| r.error("unknown value"))
+            }
+        }
+    };
+}
+pub(crate) use json_choice;
+
 impl<'a> FromJson<'a> for String {
     fn read(r: &mut Reader<'a>) -> Result<Self> {
         r.str().map(Cow::into_owned)

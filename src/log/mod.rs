@@ -113,18 +113,12 @@ impl Default for LogInput {
     }
 }
 
-impl<'a> FromJson<'a> for UpstreamXff {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        Ok(
-            match r.choice(&["keep", "truncate", "pseudonymize", "remove"])? {
-                0 => UpstreamXff::Keep,
-                1 => UpstreamXff::Truncate,
-                2 => UpstreamXff::Pseudonymize,
-                _ => UpstreamXff::Remove,
-            },
-        )
-    }
-}
+crate::json::json_choice!(UpstreamXff {
+    "keep" => UpstreamXff::Keep,
+    "truncate" => UpstreamXff::Truncate,
+    "pseudonymize" => UpstreamXff::Pseudonymize,
+    "remove" => UpstreamXff::Remove,
+});
 
 impl<'a> FromJson<'a> for LogInput {
     fn read(r: &mut Reader<'a>) -> JsonResult<Self> {

@@ -49,14 +49,10 @@ pub struct RlsInput {
     pub failure_mode: FailureMode,
 }
 
-impl<'a> FromJson<'a> for FailureMode {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        Ok(match r.choice(&["deny", "allow"])? {
-            0 => FailureMode::Deny,
-            _ => FailureMode::Allow,
-        })
-    }
-}
+crate::json::json_choice!(FailureMode {
+    "deny" => FailureMode::Deny,
+    "allow" => FailureMode::Allow,
+});
 
 impl<'a> FromJson<'a> for RlsInput {
     fn read(r: &mut Reader<'a>) -> JsonResult<Self> {

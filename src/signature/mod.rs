@@ -145,23 +145,15 @@ impl Default for SignatureInput {
     }
 }
 
-impl<'a> FromJson<'a> for Alg {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        Ok(match r.choice(&["hmac-sha256", "ed25519"])? {
-            0 => Alg::HmacSha256,
-            _ => Alg::Ed25519,
-        })
-    }
-}
+crate::json::json_choice!(Alg {
+    "hmac-sha256" => Alg::HmacSha256,
+    "ed25519" => Alg::Ed25519,
+});
 
-impl<'a> FromJson<'a> for NonceMode {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        Ok(match r.choice(&["required", "optional"])? {
-            0 => NonceMode::Required,
-            _ => NonceMode::Optional,
-        })
-    }
-}
+crate::json::json_choice!(NonceMode {
+    "required" => NonceMode::Required,
+    "optional" => NonceMode::Optional,
+});
 
 impl<'a> FromJson<'a> for KeyInput {
     fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
