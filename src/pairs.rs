@@ -53,8 +53,8 @@ fn for_each_pair<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> 
     Some(count)
 }
 
-/// Decodes a serialized map into one [`HeaderText`] (two allocations, whatever the number of headers),
-/// invalid UTF-8 replaced by U+FFFD.
+/// Decodes a serialized map into one [`HeaderText`] (two allocations, whatever the number of headers,
+/// when the map is valid UTF-8), invalid UTF-8 replaced by U+FFFD.
 pub fn decode_text(bytes: &[u8]) -> Option<HeaderText> {
     let count = read_u32(bytes, 0).unwrap_or(0).min(bytes.len() / 10);
     let mut out = HeaderText::with_capacity(bytes.len(), count);

@@ -80,8 +80,8 @@ enum Repr<'a> {
 #[derive(Default)]
 pub struct HeaderText {
     text: String,
-    /// Per header: name start, name end, value start, value end (byte offsets into `text`).
-    spans: Vec<[u32; 4]>,
+    /// Per header: name start, name end (= value start), value end (byte offsets into `text`).
+    spans: Vec<[u32; 3]>,
 }
 
 impl HeaderText {
@@ -92,15 +92,14 @@ impl HeaderText {
         }
     }
 
-    /// Appends a header. `None` (nothing appended) past 4 GiB of text.
+    /// Appends a header. `None`, and nothing appended, when the text would pass 4 GiB.
     pub fn push(&mut self, name: &str, value: &str) -> Option<()> {
-        let at = |t: &String| u32::try_from(t.len()).ok();
-        let n0 = at(&self.text)?;
+        let n0 = u32::try_from(self.text.len()).ok()?;
+        let n1 = n0.checked_add(u32::try_from(name.len()).ok()?)?;
+        let v1 = n1.checked_add(u32::try_from(value.len()).ok()?)?;
         self.text.push_str(name);
-        let n1 = at(&self.text)?;
         self.text.push_str(value);
-        let v1 = at(&self.text)?;
-        self.spans.push([n0, n1, n1, v1]);
+        self.spans.push([n0, n1, v1]);
         Some(())
     }
 
@@ -110,10 +109,10 @@ impl HeaderText {
         self.spans
             .iter()
             .map(|s| {
-                let [n0, n1, v0, v1] = s.map(|x| x as usize);
+                let [n0, n1, v1] = s.map(|x| x as usize);
                 (
                     self.text.get(n0..n1).unwrap_or_default(),
-                    self.text.get(v0..v1).unwrap_or_default(),
+                    self.text.get(n1..v1).unwrap_or_default(),
                 )
             })
             .collect()
@@ -215,6 +214,13 @@ impl<'a> Iterator for HeaderIter<'a> {
             HeaderIter::Slices(it) => it.next().copied(),
         }
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            HeaderIter::Owned(it) => it.size_hint(),
+            HeaderIter::Slices(it) => it.size_hint(),
+        }
+    }
 }
 
 impl DoubleEndedIterator for HeaderIter<'_> {
@@ -227,7 +233,7 @@ impl DoubleEndedIterator for HeaderIter<'_> {
 }
 
 /// The request head: everything the checks need before the body.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RequestHead<'a> {
     /// `:method`.
     pub method: &'a str,
@@ -241,6 +247,24 @@ pub struct RequestHead<'a> {
     pub tls: Option<TlsVersion>,
     pub peer: Peer,
     pub headers: Headers<'a>,
+}
+
+// A query may carry tokens (`?token=...`): Debug shows the path without it, the peer and header values
+// redacted (see `Peer` and `Headers`).
+impl fmt::Debug for RequestHead<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.split_once('?').map_or(self.path, |(p, _)| p);
+        f.debug_struct("RequestHead")
+            .field("method", &self.method)
+            .field("authority", &self.authority)
+            .field("path", &path)
+            .field("query", &self.path.contains('?').then_some("<redacted>"))
+            .field("route_name", &self.route_name)
+            .field("tls", &self.tls)
+            .field("peer", &self.peer)
+            .field("headers", &self.headers)
+            .finish()
+    }
 }
 
 impl<'a> RequestHead<'a> {
@@ -304,5 +328,26 @@ mod tests {
         assert_eq!(TlsVersion::parse("1.3"), Some(TlsVersion::V1_3));
         assert_eq!(TlsVersion::parse(""), None);
         assert!(TlsVersion::V1_2 < TlsVersion::V1_3);
+    }
+
+    /// Debug output of a head names the request without its query, client address or header values.
+    #[test]
+    fn head_debug_hides_query_peer_and_values() {
+        let pairs = vec![("authorization".to_string(), "Bearer s3cr3t".to_string())];
+        let head = RequestHead {
+            method: "GET",
+            authority: "api.example",
+            path: "/orders?token=t0k3n&id=1",
+            route_name: Some("api"),
+            tls: Some(TlsVersion::V1_3),
+            peer: Peer::Ip(std::net::IpAddr::from([192, 0, 2, 7])),
+            headers: Headers::new(&pairs),
+        };
+        let shown = format!("{head:?}");
+        for secret in ["t0k3n", "id=1", "s3cr3t", "192.0.2.7"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("\"/orders\""), "{shown}");
+        assert!(shown.contains("authorization: <13 bytes>"), "{shown}");
     }
 }

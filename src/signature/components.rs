@@ -195,7 +195,7 @@ impl ComponentId {
 
     /// Appends the component value to `out` (the signature base is built this way, without a `String`
     /// per component); `None` when the request cannot supply it, and then `out` holds a partial value.
-    pub fn push_value(&self, head: &RequestHead, out: &mut String) -> Option<()> {
+    fn push_value(&self, head: &RequestHead, out: &mut String) -> Option<()> {
         let start = out.len();
         match &self.kind {
             Kind::Derived(d) => push_derived(*d, &self.params, head, out)?,
