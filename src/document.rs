@@ -42,13 +42,14 @@ impl<'a> FromJson<'a> for DocumentInput {
         let (mut policies, mut routes) = (None, None);
         r.object(FIELDS, |r, i| {
             match i {
-                0 => schema = r.read()?,
+                // `null` is refused here (and for `rls`), as policies/schema.json says.
+                0 => schema = Some(r.read()?),
                 1 => client_ip = r.read()?,
                 // A list name given twice is an error (the BTreeMap reader refuses repeated keys):
                 // serde's map kept the last value silently, so a second `"blocked": []` emptied a list.
                 2 => ip_lists = r.read()?,
                 3 => rate_limit_slots = r.read()?,
-                4 => rls = r.read()?,
+                4 => rls = Some(r.read()?),
                 5 => policies = Some(r.read()?),
                 _ => routes = Some(r.read()?),
             }
@@ -497,6 +498,8 @@ mod tests {
             (r#"{"client_ip":{"trusted_proxies":[["1.2.3.4/32"]]},"policies":{},"routes":[{"policy":null}]}"#, "client_ip.trusted_proxies[0]", "invalid type: array, expected a string"),
             (r#"{"ip_lists":{"a":["1.2.3.4/32", null]},"policies":{},"routes":[{"policy":null}]}"#, "ip_lists.a[1]", "invalid type: null, expected a string"),
             (r#"{"ip_lists":null,"policies":{},"routes":[{"policy":null}]}"#, "ip_lists", "invalid type: null, expected an object"),
+            (r#"{"rls":null,"policies":{},"routes":[{"policy":null}]}"#, "rls", "invalid type: null, expected an object"),
+            (r#"{"$schema":null,"policies":{},"routes":[{"policy":null}]}"#, "$schema", "invalid type: null, expected a string"),
             (r#"{"policies":{"p":{"https":{"hsts":{"max_age_s":1.5}}}},"routes":[{"policy":"p"}]}"#, "policies.p.https.hsts.max_age_s", "invalid value: expected an integer"),
             (r#"{"policies":{"p":{"https":{"redirect_status":301.0}}},"routes":[{"policy":"p"}]}"#, "policies.p.https.redirect_status", "expected an integer from 0 to 65535"),
             (r#"{"policies":{"p":{"https":{"hsts":{}}}},"routes":[{"policy":"p"}]}"#, "policies.p.https.hsts", "missing field `max_age_s`"),
