@@ -36,8 +36,10 @@ thread_local! {
     /// The HTTP streams in flight on this worker, by context id.
     static STREAMS: RefCell<BTreeMap<u32, EdgewardHttp>> = const { RefCell::new(BTreeMap::new()) };
     /// Pending rate limit service calls: (root context, token) → the stream waiting for the answer.
-    /// Envoy numbers the calls of each root context on its own (and answers on that root), so two
-    /// plugin configurations sharing this VM can hold the same token at once.
+    /// Answers arrive on the root that made the call. Envoy 1.40 numbers calls across the whole VM
+    /// (tests/e2e_rls.rs saw tokens 5, 9, 13, 17 from two roots), but the ABI promises only a token
+    /// per call of a root, and older hosts numbered each root from 1: keyed by both, two plugin
+    /// configurations sharing this VM can never take each other's answers.
     static GRPC_CALLS: RefCell<BTreeMap<(u32, u32), u32>> = const { RefCell::new(BTreeMap::new()) };
 }
 

@@ -452,3 +452,107 @@ fn two_dev_servers_share_one_budget_through_redis() {
     assert_eq!(upstream.requests(), LIMIT as u64);
     drop(redis);
 }
+
+/// Gives the TLS listener its own copy of the wasm filter with the document `quoted` (a JSON string):
+/// a second plugin configuration, so Envoy runs a second root context in the same VM (same vm_id).
+fn second_configuration(yaml: &str, quoted: &str) -> String {
+    let start = yaml
+        .find("http_filters: &http_filters\n")
+        .map(|i| i + "http_filters: &http_filters\n".len())
+        .unwrap();
+    let end = start + yaml[start..].find("route_config: &route_config").unwrap();
+    let end = yaml[..end].rfind('\n').unwrap() + 1;
+    let block: String = yaml[start..end]
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("value: ") {
+                let indent = &l[..l.len() - l.trim_start().len()];
+                format!("{indent}value: {quoted}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(
+        block.contains(quoted),
+        "no configuration value in the filter block"
+    );
+    let out = yaml.replacen(
+        "http_filters: *http_filters\n",
+        &format!("http_filters:\n{block}"),
+        1,
+    );
+    assert_ne!(out, yaml, "no listener reuses the filter block");
+    out
+}
+
+/// Two plugin configurations in one VM (the plain listener's document and the TLS listener's: two root
+/// contexts on the one worker) each have two requests waiting on the rate limit service at the same
+/// time, twice: each answer must reach its own request while the others' calls are still pending. (Envoy 1.40 numbers the
+/// calls across the VM, so the tokens differ here; the adapter keys calls by root and token for hosts
+/// that number each root on its own, which this Envoy cannot show.)
+#[test]
+fn two_configurations_in_one_vm_get_their_own_answers() {
+    const DELAY_MS: u64 = 600;
+    let rls = start_rls(&limitador("per-route", 1_000_000, 60), DELAY_MS);
+    let upstream = echo_server();
+    let rls_section = r#"{"cluster": "ratelimit", "domain": "edgeward", "timeout_ms": 8000}"#;
+    let limits = r#"[{"name": "per-route", "key": "route", "limit": 1000000, "window_s": 60, "backend": "rls"}]"#;
+    let policy_a = doc(rls_section, limits);
+    // Another document (one more route entry, never matched): another root context.
+    let policy_b = policy_a.replacen(
+        r#""routes": ["#,
+        r#""routes": [{"path_prefix": "/never/", "policy": null}, "#,
+        1,
+    );
+    assert_ne!(policy_a, policy_b);
+    let quoted_b = serde_json::to_string(&policy_b).unwrap();
+    let cluster = cluster_yaml("ratelimit", rls.addr().port(), true);
+    let opts = EnvoyOpts::new(upstream.addr())
+        .policy(policy_a)
+        .concurrency(1)
+        .edit(move |y| add_cluster(y, &cluster))
+        .edit(move |y| second_configuration(&y, &quoted_b));
+    let envoy = Envoy::start(&opts).unwrap_or_else(|log| panic!("Envoy did not start:\n{log}"));
+    let (http, https) = (envoy.http_addr(), envoy.https_addr());
+    for round in 0..2 {
+        let started = Instant::now();
+        // Two requests per configuration at once: each root holds two calls, the VM four.
+        let responses = support::block_on(async {
+            let req = Req::get("/burst").authority("api.test");
+            let (plain, tls) = (Client::h1(), Client::h1().tls(support::Tls::V1_3));
+            let (a, b, c, d) = tokio::join!(
+                plain.send(http, &req),
+                tls.send(https, &req),
+                plain.send(http, &req),
+                tls.send(https, &req)
+            );
+            [a, b, c, d]
+        });
+        let elapsed = started.elapsed();
+        for r in responses {
+            let r = r.unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(r.status, 200, "round {round}");
+            assert!(
+                r.header("x-ratelimit-remaining").is_some(),
+                "{:?}",
+                r.headers
+            );
+        }
+        // All waited for the service, at the same time (one service delay, not several, no timeout).
+        assert!(
+            elapsed >= Duration::from_millis(DELAY_MS)
+                && elapsed < Duration::from_millis(2 * DELAY_MS + 1500),
+            "round {round}: {elapsed:?}"
+        );
+    }
+    assert_eq!(upstream.requests(), 8);
+    // No request fell back on the failure mode.
+    assert_eq!(
+        envoy
+            .stat("wasmcustom.edgeward.rate_limit.remote_failed_open")
+            .unwrap()
+            .unwrap_or(0),
+        0
+    );
+}
