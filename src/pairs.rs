@@ -44,13 +44,21 @@ fn for_each_pair<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> 
         let s = 4 + n * 8;
         let klen = read_u32(bytes, s)?;
         let vlen = read_u32(bytes, s + 4)?;
-        let key = bytes.get(p..p.checked_add(klen)?)?;
-        p = p.checked_add(klen)?.checked_add(1)?;
-        let value = bytes.get(p..p.checked_add(vlen)?)?;
-        p = p.checked_add(vlen)?.checked_add(1)?;
+        // Each name and value is followed by a NUL: a buffer without them is not the host's.
+        let key_end = p.checked_add(klen)?;
+        let key = bytes.get(p..key_end)?;
+        let value_start = nul_after(bytes, key_end)?;
+        let value_end = value_start.checked_add(vlen)?;
+        let value = bytes.get(value_start..value_end)?;
+        p = nul_after(bytes, value_end)?;
         f(key, value);
     }
     Some(count)
+}
+
+/// The offset after the NUL at `at`, if there is one.
+fn nul_after(bytes: &[u8], at: usize) -> Option<usize> {
+    (bytes.get(at) == Some(&0)).then_some(at + 1)
 }
 
 /// Decodes a serialized map into one [`HeaderText`] (two allocations, whatever the number of headers,
@@ -227,10 +235,17 @@ mod tests {
     #[test]
     fn malformed_buffers_are_refused() {
         let bytes = envoy_bytes();
-        for cut in 1..bytes.len() - 1 {
+        for cut in 1..bytes.len() {
             assert_eq!(decode(&bytes[..cut]), None, "truncated at {cut}");
             assert!(decode_text(&bytes[..cut]).is_none(), "truncated at {cut}");
         }
+        // A separator that is not NUL.
+        let mut wrong = bytes.clone();
+        let at = 4 + 16 + ":status".len();
+        assert_eq!(wrong[at], 0);
+        wrong[at] = b'-';
+        assert_eq!(decode(&wrong), None);
+        assert!(decode_text(&wrong).is_none());
         // A count far beyond the buffer, and lengths that overflow.
         assert_eq!(decode(&[0xff, 0xff, 0xff, 0x7f]), None);
         let mut huge = vec![1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0];
