@@ -327,7 +327,7 @@ def proc_cpu_ticks(pid):
 
 
 class Envoy:
-    def __init__(self, a, work, name, filters, access_log, response_headers, clusters):
+    def __init__(self, a, work, name, filters, access_log, response_headers, clusters, bootstrap_extra=""):
         self.name = name
         self.port, self.admin = free_port(), free_port()
         with open(os.path.join(HERE, "envoy.tmpl.yaml")) as f:
@@ -340,6 +340,7 @@ class Envoy:
             "@HTTP_FILTERS@": json.dumps(filters),
             "@RESPONSE_HEADERS@": json.dumps(response_headers),
             "@CLUSTERS@": json.dumps(clusters),
+            "@BOOTSTRAP_EXTRA@": bootstrap_extra,
         }.items():
             text = text.replace(key, value)
         self.config = os.path.join(work, f"{name}.yaml")
@@ -703,6 +704,7 @@ def main():
                 print(f"==> round {r + 1}/{a.rounds}: latency at {low_rate} req/s, half of D's throughput", file=sys.stderr)
                 latency_runs(low_names, low_rate, "oha_low")
         rss = {n: envoys[n].rss_mb() for n in names}
+        rss_released = released_rss(a, work, configs, headers, body)
         # The deny configurations must have denied, the others allowed, during the whole run.
         statuses = {}
         for n in names:
@@ -724,7 +726,7 @@ def main():
     elapsed = time.time() - started
     load_after = os.getloadavg()
     report = render(a, configs, results, rate, low_rate, rss, statuses, (host_calls, per_kind), allowed_share, client_rank,
-                    created, load_before, load_after, elapsed, rls_calls)
+                    created, load_before, load_after, elapsed, rls_calls, rss_released)
     os.makedirs(a.out, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
     for fname in ("latest.md", f"{stamp}.md"):
@@ -732,6 +734,32 @@ def main():
             f.write(report)
     print(report)
     print(f"==> written to {os.path.relpath(a.out, ROOT)}/latest.md and {stamp}.md", file=sys.stderr)
+
+
+# envoy/envoy.yaml's setting: tcmalloc gives freed heap back to the OS (V8 compiles the plugin in each VM
+# through Envoy's malloc, and tcmalloc otherwise keeps that memory mapped).
+RELEASE = "memory_allocator_manager: { bytes_to_release: 1073741824, memory_release_interval: 1s }"
+
+
+def released_rss(a, work, configs, headers, body):
+    """RSS of A and D100k started again with RELEASE, a few seconds after start and 20 requests each
+    (after the rounds, while the measured Envoys sit idle; nothing is timed)."""
+    wanted = [c for c in configs if c[0] in ("A", "D100k")]
+    if len(wanted) < 2:
+        return {}
+    envoys = {}
+    try:
+        for name, _, filters, log, resp, _ in wanted:
+            envoys[name] = Envoy(a, work, f"{name}-rel", filters, log, resp, [], RELEASE)
+        for e in envoys.values():
+            e.wait_ready()
+            for _ in range(20):
+                send_once(e.port, headers, body)
+        time.sleep(5)
+        return {n: e.rss_mb() for n, e in envoys.items()}
+    finally:
+        for e in envoys.values():
+            e.stop()
 
 
 def machine():
@@ -748,7 +776,7 @@ def machine():
 
 
 def render(a, configs, results, rate, low_rate, rss, statuses, host_calls, allowed_share, client_rank,
-           created, load_before, load_after, elapsed, rls_calls=None):
+           created, load_before, load_after, elapsed, rls_calls=None, rss_released=None):
     names = [c[0] for c in configs]
     desc = {c[0]: c[1] for c in configs}
     col = lambda n, src, key: [x[key] for x in results[n][src]]
@@ -852,6 +880,11 @@ def render(a, configs, results, rate, low_rate, rss, statuses, host_calls, allow
     if "D100k" in rss and "A" in rss:
         d = rss["D100k"] - rss["A"]
         rows.append(("RSS D100k − A (MB)", f"{d:.0f}", "≤ 30", "met" if d <= 30 else "**missed**"))
+    if rss_released:
+        d = rss_released["D100k"] - rss_released["A"]
+        rows.append((f"RSS D100k − A (MB), freed heap released as envoy/envoy.yaml does "
+                     f"(A {rss_released['A']:.0f}, D100k {rss_released['D100k']:.0f})", f"{d:.0f}", "≤ 30",
+                     "met" if d <= 30 else "**missed**"))
     host_calls, per_kind = host_calls
     rows.append(("host calls per allowed request (D)", f"{host_calls:.2f}", "≤ 12", "met" if host_calls <= 12 else "**missed**"))
     size = os.path.getsize(a.wasm)
