@@ -408,16 +408,8 @@ impl EdgewardHttp {
         let headers = host::get_header_map(host::REQUEST_HEADERS)
             .and_then(|b| crate::pairs::decode_text(&b))
             .unwrap_or_default();
-        let (method, authority, path) = {
-            let slices = headers.slices();
-            let find = |name: &str| {
-                slices
-                    .iter()
-                    .position(|(k, _)| *k == name)
-                    .unwrap_or(usize::MAX)
-            };
-            (find(":method"), find(":authority"), find(":path"))
-        };
+        let find = |name: &str| headers.position(name).unwrap_or(usize::MAX);
+        let (method, authority, path) = (find(":method"), find(":authority"), find(":path"));
         // Read always: the log record names the route.
         let route_name = property_string(&["xds", "route_name"]);
         let tls =

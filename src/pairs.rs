@@ -12,6 +12,7 @@
 use crate::request::HeaderText;
 
 /// One decoded map: (name, value) byte slices borrowed from the serialized buffer, in order.
+#[cfg(test)]
 pub type RawPairs<'a> = Vec<(&'a [u8], &'a [u8])>;
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
@@ -21,7 +22,8 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Decodes a serialized map. `None` when the buffer is malformed (truncated, lengths out of range);
-/// an empty buffer is an empty map.
+/// an empty buffer is an empty map. (The plugin decodes with [`decode_text`]; the tests read bytes.)
+#[cfg(test)]
 pub fn decode(bytes: &[u8]) -> Option<RawPairs<'_>> {
     let mut out = Vec::new();
     for_each_pair(bytes, |k, v| out.push((k, v)))?;
@@ -220,6 +222,9 @@ mod tests {
             );
         }
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(text.position("X-Forwarded-For"), Some(3));
+        assert_eq!(text.position(":method"), Some(0));
+        assert_eq!(text.position("absent"), None);
         assert!(!format!("{text:?}").contains("192.0.2.1"));
     }
 

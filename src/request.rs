@@ -103,6 +103,13 @@ impl HeaderText {
         Some(())
     }
 
+    /// The index of the first header named exactly `name`, found without building the slices.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.spans
+            .iter()
+            .position(|&[n0, n1, _]| self.text.get(n0 as usize..n1 as usize) == Some(name))
+    }
+
     /// The (name, value) slices, for [`Headers::from_slices`]: one allocation per callback that reads
     /// headers, and lookups as quick as over owned pairs.
     pub fn slices(&self) -> Vec<(&str, &str)> {
