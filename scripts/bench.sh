@@ -10,7 +10,8 @@
 # Needs 2 CPUs (Envoy on CPU 0, the load generator and D-rls's rate limit service on CPU 1). Knobs
 # (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5, throughput per run), BENCH_LATENCY_SECONDS (4),
 # BENCH_WARMUP_SECONDS (2), BENCH_ONLY=A,D,... (a subset of the configurations), BENCH_PARTS=1 (also the P
-# configurations: where D's cost goes, check by check, and D's host calls alone).
+# configurations: where D's cost goes, check by check, and D's host calls alone), BENCH_ALT_WASM=path (another
+# edgeward build, measured as Dalt beside D).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 START=$(date +%s)

@@ -241,6 +241,9 @@ def configurations(a, rls_port):
         return chain(wasm_filter(wasm, "edgeward", json.dumps(doc, separators=(",", ":"))))
 
     d = document(allow10)
+    # BENCH_ALT_WASM: another build of edgeward on D's document, measured in the same rounds as D, so a
+    # change to the request path is priced side by side (Dalt − D) instead of across runs.
+    alt = [("Dalt", f"D with the build {os.path.basename(a.wasm_alt)}", ew(d, a.wasm_alt), EDGEWARD_LOG, [], (200, 200))] if a.wasm_alt else []
     return [
         ("A", "bare Envoy", chain(), [], [], (200, 200)),
         ("B", "RBAC 10 CIDRs + local_ratelimit + HSTS header", chain(rbac(allow10), LOCAL_RATELIMIT), [], HSTS, (200, 200)),
@@ -253,7 +256,7 @@ def configurations(a, rls_port):
         ("E401", "deny: signature does not verify", ew(document(allow10, secret=WRONG_SECRET)), EDGEWARD_LOG, [], (401, 401)),
         ("E429", "deny: rate limit reached", ew(document(allow10, limit=1, window_s=31536000)), EDGEWARD_LOG, [], (200, 429)),
         ("E301", "redirect: X-Forwarded-Proto not trusted", ew(document(allow10, https="redirect", proxies=False)), EDGEWARD_LOG, [], (301, 301)),
-    ] + parts(d, ew, a.host_calls), ("Dhc", "D with the host-call-count build", ew(d, a.wasm_hc), EDGEWARD_LOG, [], (200, 200)), allow100k, {
+    ] + alt + parts(d, ew, a.host_calls), ("Dhc", "D with the host-call-count build", ew(d, a.wasm_hc), EDGEWARD_LOG, [], (200, 200)), allow100k, {
         "D-rls": [rls_cluster(rls_port)],
     }
 
@@ -587,6 +590,8 @@ def main():
     p.add_argument("--cli", required=True, help="the edgeward CLI (to sign the request)")
     p.add_argument("--oha", required=True)
     p.add_argument("--rls-dev", help="the development rate limit service, built --release (for D-rls)")
+    p.add_argument("--wasm-alt", default=os.environ.get("BENCH_ALT_WASM", ""),
+                   help="another edgeward build, measured as Dalt beside D")
     p.add_argument("--wasm-raw-size", type=int, default=0, help="size before wasm-opt")
     p.add_argument("--out", default=os.path.join(ROOT, "bench-results"))
     p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)))
@@ -852,6 +857,9 @@ def render(a, configs, results, rate, low_rate, rss, statuses, host_calls, allow
     t = diff("C", "A"); rows.append(("C − A CPU-µs/req (no-op wasm filter)", fmt(t, f1), "≈ 4 (issue)", ""))
     t = ratio("D", "B"); rows.append(("D/B throughput", fmt(t, f2), "≥ 0.75", ok(t, lambda v: v >= 0.75)))
     t = diff("D", "B"); rows.append(("D − B CPU-µs/req", fmt(t, f1), "", ""))
+    if "Dalt" in results:
+        t = diff("Dalt", "D"); rows.append(("Dalt − D CPU-µs/req (the other build, side by side)", fmt(t, f1), "", ""))
+        t = ratio("Dalt", "D"); rows.append(("Dalt/D throughput", fmt(t, f2), "", ""))
     t = diff("D-rls", "D"); rows.append(("D-rls − D CPU-µs/req (Envoy)", fmt(t, f1), "", ""))
     t = ratio("D-rls", "D"); rows.append(("D-rls/D throughput", fmt(t, f2), "", ""))
     if "D-rls" in results:
