@@ -3,8 +3,8 @@
 no-op wasm filter (issue 9). Run through scripts/bench.sh, which builds and installs what this needs.
 
 One Envoy per configuration, all started at once and pinned to CPU 0 (--concurrency 1); the load generator
-is pinned to CPU 1. The configurations are measured in interleaved rounds (warm-up, then A B C D ... A B C
-D ...), and each figure is reported as the median over the rounds with its range.
+is pinned to CPU 1. The configurations are measured in interleaved rounds (warm-up, then A B C D ..., then
+... D C B A, alternating), and each figure is reported as the median over the rounds with its range.
 """
 
 import argparse
@@ -689,8 +689,11 @@ def main():
                 print(f"    {n:6} p50 {res['p50_us']:8.0f} µs  p99 {res['p99_us']:8.0f} µs  "
                       f"({res['achieved']:.0f} req/s achieved)", file=sys.stderr)
         for r in range(a.rounds):
+            # Every other round in reverse order, so that no configuration always runs right after the same
+            # neighbour (the shipped build measured as Dalt, always right after D, came out +1.0 µs).
+            order = names if r % 2 == 0 else names[::-1]
             print(f"==> round {r + 1}/{a.rounds}: throughput ({a.seconds:g} s each)", file=sys.stderr)
-            for n in names:
+            for n in order:
                 res = run_wrk(a, envoys[n], script, a.seconds, rls if n == "D-rls" else None)
                 results[n]["wrk"].append(res)
                 print(f"    {n:6} {res['rps']:9.0f} req/s {res['cpu_us']:7.1f} CPU-µs/req "
@@ -699,7 +702,7 @@ def main():
                 base = results["A"]["wrk"][0]["rps"] if "A" in results else 10000
                 rate = max(100, int(base / 2))
             print(f"==> round {r + 1}/{a.rounds}: latency at {rate} req/s ({a.latency_seconds:g} s each)", file=sys.stderr)
-            latency_runs(names, rate, "oha")
+            latency_runs(order, rate, "oha")
             # D saturates below half of A's throughput, so its latency there is queueing. The added
             # latency below D's knee: A, C and D again at half of D's first-round throughput.
             low_names = [n for n in LOW_RATE_CONFIGS if n in names]
@@ -707,7 +710,7 @@ def main():
                 if low_rate is None:
                     low_rate = max(100, int(results["D"]["wrk"][0]["rps"] / 2))
                 print(f"==> round {r + 1}/{a.rounds}: latency at {low_rate} req/s, half of D's throughput", file=sys.stderr)
-                latency_runs(low_names, low_rate, "oha_low")
+                latency_runs(low_names if r % 2 == 0 else low_names[::-1], low_rate, "oha_low")
         rss = {n: envoys[n].rss_mb() for n in names}
         rss_released = released_rss(a, work, configs, headers, body)
         # The deny configurations must have denied, the others allowed, during the whole run.
