@@ -8,13 +8,13 @@ ENVOY_VERSION=1.40.0
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# The wasm targets rust-toolchain.toml names: rustup adds them when it installs the toolchain, but not
-# when that toolchain was already installed without them (seen on a fresh machine), so add what is missing.
+# The targets rust-toolchain.toml names: rustup adds them when it installs the toolchain, but not when
+# that toolchain was already installed without them (seen on a fresh machine), so add what is missing.
 ensure_targets() {
   command -v rustup >/dev/null 2>&1 || return 0
   local installed t missing=()
   installed=$(cd "$ROOT" && rustup target list --installed 2>/dev/null) || return 0
-  for t in wasm32-wasip1 wasm32-unknown-unknown; do
+  for t in $(sed -n 's/^targets *= *\[\(.*\)\]/\1/p' "$ROOT/rust-toolchain.toml" | tr -d '",'); do
     grep -qx "$t" <<<"$installed" || missing+=("$t")
   done
   if [ ${#missing[@]} -gt 0 ]; then

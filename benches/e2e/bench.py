@@ -688,10 +688,12 @@ def main():
                 results[n][key].append(res)
                 print(f"    {n:6} p50 {res['p50_us']:8.0f} µs  p99 {res['p99_us']:8.0f} µs  "
                       f"({res['achieved']:.0f} req/s achieved)", file=sys.stderr)
-        for r in range(a.rounds):
+        def in_round(seq, r):
             # Every other round in reverse order, so that no configuration always runs right after the same
-            # neighbour (the shipped build measured as Dalt, always right after D, came out +1.0 µs).
-            order = names if r % 2 == 0 else names[::-1]
+            # neighbour: order cannot bias a side-by-side difference (Dalt − D) one way.
+            return seq if r % 2 == 0 else seq[::-1]
+        for r in range(a.rounds):
+            order = in_round(names, r)
             print(f"==> round {r + 1}/{a.rounds}: throughput ({a.seconds:g} s each)", file=sys.stderr)
             for n in order:
                 res = run_wrk(a, envoys[n], script, a.seconds, rls if n == "D-rls" else None)
@@ -710,7 +712,7 @@ def main():
                 if low_rate is None:
                     low_rate = max(100, int(results["D"]["wrk"][0]["rps"] / 2))
                 print(f"==> round {r + 1}/{a.rounds}: latency at {low_rate} req/s, half of D's throughput", file=sys.stderr)
-                latency_runs(low_names if r % 2 == 0 else low_names[::-1], low_rate, "oha_low")
+                latency_runs(in_round(low_names, r), low_rate, "oha_low")
         rss = {n: envoys[n].rss_mb() for n in names}
         rss_released = released_rss(a, work, configs, headers, body)
         # The deny configurations must have denied, the others allowed, during the whole run.
