@@ -22,6 +22,9 @@ pub struct DocumentInput {
     pub rate_limit_slots: Option<u32>,
     /// The rate limit service for `"backend": "rls"` limits.
     pub rls: Option<RlsInput>,
+    /// Log settings for every request: the record of a request outside any policy, and each policy's
+    /// `log` fields that the policy does not set itself.
+    pub log: Option<LogInput>,
     pub policies: BTreeMap<String, PolicyInput>,
     pub routes: Vec<RouteInput>,
 }
@@ -34,12 +37,13 @@ impl<'a> FromJson<'a> for DocumentInput {
             "ip_lists",
             "rate_limit_slots",
             "rls",
+            "log",
             "policies",
             "routes",
         ];
         let (mut schema, mut client_ip, mut ip_lists, mut rate_limit_slots, mut rls) =
             (None, ClientIpInput::default(), BTreeMap::new(), None, None);
-        let (mut policies, mut routes) = (None, None);
+        let (mut log, mut policies, mut routes) = (None, None, None);
         r.object(FIELDS, |r, i| {
             match i {
                 // `null` is refused here (and for `rls`), as policies/schema.json says.
@@ -50,7 +54,8 @@ impl<'a> FromJson<'a> for DocumentInput {
                 2 => ip_lists = r.read()?,
                 3 => rate_limit_slots = r.read()?,
                 4 => rls = Some(r.read()?),
-                5 => policies = Some(r.read()?),
+                5 => log = Some(r.read()?),
+                6 => policies = Some(r.read()?),
                 _ => routes = Some(r.read()?),
             }
             Ok(())
@@ -61,6 +66,7 @@ impl<'a> FromJson<'a> for DocumentInput {
             ip_lists,
             rate_limit_slots,
             rls,
+            log,
             policies: r.required(policies, "policies")?,
             routes: r.required(routes, "routes")?,
         })
@@ -96,10 +102,12 @@ pub struct PolicyInput {
 }
 
 /// One entry of `routes` as written. `policy` must be given: a name, or `null` for "no checks".
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RouteInput {
     pub route: Option<String>,
     pub host: Option<String>,
+    /// Exactly this path (without the query).
+    pub path: Option<String>,
     pub path_prefix: Option<String>,
     pub policy: Option<Option<String>>,
 }
@@ -130,17 +138,13 @@ impl<'a> FromJson<'a> for PolicyInput {
 
 impl<'a> FromJson<'a> for RouteInput {
     fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        let mut route = RouteInput {
-            route: None,
-            host: None,
-            path_prefix: None,
-            policy: None,
-        };
-        r.object(&["route", "host", "path_prefix", "policy"], |r, i| {
+        let mut route = RouteInput::default();
+        r.object(&["route", "host", "path", "path_prefix", "policy"], |r, i| {
             match i {
                 0 => route.route = r.read()?,
                 1 => route.host = r.read()?,
-                2 => route.path_prefix = r.read()?,
+                2 => route.path = r.read()?,
+                3 => route.path_prefix = r.read()?,
                 // `"policy": null` (Some(None), no checks) differs from a missing field (None).
                 _ => route.policy = Some(r.read()?),
             }
@@ -159,7 +163,7 @@ pub struct Policy {
     pub ip: Option<IpPolicy>,
     pub signature: Option<SignaturePolicy>,
     pub rate_limits: RateLimits,
-    /// The `log` section, or the defaults (/24 and /48 truncation, nothing else) when absent.
+    /// The policy's `log` section over the document's, or the document's alone.
     pub log: LogPolicy,
 }
 
@@ -173,7 +177,8 @@ pub struct Document {
     pub client_ip: ClientIpConfig,
     /// The shared replay table of signature nonces (one per Envoy process).
     pub nonce_table: NonceTableConfig,
-    /// The log settings for requests without a policy (no route, or `"policy": null`).
+    /// The document's log settings: the record of requests without a policy (bad host, no route,
+    /// `"policy": null`).
     pub default_log: LogPolicy,
     /// Keys the hashes that place rate-limit buckets and nonces in shared data. Derived from the document
     /// text and the optional `EDGEWARD_HASH_KEY` environment variable, so every worker VM of a process
@@ -252,6 +257,15 @@ impl Document {
             .rls
             .as_ref()
             .and_then(|r| rate_limit::remote::compile_rls(r, "rls", &mut errs));
+        // The document's log section, compiled once on its own (its errors carry its own paths), then
+        // under each policy's section that overrides some of its fields.
+        let doc_log = input.log.clone().unwrap_or_default();
+        let mut log_errs = Errors::default();
+        let default_log = log::compile(&doc_log, "log", env, &mut log_errs);
+        let doc_log_ok = log_errs.is_empty();
+        for e in log_errs.into_vec() {
+            errs.add(e);
+        }
         let mut policies = Vec::with_capacity(input.policies.len());
         for (name, p) in &input.policies {
             let path = join("policies", name);
@@ -286,11 +300,14 @@ impl Document {
                 &mut errs,
             )
             .unwrap_or_default();
-            let log = p
-                .log
-                .as_ref()
-                .and_then(|l| log::compile(l, &join(&path, "log"), env, &mut errs))
-                .unwrap_or_default();
+            let log = match &p.log {
+                Some(own) => {
+                    let merged = if doc_log_ok { own.over(&doc_log) } else { own.clone() };
+                    log::compile(&merged, &join(&path, "log"), env, &mut errs)
+                }
+                None => default_log.clone(),
+            }
+            .unwrap_or_default();
             policies.push(Policy {
                 name: name.clone(),
                 mode: p.mode,
@@ -325,13 +342,22 @@ impl Document {
                 .host
                 .as_ref()
                 .and_then(|h| HostMatch::compile(h, &join(&path, "host"), &mut errs));
-            if let Some(p) = &r.path_prefix {
-                if !p.starts_with('/') {
-                    errs.push(
-                        join(&path, "path_prefix"),
-                        format!("{p:?} must start with '/'"),
-                    );
+            for (field, value) in [("path", &r.path), ("path_prefix", &r.path_prefix)] {
+                if let Some(p) = value.as_ref().filter(|p| !p.starts_with('/')) {
+                    errs.push(join(&path, field), format!("{p:?} must start with '/'"));
                 }
+            }
+            if let Some(p) = r.path.as_ref().filter(|p| p.contains(['?', '#'])) {
+                errs.push(
+                    join(&path, "path"),
+                    format!("{p:?}: a path is matched without its query; leave out '?' and '#'"),
+                );
+            }
+            if r.path.is_some() && r.path_prefix.is_some() {
+                errs.push(
+                    join(&path, "path"),
+                    "give either path (exactly this path) or path_prefix, not both",
+                );
             }
             if let Some(rn) = &r.route {
                 if rn.is_empty() {
@@ -341,6 +367,7 @@ impl Document {
             routes.push(RouteEntry {
                 route: r.route.clone(),
                 host,
+                path: r.path.clone(),
                 path_prefix: r.path_prefix.clone(),
                 target,
             });
@@ -363,7 +390,7 @@ impl Document {
             routes,
             uses_route_name,
             client_ip,
-            default_log: LogPolicy::default(),
+            default_log: default_log.unwrap_or_default(),
             nonce_table: NonceTableConfig::default(),
             hash_key: [0; 16],
             nonce_key: derive_nonce_key(env),

@@ -12,6 +12,7 @@ pub mod http1;
 pub mod https;
 pub mod ip;
 pub mod json;
+pub mod lint;
 pub mod log;
 pub mod metrics;
 pub mod num;

@@ -74,6 +74,8 @@ pub enum Target {
 pub struct RouteEntry {
     pub route: Option<String>,
     pub host: Option<HostMatch>,
+    /// Exactly this path (without the query).
+    pub path: Option<String>,
     pub path_prefix: Option<String>,
     pub target: Target,
 }
@@ -89,6 +91,9 @@ impl RouteEntry {
             if !h.matches(host) {
                 return false;
             }
+        }
+        if self.path.as_ref().is_some_and(|p| p != path) {
+            return false;
         }
         if let Some(p) = &self.path_prefix {
             if !path.starts_with(p.as_str()) {
@@ -173,18 +178,21 @@ mod tests {
             RouteEntry {
                 route: Some("partner-api".into()),
                 host: None,
+                path: None,
                 path_prefix: None,
                 target: Target::Policy(0),
             },
             RouteEntry {
                 route: None,
                 host: Some(host("admin.example.com")),
+                path: None,
                 path_prefix: Some("/admin/".into()),
                 target: Target::Policy(1),
             },
             RouteEntry {
                 route: None,
                 host: Some(host("*.example.com")),
+                path: None,
                 path_prefix: None,
                 target: Target::NoChecks,
             },
@@ -209,10 +217,26 @@ mod tests {
     }
 
     #[test]
+    fn exact_paths_match_only_themselves() {
+        let routes = vec![RouteEntry {
+            route: None,
+            host: None,
+            path: Some("/health".into()),
+            path_prefix: None,
+            target: Target::NoChecks,
+        }];
+        assert_eq!(select(&routes, None, "a", "/health"), Some(0));
+        for other in ["/health-x", "/health/", "/healthz", "/Health", "/"] {
+            assert_eq!(select(&routes, None, "a", other), None, "{other}");
+        }
+    }
+
+    #[test]
     fn catch_all_matches_everything() {
         let routes = vec![RouteEntry {
             route: None,
             host: None,
+            path: None,
             path_prefix: None,
             target: Target::Policy(3),
         }];

@@ -34,6 +34,11 @@ impl ListInput {
         list
     }
 
+    /// No entry at all (not even a refused one).
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty() && self.errors.is_empty()
+    }
+
     fn push(&mut self, i: usize, entry: &str) {
         if entry.starts_with('@') {
             self.errors.push((
@@ -66,6 +71,8 @@ impl<'a> FromJson<'a> for ListInput {
 #[derive(Debug, Clone, Default)]
 pub struct IpInput {
     pub allow: Vec<String>,
+    /// `allow` was written (possibly as `[]`, which `edgeward check` warns about).
+    pub allow_given: bool,
     pub deny: Vec<String>,
     pub deny_status: Option<u16>,
 }
@@ -75,7 +82,10 @@ impl<'a> FromJson<'a> for IpInput {
         let mut ip = IpInput::default();
         r.object(&["allow", "deny", "deny_status"], |r, i| {
             match i {
-                0 => ip.allow = r.read()?,
+                0 => {
+                    ip.allow = r.read()?;
+                    ip.allow_given = true;
+                }
                 1 => ip.deny = r.read()?,
                 _ => ip.deny_status = r.read()?,
             }
@@ -270,6 +280,7 @@ mod tests {
     fn policy(allow: &[&str], deny: &[&str], status: Option<u16>) -> IpPolicy {
         let input = IpInput {
             allow: strings(allow),
+            allow_given: true,
             deny: strings(deny),
             deny_status: status,
         };
@@ -399,6 +410,7 @@ mod tests {
     fn config_errors_name_the_path_and_all_are_reported() {
         let input = IpInput {
             allow: strings(&["@office", "@nope", "010.0.0.0/8"]),
+            allow_given: true,
             deny: strings(&["10.1.2.3/8", "127.1"]),
             deny_status: Some(401),
         };

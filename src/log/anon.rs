@@ -15,12 +15,56 @@ pub const MIN_KEY_BYTES: usize = 32;
 /// Keeps the first `v4_prefix` / `v6_prefix` bits of an address and zeroes the rest.
 ///
 /// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is canonicalized to IPv4 first: the IPv6 rule would either wipe it
-/// (`/48` → `::`) or, with a long prefix, keep the whole IPv4 address. Prefixes above the family width keep
-/// every bit.
+/// (`/48` → `::`) or, with a long prefix, keep the whole IPv4 address. Addresses that carry a client's
+/// IPv4 address inside ([`Embedded`]: 6to4, Teredo, NAT64) keep their IPv6 form with only the kept bits
+/// of that IPv4 address, everything else zeroed: a /48 of 6to4 (`2002:c633:6407::`) is the whole IPv4
+/// address. Prefixes above the family width keep every bit.
 pub fn truncate_ip(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & v4_mask(v4_prefix))),
-        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & v6_mask(v6_prefix))),
+        IpAddr::V6(a) => match Embedded::of(a) {
+            Some((kind, v4)) => IpAddr::V6(kind.rebuild(u32::from(v4) & v4_mask(v4_prefix))),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(a) & v6_mask(v6_prefix))),
+        },
+    }
+}
+
+/// IPv6 forms that carry a client's IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Embedded {
+    /// 6to4, `2002::/16` (RFC 3056): the site's IPv4 address in bits 16..48.
+    SixToFour,
+    /// Teredo, `2001::/32` (RFC 4380): the client's IPv4 address, inverted, in the last 32 bits (the
+    /// server address, flags and port are dropped when rebuilt).
+    Teredo,
+    /// NAT64's well-known prefix, `64:ff9b::/96` (RFC 6052): the IPv4 address in the last 32 bits.
+    Nat64,
+}
+
+impl Embedded {
+    /// The form of `a` and the IPv4 address it carries, if it is one of these forms.
+    pub fn of(a: Ipv6Addr) -> Option<(Embedded, Ipv4Addr)> {
+        let v = u128::from(a);
+        let low = (v & 0xffff_ffff) as u32;
+        if v >> 112 == 0x2002 {
+            Some((Embedded::SixToFour, Ipv4Addr::from((v >> 80) as u32)))
+        } else if v >> 96 == 0x2001_0000 {
+            Some((Embedded::Teredo, Ipv4Addr::from(!low)))
+        } else if v >> 32 == 0x0064_ff9b_0000_0000_0000_0000 {
+            Some((Embedded::Nat64, Ipv4Addr::from(low)))
+        } else {
+            None
+        }
+    }
+
+    /// This form around `v4`, every other bit zero.
+    fn rebuild(self, v4: u32) -> Ipv6Addr {
+        let v4 = u128::from(v4);
+        Ipv6Addr::from(match self {
+            Embedded::SixToFour => 0x2002 << 112 | v4 << 80,
+            Embedded::Teredo => 0x2001_0000 << 96 | (!v4 & 0xffff_ffff),
+            Embedded::Nat64 => 0x0064_ff9b << 96 | v4,
+        })
     }
 }
 
@@ -63,16 +107,19 @@ pub fn parse_address(s: &str) -> Option<IpAddr> {
 }
 
 /// The canonical binary form of an address that pseudonyms are computed over: 4 bytes for IPv4 (also
-/// when it arrived IPv4-mapped), 16 for IPv6. Text never enters the MAC, so spellings cannot split a client.
+/// when it arrived IPv4-mapped, or inside 6to4, Teredo or NAT64: one client, one pseudonym), 16 for other
+/// IPv6. Text never enters the MAC, so spellings cannot split a client.
 pub fn canonical_bytes(ip: IpAddr) -> ([u8; 16], usize) {
     let mut buf = [0u8; 16];
-    match ip.to_canonical() {
-        IpAddr::V4(a) => {
-            buf[..4].copy_from_slice(&a.octets());
-            (buf, 4)
-        }
-        IpAddr::V6(a) => (a.octets(), 16),
-    }
+    let v4 = match ip.to_canonical() {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(a) => match Embedded::of(a) {
+            Some((_, v4)) => v4,
+            None => return (a.octets(), 16),
+        },
+    };
+    buf[..4].copy_from_slice(&v4.octets());
+    (buf, 4)
 }
 
 /// A pre-keyed HMAC-SHA-256 state for pseudonyms; cloned per value, so the key schedule runs once.
@@ -182,6 +229,51 @@ mod tests {
                 "{input} /{v4} /{v6}"
             );
         }
+    }
+
+    /// Addresses that embed a client's IPv4 address are cut on that address with the IPv4 prefix,
+    /// whatever the IPv6 prefix (a /48 of 6to4 is the whole IPv4 address).
+    #[test]
+    fn embedded_ipv4_is_truncated_with_the_ipv4_prefix() {
+        let cases = [
+            // 6to4 of 198.51.100.7, with a subnet and an interface id.
+            ("2002:c633:6407::", 24, 48, "2002:c633:6400::"),
+            ("2002:c633:6407:1234:5678::9", 24, 48, "2002:c633:6400::"),
+            ("2002:c633:6407::", 24, 128, "2002:c633:6400::"),
+            ("2002:c633:6407::", 32, 0, "2002:c633:6407::"),
+            ("2002:c633:6407::", 16, 48, "2002:c633::"),
+            // Teredo: server 65.54.227.120, client 198.51.100.7 stored inverted (39cc:9bf8).
+            ("2001:0:4136:e378:8000:63bf:39cc:9bf8", 24, 48, "2001::39cc:9bff"),
+            ("2001:0:4136:e378:8000:63bf:39cc:9bf8", 32, 128, "2001::39cc:9bf8"),
+            ("2001:0:4136:e378:8000:63bf:39cc:9bf8", 0, 128, "2001::ffff:ffff"),
+            // NAT64 well-known prefix.
+            ("64:ff9b::c633:6407", 24, 128, "64:ff9b::c633:6400"),
+            // Neighbours of these ranges are plain IPv6.
+            ("2001:db8:c633:6407::", 24, 48, "2001:db8:c633::"),
+            ("2003:c633:6407::", 24, 32, "2003:c633::"),
+            ("64:ff9b:1::c633:6407", 24, 48, "64:ff9b:1::"),
+        ];
+        for (input, v4, v6, want) in cases {
+            assert_eq!(truncate_ip(ip(input), v4, v6), ip(want), "{input} /{v4} /{v6}");
+            let once = truncate_ip(ip(input), v4, v6);
+            assert_eq!(truncate_ip(once, v4, v6), once, "{input}: idempotent");
+        }
+    }
+
+    #[test]
+    fn embedded_ipv4_is_one_client_for_pseudonyms() {
+        let k = PseudonymKey::new(&[7; 32]).unwrap();
+        let plain = k.pseudonym_ip("client_ip", ip("198.51.100.7"));
+        for form in [
+            "2002:c633:6407::",
+            "2002:c633:6407:1::5",
+            "2001:0:4136:e378:8000:63bf:39cc:9bf8",
+            "64:ff9b::c633:6407",
+            "::ffff:198.51.100.7",
+        ] {
+            assert_eq!(k.pseudonym_ip("client_ip", ip(form)), plain, "{form}");
+        }
+        assert_ne!(k.pseudonym_ip("client_ip", ip("2001:db8::1")), plain);
     }
 
     #[test]

@@ -6,9 +6,9 @@ mod redact;
 mod text;
 
 pub use anon::{
-    canonical_bytes, parse_address, truncate_ip, PseudonymKey, MIN_KEY_BYTES, PSEUDONYM_BYTES,
+    canonical_bytes, Embedded, parse_address, truncate_ip, PseudonymKey, MIN_KEY_BYTES, PSEUDONYM_BYTES,
 };
-pub use redact::{redact_query, redact_url, REDACTED};
+pub use redact::{normalize_name, redact_query, redact_url, QueryRule, REDACTED};
 pub use text::{rfc3339, CUT_MARKER, VALUE_CAP};
 
 use crate::error::{index, join, Errors};
@@ -42,7 +42,7 @@ pub const ADDRESS_HEADERS: [&str; 8] = [
     "fastly-client-ip",
 ];
 
-/// Headers whose value is a URL: when allow-listed, `redact_query` applies to each value's query (and
+/// Headers whose value is a URL: when allow-listed, the query rule applies to each value's query (and
 /// fragment) as it does to `path`, so `Referer: https://x/?token=…` does not log what `path` redacts.
 const URL_HEADERS: [&str; 1] = ["referer"];
 
@@ -78,37 +78,42 @@ pub enum UpstreamXff {
     Remove,
 }
 
-/// A policy's `log` section.
-#[derive(Debug, Clone)]
+/// A `log` section as written: the document's (applies to every request) or a policy's (overrides the
+/// document's field by field). `None` means "not given here".
+#[derive(Debug, Clone, Default)]
 pub struct LogInput {
     /// Bits of an IPv4 address kept (0..=32).
-    pub ipv4_prefix: u32,
+    pub ipv4_prefix: Option<u32>,
     /// Bits of an IPv6 address kept (0..=128).
-    pub ipv6_prefix: u32,
+    pub ipv6_prefix: Option<u32>,
     /// HMAC key of the pseudonyms, ≥ 32 bytes.
     pub pseudonym_key: Option<SecretInput>,
     /// `client_ip`, `key_id`, `header:NAME`.
-    pub pseudonymize: Vec<String>,
+    pub pseudonymize: Option<Vec<String>>,
     /// Request headers logged (allow-list).
-    pub headers: Vec<String>,
-    /// Query parameter names whose values are replaced with `REDACTED`.
-    pub redact_query: Vec<String>,
-    pub upstream_xff: UpstreamXff,
+    pub headers: Option<Vec<String>>,
+    /// Query parameter names whose values are logged as sent (`"*"`: all); every other value is redacted.
+    pub keep_query: Option<Vec<String>>,
+    /// The field of earlier versions (a deny-list); refused with a pointer to `keep_query`.
+    pub redact_query: Option<Vec<String>>,
+    pub upstream_xff: Option<UpstreamXff>,
     /// Also set each record field as its own filter-state property.
-    pub fields: bool,
+    pub fields: Option<bool>,
 }
 
-impl Default for LogInput {
-    fn default() -> Self {
+impl LogInput {
+    /// This section over `base` (the document's): every field given here wins.
+    pub fn over(&self, base: &LogInput) -> LogInput {
         LogInput {
-            ipv4_prefix: default_v4(),
-            ipv6_prefix: default_v6(),
-            pseudonym_key: None,
-            pseudonymize: Vec::new(),
-            headers: Vec::new(),
-            redact_query: Vec::new(),
-            upstream_xff: UpstreamXff::Keep,
-            fields: false,
+            ipv4_prefix: self.ipv4_prefix.or(base.ipv4_prefix),
+            ipv6_prefix: self.ipv6_prefix.or(base.ipv6_prefix),
+            pseudonym_key: self.pseudonym_key.clone().or(base.pseudonym_key.clone()),
+            pseudonymize: self.pseudonymize.clone().or(base.pseudonymize.clone()),
+            headers: self.headers.clone().or(base.headers.clone()),
+            keep_query: self.keep_query.clone().or(base.keep_query.clone()),
+            redact_query: self.redact_query.clone().or(base.redact_query.clone()),
+            upstream_xff: self.upstream_xff.or(base.upstream_xff),
+            fields: self.fields.or(base.fields),
         }
     }
 }
@@ -128,21 +133,24 @@ impl<'a> FromJson<'a> for LogInput {
             "pseudonym_key",
             "pseudonymize",
             "headers",
+            "keep_query",
             "redact_query",
             "upstream_xff",
             "fields",
         ];
         let mut l = LogInput::default();
         r.object(FIELDS, |r, i| {
+            // `Some(r.read()?)`: null is refused (only `pseudonym_key` takes it, as "none").
             match i {
-                0 => l.ipv4_prefix = r.read()?,
-                1 => l.ipv6_prefix = r.read()?,
+                0 => l.ipv4_prefix = Some(r.read()?),
+                1 => l.ipv6_prefix = Some(r.read()?),
                 2 => l.pseudonym_key = r.read()?,
-                3 => l.pseudonymize = r.read()?,
-                4 => l.headers = r.read()?,
-                5 => l.redact_query = r.read()?,
-                6 => l.upstream_xff = r.read()?,
-                _ => l.fields = r.read()?,
+                3 => l.pseudonymize = Some(r.read()?),
+                4 => l.headers = Some(r.read()?),
+                5 => l.keep_query = Some(r.read()?),
+                6 => l.redact_query = Some(r.read()?),
+                7 => l.upstream_xff = Some(r.read()?),
+                _ => l.fields = Some(r.read()?),
             }
             Ok(())
         })?;
@@ -165,7 +173,7 @@ struct LoggedHeader {
     name: String,
     property: String,
     addresses: bool,
-    /// A URL (`referer`): `redact_query` applies to its query as to `path`.
+    /// A URL (`referer`): the query rule applies to its query as to `path`.
     url: bool,
 }
 
@@ -179,14 +187,14 @@ pub struct LogPolicy {
     pseudo_key_id: bool,
     pseudo_headers: Vec<PseudoHeader>,
     headers: Vec<LoggedHeader>,
-    redact_query: Vec<String>,
+    query: QueryRule,
     upstream_xff: UpstreamXff,
     fields: bool,
 }
 
 impl Default for LogPolicy {
-    /// What a policy without a `log` section (and a request with no route) gets: /24 and /48 truncation,
-    /// nothing pseudonymized, no headers, `X-Forwarded-For` kept.
+    /// What a document without any `log` section gets: /24 and /48 truncation, every query value
+    /// redacted, nothing pseudonymized, no headers, `X-Forwarded-For` kept.
     fn default() -> Self {
         LogPolicy {
             v4_prefix: 24,
@@ -196,7 +204,7 @@ impl Default for LogPolicy {
             pseudo_key_id: false,
             pseudo_headers: Vec::new(),
             headers: Vec::new(),
-            redact_query: Vec::new(),
+            query: QueryRule::redact_all(),
             upstream_xff: UpstreamXff::Keep,
             fields: false,
         }
@@ -235,23 +243,27 @@ pub fn compile(
     errs: &mut Errors,
 ) -> Option<LogPolicy> {
     let mut ok = true;
-    let v4_prefix = match u8::try_from(input.ipv4_prefix) {
+    let ipv4_prefix = input.ipv4_prefix.unwrap_or(default_v4());
+    let ipv6_prefix = input.ipv6_prefix.unwrap_or(default_v6());
+    let pseudonymize: &[String] = input.pseudonymize.as_deref().unwrap_or_default();
+    let upstream_xff = input.upstream_xff.unwrap_or_default();
+    let v4_prefix = match u8::try_from(ipv4_prefix) {
         Ok(p) if p <= 32 => p,
         _ => {
             errs.push(
                 join(path, "ipv4_prefix"),
-                format!("{} is not between 0 and 32", input.ipv4_prefix),
+                format!("{ipv4_prefix} is not between 0 and 32"),
             );
             ok = false;
             0
         }
     };
-    let v6_prefix = match u8::try_from(input.ipv6_prefix) {
+    let v6_prefix = match u8::try_from(ipv6_prefix) {
         Ok(p) if p <= 128 => p,
         _ => {
             errs.push(
                 join(path, "ipv6_prefix"),
-                format!("{} is not between 0 and 128", input.ipv6_prefix),
+                format!("{ipv6_prefix} is not between 0 and 128"),
             );
             ok = false;
             0
@@ -284,7 +296,7 @@ pub fn compile(
     let mut pseudo_client_ip = false;
     let mut pseudo_key_id = false;
     let mut pseudo_headers: Vec<PseudoHeader> = Vec::new();
-    for (i, item) in input.pseudonymize.iter().enumerate() {
+    for (i, item) in pseudonymize.iter().enumerate() {
         let ipath = index(&ppath, i);
         if item == LABEL_CLIENT_IP {
             pseudo_client_ip = true;
@@ -309,14 +321,14 @@ pub fn compile(
             ok = false;
         }
     }
-    if input.pseudonym_key.is_none() && !input.pseudonymize.is_empty() {
+    if input.pseudonym_key.is_none() && !pseudonymize.is_empty() {
         errs.push(
             ppath,
             "pseudonymize needs a pseudonym_key (at least 32 bytes); unkeyed hashes of addresses are reversible",
         );
         ok = false;
     }
-    if input.pseudonym_key.is_none() && input.upstream_xff == UpstreamXff::Pseudonymize {
+    if input.pseudonym_key.is_none() && upstream_xff == UpstreamXff::Pseudonymize {
         errs.push(
             join(path, "upstream_xff"),
             "\"pseudonymize\" needs a pseudonym_key (at least 32 bytes)",
@@ -326,7 +338,7 @@ pub fn compile(
 
     let hpath = join(path, "headers");
     let mut headers: Vec<LoggedHeader> = Vec::new();
-    for (i, raw) in input.headers.iter().enumerate() {
+    for (i, raw) in input.headers.iter().flatten().enumerate() {
         let ipath = index(&hpath, i);
         let Some(name) = header_name(raw, &ipath, errs) else {
             ok = false;
@@ -351,20 +363,22 @@ pub fn compile(
         });
     }
 
-    let qpath = join(path, "redact_query");
-    let mut redact = Vec::new();
-    for (i, name) in input.redact_query.iter().enumerate() {
-        if name.is_empty() || name.chars().any(|c| c.is_control()) {
+    if input.redact_query.is_some() {
+        errs.push(
+            join(path, "redact_query"),
+            "replaced by keep_query: every query value is now logged as REDACTED unless its name is listed in keep_query",
+        );
+        ok = false;
+    }
+    let qpath = join(path, "keep_query");
+    let keep: &[String] = input.keep_query.as_deref().unwrap_or_default();
+    for (i, name) in keep.iter().enumerate() {
+        if normalize_name(name).is_empty() || name.chars().any(|c| c.is_control()) {
             errs.push(
                 index(&qpath, i),
                 "a query parameter name is non-empty text without control characters",
             );
             ok = false;
-            continue;
-        }
-        let lower = name.to_ascii_lowercase();
-        if !redact.contains(&lower) {
-            redact.push(lower);
         }
     }
 
@@ -379,9 +393,9 @@ pub fn compile(
         pseudo_key_id,
         pseudo_headers,
         headers,
-        redact_query: redact,
-        upstream_xff: input.upstream_xff,
-        fields: input.fields,
+        query: QueryRule::keeping(keep.iter().map(String::as_str)),
+        upstream_xff,
+        fields: input.fields.unwrap_or(false),
     })
 }
 
@@ -537,7 +551,7 @@ impl LogPolicy {
     ) -> Option<std::borrow::Cow<'h, str>> {
         if h.url {
             // Each value on its own: joined first, a second URL would read as part of the first's query.
-            return combined_with(headers, &h.name, |v| redact_url(v, &self.redact_query));
+            return combined_with(headers, &h.name, |v| redact_url(v, &self.query));
         }
         let v = combined(headers, &h.name)?;
         if h.addresses {
@@ -578,7 +592,7 @@ impl LogPolicy {
         out.push_str(",\"host\":");
         push_json_str(&mut out, r.host);
         out.push_str(",\"path\":");
-        push_json_str(&mut out, &redact_query(r.path, &self.redact_query));
+        push_json_str(&mut out, &redact_query(r.path, &self.query));
         out.push_str(",\"tls\":");
         push_json_opt(&mut out, r.tls);
         out.push_str(",\"client_ip\":");
@@ -659,7 +673,7 @@ impl LogPolicy {
         f.push(("edgeward.host", plain(r.host)));
         f.push((
             "edgeward.path",
-            plain(&redact_query(r.path, &self.redact_query)),
+            plain(&redact_query(r.path, &self.query)),
         ));
         opt(&mut f, "edgeward.tls", r.tls);
         if let Some(ip) = r.client_ip {

@@ -1,40 +1,161 @@
-//! Query redaction: listed parameters keep their name, their value becomes `REDACTED`.
+//! Query redaction, private by default: every query value is logged as `REDACTED` unless its parameter's
+//! name is on the allow-list (`keep_query`). Names keep their spelling; only values go.
 
 use std::borrow::Cow;
 
 /// What a redacted query value is replaced with.
 pub const REDACTED: &str = "REDACTED";
 
-/// Replaces the value of every listed query parameter (names lowercase) with [`REDACTED`].
-///
-/// Names are compared after percent-decoding and ASCII-case-insensitively, so `t%6Fken=` or `TOKEN=`
-/// cannot smuggle a value past the list; both `&` and `;` separate parameters (some servers accept `;`).
-/// Over-redacting is the safe direction. Borrows when nothing changes.
-pub fn redact_query<'p>(path: &'p str, names: &[String]) -> Cow<'p, str> {
-    if names.is_empty() {
-        return Cow::Borrowed(path);
+/// Which query values are logged as sent: the allow-list of normalized names (see [`normalize_name`]), or
+/// every one (`"*"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryRule {
+    keep: Vec<String>,
+    keep_all: bool,
+}
+
+impl QueryRule {
+    /// Every value redacted.
+    pub fn redact_all() -> QueryRule {
+        QueryRule::default()
     }
+
+    /// Keeps the values of `names` (normalized here); `"*"` keeps every value.
+    pub fn keeping<'n>(names: impl IntoIterator<Item = &'n str>) -> QueryRule {
+        let mut rule = QueryRule::default();
+        for n in names {
+            if n == "*" {
+                rule.keep_all = true;
+            } else {
+                let n = normalize_name(n);
+                if !rule.keep.contains(&n) {
+                    rule.keep.push(n);
+                }
+            }
+        }
+        rule
+    }
+
+    /// Whether a query parameter (a raw `name=value` or bare segment, as sent) keeps its value.
+    fn keeps(&self, raw_name: &str) -> bool {
+        self.keep_all || {
+            let n = normalize_name(raw_name);
+            self.keep.contains(&n)
+        }
+    }
+}
+
+/// A parameter name as compared with the allow-list: percent-decoded (`+` is a space), cut at the first
+/// `[` (`token[]`, `token%5B0%5D` and `token` are one parameter to PHP and Rails), surrounding whitespace
+/// trimmed and ASCII-lowercased. Bytes that do not decode to UTF-8 are replaced, so they match nothing.
+pub fn normalize_name(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let decoded = match b {
+            b'%' => match (
+                bytes.get(i + 1).and_then(|h| hex(*h)),
+                bytes.get(i + 2).and_then(|l| hex(*l)),
+            ) {
+                (Some(h), Some(l)) => {
+                    i += 2;
+                    h << 4 | l
+                }
+                _ => b'%',
+            },
+            b'+' => b' ',
+            other => other,
+        };
+        i += 1;
+        if decoded == b'[' {
+            break;
+        }
+        out.push(decoded.to_ascii_lowercase());
+    }
+    String::from_utf8_lossy(&out).trim().to_string()
+}
+
+/// `path` with the query's values redacted under `rule`; both `&` and `;` separate parameters (some
+/// servers accept `;`), and a segment without `=` counts as a value (a bare token in a query is as
+/// likely a secret as not). Borrows when nothing changes.
+pub fn redact_query<'p>(path: &'p str, rule: &QueryRule) -> Cow<'p, str> {
     match path.find('?') {
-        Some(q) => redact_params(path, q + 1, names),
+        Some(q) => redact_params(path, q + 1, rule),
         None => Cow::Borrowed(path),
     }
 }
 
 /// [`redact_query`] for a URL in a header value (`Referer`): the query is what lies between the first `?`
-/// and the first `#`, and the fragment's `name=value` pairs (after the fragment's own `?`, if it has one)
-/// are redacted the same way (a client that sends a fragment may carry a token there). Borrows when nothing changes.
-pub fn redact_url<'u>(url: &'u str, names: &[String]) -> Cow<'u, str> {
-    if names.is_empty() {
-        return Cow::Borrowed(url);
+/// and the first `#`, and the fragment's pairs (after the fragment's own `?`, if it has one) are redacted
+/// the same way (single-page apps carry tokens there). Envoy joins repeated header lines with `,`: each
+/// URL of such a list (a `,` followed by `scheme://`) is redacted on its own, so a second URL never reads
+/// as part of the first's query. Borrows when nothing changes.
+pub fn redact_url<'u>(value: &'u str, rule: &QueryRule) -> Cow<'u, str> {
+    let starts = url_starts(value);
+    if starts.len() <= 1 {
+        return redact_one_url(value, rule);
     }
-    let Some((main, fragment)) = url.split_once('#') else {
-        return redact_query(url, names);
+    let mut out = String::with_capacity(value.len());
+    let mut changed = false;
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(value.len(), |&next| next);
+        let Some(piece) = value.get(start..end) else {
+            continue;
+        };
+        // The separator (`,` and spaces) stays with the piece before it.
+        let trimmed = piece.trim_end_matches([',', ' ', '\t']);
+        let sep = piece.get(trimmed.len()..).unwrap_or("");
+        let r = redact_one_url(trimmed, rule);
+        changed |= matches!(r, Cow::Owned(_));
+        out.push_str(&r);
+        out.push_str(sep);
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(value)
+    }
+}
+
+/// Where each URL of a comma-joined list begins: 0, then after every `,` (and optional spaces) that is
+/// followed by `scheme://`.
+fn url_starts(value: &str) -> Vec<usize> {
+    let mut starts = vec![0];
+    let bytes = value.as_bytes();
+    for (i, _) in value.match_indices(',') {
+        let mut j = i + 1;
+        while matches!(bytes.get(j), Some(b' ' | b'\t')) {
+            j += 1;
+        }
+        if value.get(j..).is_some_and(starts_with_scheme) {
+            starts.push(j);
+        }
+    }
+    starts
+}
+
+/// RFC 3986 `scheme "://"`.
+fn starts_with_scheme(s: &str) -> bool {
+    let Some(colon) = s.find("://") else {
+        return false;
     };
-    let main_r = redact_query(main, names);
-    // A route-style fragment (`#/reset?token=…`, common in single-page apps) has its pairs after its
-    // own `?`; any other fragment is taken as pairs from its start.
+    let scheme = s.get(..colon).unwrap_or("");
+    scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+fn redact_one_url<'u>(url: &'u str, rule: &QueryRule) -> Cow<'u, str> {
+    let Some((main, fragment)) = url.split_once('#') else {
+        return redact_query(url, rule);
+    };
+    let main_r = redact_query(main, rule);
+    // A route-style fragment (`#/reset?token=…`) has its pairs after its own `?`; any other fragment is
+    // taken as pairs from its start.
     let start = fragment.find('?').map_or(0, |q| q + 1);
-    let fragment_r = redact_params(fragment, start, names);
+    let fragment_r = redact_params(fragment, start, rule);
     if matches!((&main_r, &fragment_r), (Cow::Borrowed(_), Cow::Borrowed(_))) {
         return Cow::Borrowed(url);
     }
@@ -45,18 +166,27 @@ pub fn redact_url<'u>(url: &'u str, names: &[String]) -> Cow<'u, str> {
     Cow::Owned(out)
 }
 
-/// `whole` with the listed parameters of `whole[start..]` (`&`- or `;`-separated) redacted.
-fn redact_params<'p>(whole: &'p str, start: usize, names: &[String]) -> Cow<'p, str> {
+/// What a segment becomes: `None` when it is logged as sent.
+fn redacted_segment<'s>(segment: &'s str, rule: &QueryRule) -> Option<(&'s str, bool)> {
+    if segment.is_empty() {
+        return None;
+    }
+    match segment.split_once('=') {
+        Some((name, _)) if !rule.keeps(name) => Some((name, true)),
+        None if !rule.keeps(segment) => Some(("", false)),
+        _ => None,
+    }
+}
+
+/// `whole` with the values of `whole[start..]` (`&`- or `;`-separated) redacted under `rule`.
+fn redact_params<'p>(whole: &'p str, start: usize, rule: &QueryRule) -> Cow<'p, str> {
     let (Some(kept), Some(query)) = (whole.get(..start), whole.get(start..)) else {
         return Cow::Borrowed(whole);
     };
-    let listed = |segment: &str| -> bool {
-        match segment.split_once('=') {
-            Some((name, _)) => names.iter().any(|n| name_matches(name, n)),
-            None => false,
-        }
-    };
-    if !query.split(['&', ';']).any(listed) {
+    if !query
+        .split(['&', ';'])
+        .any(|s| redacted_segment(s, rule).is_some())
+    {
         return Cow::Borrowed(whole);
     }
     let mut out = String::with_capacity(whole.len());
@@ -71,13 +201,14 @@ fn redact_params<'p>(whole: &'p str, start: usize, names: &[String]) -> Cow<'p, 
             ),
             None => (rest, None, ""),
         };
-        match segment.split_once('=') {
-            Some((name, _)) if listed(segment) => {
+        match redacted_segment(segment, rule) {
+            Some((name, true)) => {
                 out.push_str(name);
                 out.push('=');
                 out.push_str(REDACTED);
             }
-            _ => out.push_str(segment),
+            Some((_, false)) => out.push_str(REDACTED),
+            None => out.push_str(segment),
         }
         match sep {
             Some(sep) => {
@@ -88,35 +219,6 @@ fn redact_params<'p>(whole: &'p str, start: usize, names: &[String]) -> Cow<'p, 
         }
     }
     Cow::Owned(out)
-}
-
-/// Whether a raw (percent-encoded, `+` for space) parameter name equals `want`, ignoring ASCII case.
-fn name_matches(raw: &str, want: &str) -> bool {
-    let mut want = want.bytes();
-    let raw = raw.as_bytes();
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        let decoded = match b {
-            b'%' => match (
-                raw.get(i + 1).and_then(|h| hex(*h)),
-                raw.get(i + 2).and_then(|l| hex(*l)),
-            ) {
-                (Some(h), Some(l)) => {
-                    i += 2;
-                    h << 4 | l
-                }
-                _ => b'%',
-            },
-            b'+' => b' ',
-            other => other,
-        };
-        i += 1;
-        match want.next() {
-            Some(w) if w.eq_ignore_ascii_case(&decoded) => {}
-            _ => return false,
-        }
-    }
-    want.next().is_none()
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -134,41 +236,71 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn names() -> Vec<String> {
-        vec!["token".into(), "email".into(), "api key".into()]
+    fn keep() -> QueryRule {
+        QueryRule::keeping(["page", "Sort", "api key"])
     }
 
     #[test]
-    fn redaction_table() {
+    fn everything_is_redacted_by_default() {
+        let all = QueryRule::redact_all();
         let cases = [
             ("/a", "/a"),
             ("/a?", "/a?"),
-            ("/a?x=1", "/a?x=1"),
-            ("/a?token=s3cret", "/a?token=REDACTED"),
-            ("/a?x=1&token=s3cret&y=2", "/a?x=1&token=REDACTED&y=2"),
-            ("/a?token=1&token=2", "/a?token=REDACTED&token=REDACTED"),
-            ("/a?email=a%40b.c;x=1", "/a?email=REDACTED;x=1"),
-            ("/a?x=1;token=s", "/a?x=1;token=REDACTED"),
-            ("/a?TOKEN=s", "/a?TOKEN=REDACTED"),
-            ("/a?t%6Fken=s", "/a?t%6Fken=REDACTED"),
-            ("/a?%74%6F%6B%65%6E=s", "/a?%74%6F%6B%65%6E=REDACTED"),
-            ("/a?api+key=s", "/a?api+key=REDACTED"),
-            ("/a?api%20key=s", "/a?api%20key=REDACTED"),
-            ("/a?token", "/a?token"),
-            ("/a?token=", "/a?token=REDACTED"),
-            ("/a?tokens=s", "/a?tokens=s"),
-            ("/a?xtoken=s", "/a?xtoken=s"),
-            ("/a?tok=s", "/a?tok=s"),
-            ("/a?token=a=b&x", "/a?token=REDACTED&x"),
-            ("/a?token=s#frag", "/a?token=REDACTED"),
-            ("/a?x=%&token=%zz", "/a?x=%&token=REDACTED"),
-            ("/a?&&token=s&&", "/a?&&token=REDACTED&&"),
+            ("/a?x=1", "/a?x=REDACTED"),
+            ("/a?token=s3cret&y=2", "/a?token=REDACTED&y=REDACTED"),
+            ("/a?T0K3N", "/a?REDACTED"),
+            ("/a?&&x=1&&", "/a?&&x=REDACTED&&"),
             ("/token=s", "/token=s"),
-            ("/p?q=1?token=s", "/p?q=1?token=s"),
         ];
         for (input, want) in cases {
-            assert_eq!(redact_query(input, &names()), want, "{input}");
+            assert_eq!(redact_query(input, &all), want, "{input}");
         }
+    }
+
+    #[test]
+    fn allow_listed_names_keep_their_values() {
+        let cases = [
+            ("/a?page=2", "/a?page=2"),
+            ("/a?PAGE=2&token=s", "/a?PAGE=2&token=REDACTED"),
+            ("/a?sort=asc;token=s", "/a?sort=asc;token=REDACTED"),
+            ("/a?pa%67e=2", "/a?pa%67e=2"),
+            ("/a?page[]=2&page%5B0%5D=3", "/a?page[]=2&page%5B0%5D=3"),
+            ("/a?api+key=k&api%20key=k", "/a?api+key=k&api%20key=k"),
+            ("/a?pages=2", "/a?pages=REDACTED"),
+            ("/a?xpage=2", "/a?xpage=REDACTED"),
+            ("/a?page", "/a?page"),
+            ("/a?page=a=b&x", "/a?page=a=b&REDACTED"),
+            ("/a?x=%&page=%zz", "/a?x=REDACTED&page=%zz"),
+            ("/p?q=1?token=s", "/p?q=REDACTED"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_query(input, &keep()), want, "{input}");
+        }
+    }
+
+    /// The attack run's spellings of `token`: none of them keeps its value, and none of them escapes a
+    /// rule that keeps `token` either (they are one parameter to the applications that read them).
+    #[test]
+    fn decoded_and_normalized_names() {
+        for raw in ["token[]", "token%5B%5D", "token%20", "TOKEN", "t%6Fken", " token", "token[x]"] {
+            assert_eq!(normalize_name(raw), "token", "{raw}");
+            let path = format!("/a?{raw}=S3CR3T");
+            let redacted = redact_query(&path, &QueryRule::redact_all());
+            assert!(!redacted.contains("S3CR3T"), "{redacted}");
+            assert_eq!(
+                redact_query(&path, &QueryRule::keeping(["token"])),
+                path.as_str()
+            );
+        }
+        assert_eq!(normalize_name("%"), "%");
+        assert_eq!(normalize_name("%zz"), "%zz");
+        assert_eq!(normalize_name(""), "");
+    }
+
+    #[test]
+    fn star_keeps_everything() {
+        let all = QueryRule::keeping(["*"]);
+        assert!(matches!(redact_query("/a?token=1&x", &all), Cow::Borrowed(_)));
     }
 
     #[test]
@@ -176,51 +308,49 @@ mod tests {
         let cases = [
             ("https://x/", "https://x/"),
             ("https://x/?token=s", "https://x/?token=REDACTED"),
-            ("https://x/?token=s#frag", "https://x/?token=REDACTED#frag"),
-            ("https://x/?x=1#token=s", "https://x/?x=1#token=REDACTED"),
-            ("https://x/#a?token=s", "https://x/#a?token=REDACTED"),
+            ("https://x/?token=s#frag", "https://x/?token=REDACTED#REDACTED"),
+            ("https://x/?page=1#token=s", "https://x/?page=1#token=REDACTED"),
             (
-                "https://app/#/reset?token=abc&x=1",
-                "https://app/#/reset?token=REDACTED&x=1",
+                "https://app/#/reset?token=abc&page=1",
+                "https://app/#/reset?token=REDACTED&page=1",
             ),
-            (
-                "https://app/p?next=/x#frag?token=abc",
-                "https://app/p?next=/x#frag?token=REDACTED",
-            ),
-            ("https://x/#token=s&b", "https://x/#token=REDACTED&b"),
-            ("https://x/?a=1#b=2", "https://x/?a=1#b=2"),
-            ("https://x/?a=1#", "https://x/?a=1#"),
+            ("https://x/?page=1#", "https://x/?page=1#"),
         ];
         for (input, want) in cases {
-            assert_eq!(redact_url(input, &names()), want, "{input}");
+            assert_eq!(redact_url(input, &keep()), want, "{input}");
         }
         assert!(matches!(
-            redact_url("https://x/?a=1#b", &names()),
+            redact_url("https://x/?page=1#", &keep()),
             Cow::Borrowed(_)
         ));
-        assert!(matches!(
-            redact_url("https://x/?token=1", &[]),
-            Cow::Borrowed(_)
-        ));
+    }
+
+    /// Envoy joins two `Referer` lines with `,`: the second URL's query is redacted on its own, also when
+    /// the first URL's last parameter is kept.
+    #[test]
+    fn comma_joined_urls_are_redacted_one_by_one() {
+        let cases = [
+            (
+                "https://a/?page=1,https://b/?token=T0K3N_A",
+                "https://a/?page=1,https://b/?token=REDACTED",
+            ),
+            (
+                "https://a/?page=1, https://b/p?x=1&page=2",
+                "https://a/?page=1, https://b/p?x=REDACTED&page=2",
+            ),
+            // A comma inside a value is not a new URL.
+            ("https://a/?page=1,2", "https://a/?page=1,2"),
+            ("https://a/?q=1,2", "https://a/?q=REDACTED"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_url(input, &keep()), want, "{input}");
+        }
     }
 
     #[test]
     fn unchanged_paths_are_borrowed() {
-        assert!(matches!(redact_query("/a?x=1", &names()), Cow::Borrowed(_)));
-        assert!(matches!(redact_query("/a?token=1", &[]), Cow::Borrowed(_)));
-        assert!(matches!(
-            redact_query("/a?token=1", &names()),
-            Cow::Owned(_)
-        ));
-    }
-
-    #[test]
-    fn name_decoding() {
-        assert!(name_matches("t%6fken", "token"));
-        assert!(!name_matches("t%6", "t\u{6}"));
-        assert!(name_matches("%", "%"));
-        assert!(!name_matches("token", "tokens"));
-        assert!(!name_matches("tokens", "token"));
-        assert!(!name_matches("", "token"));
+        assert!(matches!(redact_query("/a?page=1", &keep()), Cow::Borrowed(_)));
+        assert!(matches!(redact_query("/a", &keep()), Cow::Borrowed(_)));
+        assert!(matches!(redact_query("/a?token=1", &keep()), Cow::Owned(_)));
     }
 }

@@ -48,7 +48,7 @@ fn full_policy(fill: u8) -> LogPolicy {
         "pseudonym_key": key_json(fill),
         "pseudonymize": ["client_ip", "key_id", "header:x-user-id"],
         "headers": ["user-agent", "referer", "x-forwarded-for"],
-        "redact_query": ["token", "email"],
+        "keep_query": ["page"],
         "upstream_xff": "truncate",
         "fields": true
     }))
@@ -107,12 +107,10 @@ fn record_json(p: &LogPolicy, r: &RecordInput) -> (String, Value) {
 #[test]
 fn defaults() {
     let input = parse(json!({})).unwrap();
-    assert_eq!(input.ipv4_prefix, 24);
-    assert_eq!(input.ipv6_prefix, 48);
-    assert_eq!(input.upstream_xff, UpstreamXff::Keep);
-    assert!(!input.fields);
-    let d = LogInput::default();
-    assert_eq!((d.ipv4_prefix, d.ipv6_prefix), (24, 48));
+    assert_eq!(input.ipv4_prefix, None);
+    assert_eq!(input.ipv6_prefix, None);
+    assert_eq!(input.upstream_xff, None);
+    assert_eq!(input.fields, None);
     let p = policy(json!({}));
     assert_eq!(
         p.truncate("192.0.2.77".parse().unwrap()).to_string(),
@@ -131,7 +129,7 @@ fn the_issue_example_compiles() {
       "pseudonym_key": key_json(1),
       "pseudonymize": ["client_ip", "key_id", "header:x-user-id"],
       "headers": ["user-agent", "referer"],
-      "redact_query": ["token", "email"],
+      "keep_query": ["page", "sort"],
       "upstream_xff": "truncate"
     }));
     assert_eq!(p.upstream_xff(), UpstreamXff::Truncate);
@@ -257,7 +255,8 @@ fn bad_names_and_conflicts_are_reported_together() {
         "pseudonym_key": key_json(1),
         "pseudonymize": ["client_ip", "ip", "header:", "header:x user", "header:x-user-id"],
         "headers": [":authority", "X-User-Id", "user-agent", ""],
-        "redact_query": ["token", ""]
+        "keep_query": ["page", ""],
+        "redact_query": ["token"]
     }))
     .unwrap_err();
     let want = [
@@ -267,7 +266,8 @@ fn bad_names_and_conflicts_are_reported_together() {
         "policies.p.log.headers[0]: ",
         "policies.p.log.headers[1]: ",
         "policies.p.log.headers[3]: ",
-        "policies.p.log.redact_query[1]: ",
+        "policies.p.log.redact_query: replaced by keep_query",
+        "policies.p.log.keep_query[1]: ",
     ];
     assert_eq!(e.len(), want.len(), "{e:#?}");
     for (got, prefix) in e.iter().zip(want) {
@@ -375,9 +375,10 @@ fn default_policy_record() {
     assert!(v.get("client").is_none());
     assert_eq!(v["key_id"], "partner-key-1");
     assert_eq!(v["headers"], json!({}));
+    // Private by default: every query value is redacted, names stay.
     assert_eq!(
         v["path"],
-        "/v1/items?token=SECRET-QUERY-TOKEN&page=2&email=bob%40example.com"
+        "/v1/items?token=REDACTED&page=REDACTED&email=REDACTED"
     );
     assert!(LogPolicy::default().fields(&input(&h)).is_empty());
 }
@@ -491,8 +492,9 @@ fn repeated_headers_are_combined() {
     );
 }
 
-/// The README's example lists `referer` and `redact_query: ["token"]`: the Referer's query is redacted
-/// like `path`, in the record and in the `fields` properties, each repeated value on its own.
+/// The README's example lists `referer`: the Referer's query is redacted like `path`, in the record and
+/// in the `fields` properties, each repeated value on its own, and each URL of a comma-joined value on
+/// its own (Envoy joins two `Referer` lines with `,`).
 #[test]
 fn referer_queries_are_redacted_like_the_path() {
     let p = full_policy(1);
@@ -518,21 +520,32 @@ fn referer_queries_are_redacted_like_the_path() {
     let (s, v) = record_json(&p, &input(&h));
     assert_eq!(
         v["headers"]["referer"],
-        "https://a/?page=1, https://b/p?Email=REDACTED&x=1#t%6Fken=REDACTED"
+        "https://a/?page=1, https://b/p?Email=REDACTED&x=REDACTED#t%6Fken=REDACTED"
     );
     assert!(!s.contains("S3CR3T"), "{s}");
 
-    // Without redact_query, or without `?`, the value is logged as sent.
-    let plain = policy(json!({"headers": ["referer"]}));
+    // As Envoy delivers two Referer lines: one value, joined with ','.
+    for joined in [
+        "https://a/?page=1,https://b/?token=T0K3N_A",
+        "https://a/?page=1, https://b/?token[]=T0K3N_A",
+    ] {
+        let h = hdrs(&[("referer", joined)]);
+        let (s, _) = record_json(&p, &input(&h));
+        assert!(!s.contains("T0K3N_A"), "{s}");
+        assert!(s.contains("https://a/?page=1"), "{s}");
+    }
+
+    // Only `keep_query` names keep their values; without `?` the value is logged as sent.
+    let keep = policy(json!({"headers": ["referer"], "keep_query": ["token"]}));
     let h = hdrs(&[("referer", "https://x/?token=visible")]);
     assert_eq!(
-        record_json(&plain, &input(&h)).1["headers"]["referer"],
+        record_json(&keep, &input(&h)).1["headers"]["referer"],
         "https://x/?token=visible"
     );
-    let h = hdrs(&[("referer", "https://x/a#b")]);
+    let h = hdrs(&[("referer", "https://x/a")]);
     assert_eq!(
         record_json(&p, &input(&h)).1["headers"]["referer"],
-        "https://x/a#b"
+        "https://x/a"
     );
 }
 

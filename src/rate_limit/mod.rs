@@ -49,7 +49,25 @@ pub struct LimitInput {
     pub headers: bool,
     pub ipv6_prefix: Option<u64>,
     pub backend: Option<String>,
+    /// `header:` keys only: `"fold"` (default, ASCII case ignored) or `"exact"`.
+    pub key_case: Option<KeyCase>,
 }
+
+/// How a `header:` key's value is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyCase {
+    /// ASCII case ignored: `bob`, `Bob` and `BOB` are one key (a client cannot multiply its budget by
+    /// changing case).
+    #[default]
+    Fold,
+    /// Byte for byte.
+    Exact,
+}
+
+crate::json::json_choice!(KeyCase {
+    "fold" => KeyCase::Fold,
+    "exact" => KeyCase::Exact,
+});
 
 impl<'a> FromJson<'a> for LimitInput {
     fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
@@ -63,10 +81,12 @@ impl<'a> FromJson<'a> for LimitInput {
             "headers",
             "ipv6_prefix",
             "backend",
+            "key_case",
         ];
         let (mut name, mut key, mut limit, mut window_s) = (None, None, None, None);
         let (mut burst, mut status, mut headers, mut ipv6_prefix, mut backend) =
             (None, None, true, None, None);
+        let mut key_case = None;
         r.object(FIELDS, |r, i| {
             match i {
                 0 => name = Some(r.read()?),
@@ -77,7 +97,8 @@ impl<'a> FromJson<'a> for LimitInput {
                 5 => status = r.read()?,
                 6 => headers = r.read()?,
                 7 => ipv6_prefix = r.read()?,
-                _ => backend = r.read()?,
+                8 => backend = r.read()?,
+                _ => key_case = Some(r.read()?),
             }
             Ok(())
         })?;
@@ -91,6 +112,7 @@ impl<'a> FromJson<'a> for LimitInput {
             headers,
             ipv6_prefix,
             backend,
+            key_case,
         })
     }
 }
@@ -112,7 +134,7 @@ pub enum KeySpec {
     /// The verified signature key id.
     KeyId,
     /// A request header (lowercase name); requests without it share one bucket.
-    Header(String),
+    Header { name: String, case: KeyCase },
     /// One bucket for the policy.
     Route,
     /// One bucket for the whole document (shared by every policy with a same-named global limit).
@@ -157,8 +179,9 @@ pub struct KeyInputs<'a> {
 pub enum KeyValue<'a> {
     Ip(IpAddr),
     KeyId(&'a str),
-    /// Every value of the header, in order (a repeated header is one key, not a choice).
-    Header(Headers<'a>, &'a str),
+    /// Every value of the header, in order (a repeated header is one key, not a choice), and how
+    /// its case counts.
+    Header(Headers<'a>, &'a str, KeyCase),
     /// The request lacks the key (no header, no key id, no client address): one shared bucket.
     Missing,
     /// `route` and `global`.
@@ -376,8 +399,18 @@ fn compile_one(
             Backend::Local
         }
     };
+    if input.key_case.is_some() && !matches!(key, Some(KeySpec::Header { .. }) | None) {
+        bad(
+            "key_case",
+            "applies only to \"header:NAME\" keys".to_string(),
+        );
+    }
     let key = match key? {
         KeySpec::ClientIp { .. } => KeySpec::ClientIp { ipv6_prefix },
+        KeySpec::Header { name, .. } => KeySpec::Header {
+            name,
+            case: input.key_case.unwrap_or_default(),
+        },
         k => k,
     };
     if !ok {
@@ -423,9 +456,10 @@ fn parse_key(key: &str) -> Result<KeySpec, String> {
         "route" => Ok(KeySpec::Route),
         "global" => Ok(KeySpec::Global),
         _ => match key.strip_prefix("header:") {
-            Some(name) if crate::request::is_token(name) => {
-                Ok(KeySpec::Header(name.to_ascii_lowercase()))
-            }
+            Some(name) if crate::request::is_token(name) => Ok(KeySpec::Header {
+                name: name.to_ascii_lowercase(),
+                case: KeyCase::Fold,
+            }),
             Some(name) => Err(format!("{name:?} is not a valid header name")),
             None => Err(format!(
                 "unknown key {key:?} (client_ip, key_id, route, global or header:NAME)"
@@ -730,8 +764,8 @@ impl Limit {
                 None => KeyValue::Missing,
             },
             KeySpec::KeyId => keys.key_id.map_or(KeyValue::Missing, KeyValue::KeyId),
-            KeySpec::Header(name) => match keys.headers.get(name) {
-                Some(_) => KeyValue::Header(keys.headers, name),
+            KeySpec::Header { name, case } => match keys.headers.get(name) {
+                Some(_) => KeyValue::Header(keys.headers, name, *case),
                 None => KeyValue::Missing,
             },
             KeySpec::Route | KeySpec::Global => KeyValue::Constant,
@@ -770,12 +804,19 @@ impl KeyValue<'_> {
                 h.write_u64(id.len() as u64);
                 h.write(id.as_bytes());
             }
-            KeyValue::Header(headers, name) => {
+            KeyValue::Header(headers, name, case) => {
                 h.write_u8(b'h');
                 for v in headers.get_all(name) {
                     let v = v.trim_matches(|c: char| c == ' ' || c == '\t');
                     h.write_u64(v.len() as u64);
-                    h.write(v.as_bytes());
+                    match case {
+                        KeyCase::Exact => h.write(v.as_bytes()),
+                        KeyCase::Fold => {
+                            for b in v.bytes() {
+                                h.write_u8(b.to_ascii_lowercase());
+                            }
+                        }
+                    }
                 }
             }
             KeyValue::Missing => h.write_u8(b'-'),

@@ -10,7 +10,7 @@
 //!
 //! The messages are hand-written (prost derive): `envoy-types` does not build for wasm32-wasip1.
 
-use super::{KeySpec, KeyValue, Limit};
+use super::{KeyCase, KeySpec, KeyValue, Limit};
 use crate::error::{join, Errors};
 use crate::json::{FromJson, Reader, Result as JsonResult};
 use prost::Message;
@@ -280,14 +280,17 @@ pub fn key_text(limit: &Limit, key: &KeyValue<'_>, policy: &str) -> String {
         }
         (KeyValue::Ip(ip), _) => ip.to_string(),
         (KeyValue::KeyId(id), _) => (*id).to_string(),
-        (KeyValue::Header(headers, name), _) => {
+        (KeyValue::Header(headers, name, case), _) => {
             let mut out = String::new();
             for v in headers.get_all(name) {
                 let v = v.trim_matches(|c: char| c == ' ' || c == '\t');
                 if !out.is_empty() {
                     out.push_str(", ");
                 }
-                out.push_str(v);
+                match case {
+                    KeyCase::Exact => out.push_str(v),
+                    KeyCase::Fold => out.extend(v.chars().map(|c| c.to_ascii_lowercase())),
+                }
             }
             out
         }

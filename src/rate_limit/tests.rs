@@ -113,7 +113,7 @@ fn compiles_every_key_kind_with_defaults() {
     assert_eq!(l[0].key, KeySpec::ClientIp { ipv6_prefix: 64 });
     assert_eq!((l[0].burst, l[0].status, l[0].headers), (100, 429, true));
     assert_eq!((l[1].key.clone(), l[1].burst), (KeySpec::KeyId, 200));
-    assert_eq!(l[2].key, KeySpec::Header("x-user-id".into()));
+    assert_eq!(l[2].key, KeySpec::Header { name: "x-user-id".into(), case: KeyCase::Fold });
     assert_eq!((l[3].key.clone(), l[3].status), (KeySpec::Route, 503));
     assert_eq!((l[4].key.clone(), l[4].headers), (KeySpec::Global, false));
     assert_eq!(l[5].key, KeySpec::ClientIp { ipv6_prefix: 48 });
@@ -684,7 +684,7 @@ fn debug_output_hides_keys() {
     let shown = format!(
         "{k:?} {:?} {:?}",
         KeyValue::Ip(k.client_ip.unwrap()),
-        KeyValue::Header(k.headers, "x-user")
+        KeyValue::Header(k.headers, "x-user", KeyCase::Fold)
     );
     for secret in ["192.0.2.77", "partner-secret-id", "alice"] {
         assert!(!shown.contains(secret), "{shown}");
@@ -810,7 +810,7 @@ fn same_set(limit: &Limit, n: usize) -> Vec<(String, local::Place)> {
         let h = hdrs(&[("x-user", &v)]);
         let place = limit
             .table
-            .place(&KeyValue::Header(Headers::new(&h), "x-user"), &HK);
+            .place(&KeyValue::Header(Headers::new(&h), "x-user", KeyCase::Fold), &HK);
         let group = by_set.entry(place.set).or_default();
         group.push((v, place));
         if group.len() == n {
@@ -929,7 +929,7 @@ fn the_hash_key_decides_placement() {
     let l = &rl.limits()[0];
     let moved = (0..32).any(|i| {
         let h = hdrs(&[("x-user", &format!("user-{i}"))]);
-        let k = KeyValue::Header(Headers::new(&h), "x-user");
+        let k = KeyValue::Header(Headers::new(&h), "x-user", KeyCase::Fold);
         l.table.place(&k, &HK) != l.table.place(&k, b"fedcba9876543210")
     });
     assert!(moved);
