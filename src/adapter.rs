@@ -7,12 +7,13 @@
 //! here, see README "Benchmark"). The SDK exports all of them; edgeward exports what it uses (no
 //! `on_done`, no response body or trailers callbacks) and never panics on an unknown context id.
 
-use crate::decision::{Reason, Reply};
+use crate::decision::Reason;
 use crate::document::Document;
-use crate::engine::{Evaluation, HeaderOp};
+use crate::engine::HeaderOp;
 use crate::host::{self, level};
 use crate::request::{HeaderText, Headers, Peer, RequestHead, TlsVersion};
 use crate::store::{Cas, SharedStore, StoreError};
+use crate::stream::{Actions, BodyBudget, HoldLimits, LocalReply, Stream, Verdict};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::mem::MaybeUninit;
@@ -120,6 +121,31 @@ pub extern "C" fn proxy_on_configure(root_context_id: u32, _configuration_size: 
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root_context_id: u32) {
     with_root(root_context_id, |root| root.metrics.flush());
+    answer_overdue_bodies(root_context_id);
+}
+
+/// Answers every stream of this root whose body is past its deadline (the tick is the only clock a
+/// held stream has: a client that stops sending gets no callback).
+fn answer_overdue_bodies(root: u32) {
+    let Some(now) = host::now_ns() else {
+        return;
+    };
+    let overdue: Vec<u32> = STREAMS.with(|s| {
+        s.try_borrow()
+            .map(|s| {
+                s.iter()
+                    .filter(|(_, st)| st.root_id == root && st.stream.body_overdue(now))
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    for id in overdue {
+        // Host calls on behalf of the stream (buffer size, local reply) act on its context.
+        if host::set_effective_context(id).is_ok() {
+            with_stream(id, |s| s.on_tick(now));
+        }
+    }
 }
 
 /// Request callbacks on a stream this VM does not know hold the stream (fail closed); Envoy only calls
@@ -210,6 +236,8 @@ fn grpc_answer(root: u32, token: u32, status_code: u32, response_size: usize) {
 struct EdgewardRoot {
     doc: Option<Rc<Document>>,
     metrics: Rc<Metrics>,
+    /// The bytes this worker's streams of this configuration hold in bodies.
+    budget: Rc<BodyBudget>,
 }
 
 /// How often a worker VM adds its pending counts to Envoy's counters.
@@ -258,6 +286,7 @@ impl EdgewardRoot {
         EdgewardRoot {
             doc: None,
             metrics: Rc::new(Metrics::default()),
+            budget: Rc::new(BodyBudget::new(0)),
         }
     }
 
@@ -282,6 +311,10 @@ impl EdgewardRoot {
             };
             Document::parse_with_key(json, &env).map_err(|e| vec![e])
         };
+        let warnings = parsed
+            .as_ref()
+            .map(|(input, _)| crate::lint::lint(input))
+            .unwrap_or_default();
         let compiled =
             parsed.and_then(|(input, hash_key)| Document::from_input(&input, hash_key, &env));
         match compiled {
@@ -301,9 +334,19 @@ impl EdgewardRoot {
                         doc.routes.len()
                     ),
                 );
+                for w in &warnings {
+                    log(
+                        level::WARN,
+                        &format!("edgeward: policy document: warning: {w}"),
+                    );
+                }
                 self.metrics = Rc::new(Metrics::define(&doc));
+                self.budget = Rc::new(BodyBudget::new(doc.held_bodies.max_bytes));
+                // The tick flushes metrics and is the clock of held bodies: often enough that a
+                // deadline is kept within a fifth of itself.
+                let deadline = Duration::from_nanos(doc.held_bodies.timeout_ns);
+                let _ = host::set_tick_period(METRICS_FLUSH.min(deadline / 5));
                 self.doc = Some(Rc::new(doc));
-                let _ = host::set_tick_period(METRICS_FLUSH);
                 true
             }
             Err(errors) => {
@@ -325,13 +368,10 @@ impl EdgewardRoot {
             root_id,
             doc,
             metrics: self.metrics.clone(),
+            budget: self.budget.clone(),
             req: None,
-            eval: None,
-            body_seen: 0,
+            stream: Stream::new(),
             grpc_token: None,
-            ops_applied: 0,
-            replied: false,
-            logged: false,
         })
     }
 }
@@ -372,15 +412,12 @@ struct EdgewardHttp {
     root_id: u32,
     doc: Rc<Document>,
     metrics: Rc<Metrics>,
+    budget: Rc<BodyBudget>,
     req: Option<RequestData>,
-    eval: Option<Evaluation>,
-    body_seen: usize,
+    /// The stream's life (crate::stream): every decision is made there.
+    stream: Stream,
     /// The pending rate limit service call, while the request waits for it.
     grpc_token: Option<u32>,
-    /// How many of the evaluation's upstream header changes were applied.
-    ops_applied: usize,
-    replied: bool,
-    logged: bool,
 }
 
 /// proxy-wasm shared data, shared by all worker threads of the Envoy process.
@@ -429,50 +466,62 @@ impl EdgewardHttp {
         }
     }
 
-    /// Applies the upstream header changes not applied yet (the body step can add some).
-    fn apply_upstream_ops(&mut self) {
-        let Some(ev) = self.eval.as_ref() else {
-            return;
-        };
-        for op in ev.upstream_headers.iter().skip(self.ops_applied) {
+    fn limits(&self) -> HoldLimits {
+        HoldLimits {
+            timeout_ns: self.doc.held_bodies.timeout_ns,
+        }
+    }
+
+    /// Carries out what the stream decided, in order; returns the answer to the current callback.
+    fn carry_out(&mut self, actions: Actions) -> Action {
+        for op in &actions.upstream {
             let _ = match op {
                 HeaderOp::Set(k, v) => host::set_header(host::REQUEST_HEADERS, k, Some(v)),
                 HeaderOp::Remove(k) => host::set_header(host::REQUEST_HEADERS, k, None),
             };
         }
-        self.ops_applied = ev.upstream_headers.len();
+        if let Some(message) = actions.call {
+            self.start_remote_call(&message);
+        }
+        if let Some(reply) = &actions.reply {
+            self.send_reply(reply);
+        }
+        if actions.resume {
+            let _ = host::resume_http_request();
+        }
+        match actions.verdict {
+            Verdict::Continue => Action::Continue,
+            Verdict::Pause => Action::Pause,
+        }
     }
 
-    fn send_reply(&mut self, reply: &Reply, extra: &[(String, String)]) {
+    fn send_reply(&mut self, reply: &LocalReply) {
+        if reply.reason == Reason::BodyUnavailable {
+            critical_once(
+                "edgeward: Envoy holds request bodies without handing them to the plugin: set \
+                 allow_on_headers_stop_iteration: true in the wasm filter's plugin config \
+                 (answering 503 body_unavailable until then)",
+            );
+        }
         let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()
-            .chain(extra.iter())
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        self.replied = true;
         if host::send_local_response(reply.status, &headers, reply.body.as_bytes()).is_err() {
             log(level::ERROR, "edgeward: could not send the local reply");
         }
     }
 
-    /// Starts the rate limit service call if the evaluation has one pending. `true`: the request
-    /// must wait (the answer arrives in `on_grpc_call_response`); `false`: no call, or it could not
-    /// start and the failure mode has been applied.
-    fn start_remote_call(&mut self) -> bool {
+    /// Starts the rate limit service call; when it cannot start, the failure mode applies at once.
+    fn start_remote_call(&mut self, message: &[u8]) {
         let doc = Rc::clone(&self.doc);
-        let Some(ev) = self.eval.as_mut() else {
-            return false;
-        };
-        let Some(call) = ev.remote.as_ref() else {
-            return false;
-        };
         let started = doc.rls.as_ref().map(|rls| {
             host::grpc_call(
                 &rls.cluster,
                 crate::rate_limit::remote::SERVICE,
                 crate::rate_limit::remote::METHOD,
-                &call.message,
+                message,
                 Duration::from_millis(u64::from(rls.timeout_ms)),
             )
         });
@@ -485,7 +534,6 @@ impl EdgewardHttp {
                         g.insert((root, token), stream);
                     }
                 });
-                true
             }
             failed => {
                 warn_once(&format!(
@@ -493,77 +541,31 @@ impl EdgewardHttp {
                     doc.rls.as_ref().map_or("", |r| r.cluster.as_str()),
                     failed.map(|r| r.err())
                 ));
-                ev.apply_remote(&doc, None, &mut HostStore);
-                false
+                // Still in the callback that asked for the call: its verdict stands, so the answer
+                // (a reply, or nothing more to wait for) is carried out here.
+                let actions =
+                    self.stream
+                        .on_remote_answer(&doc, None, &self.budget, &mut HostStore);
+                let resume_later = actions.resume;
+                let action = self.carry_out(Actions {
+                    resume: false,
+                    ..actions
+                });
+                if resume_later && action == Action::Pause {
+                    let _ = host::resume_http_request();
+                }
             }
         }
-    }
-
-    /// Sends the local reply if the evaluation has one, else lets the request go on (after the
-    /// rate limit service's answer, when a remote limit applies).
-    fn finish(&mut self) -> Action {
-        if self.start_remote_call() {
-            return Action::Pause;
-        }
-        let Some(ev) = self.eval.take() else {
-            return Action::Continue;
-        };
-        let action = if let Some(reply) = &ev.reply {
-            if reply.reason == Reason::Incomplete {
-                // Recorded only: the stream already ended (see Evaluation::abandon).
-                self.eval = Some(ev);
-                return Action::Pause;
-            }
-            let reply = reply.clone();
-            self.send_reply(&reply, &ev.response_headers);
-            Action::Pause
-        } else {
-            Action::Continue
-        };
-        self.eval = Some(ev);
-        if matches!(action, Action::Continue) {
-            self.apply_upstream_ops();
-        }
-        action
-    }
-
-    fn evaluate_body(&mut self) -> Action {
-        // Up to one byte past the limit, not just what the last callback reported: the engine then
-        // checks the size of what it actually hashes.
-        let want = self
-            .pending_body()
-            .map_or(self.body_seen, |max| max.saturating_add(1));
-        let body = host::get_buffer(host::HTTP_REQUEST_BODY, want).unwrap_or_default();
-        if let (Some(ev), Some(req)) = (self.eval.as_mut(), self.req.as_ref()) {
-            let slices = req.headers.slices();
-            ev.evaluate_body(
-                &self.doc,
-                &req.head(&slices),
-                &body,
-                req.now_ns,
-                &mut HostStore,
-            );
-        }
-        self.finish()
     }
 
     /// Sets the anonymized record (and, with `"fields": true`, each field) as filter state, once, and
     /// counts the decision.
     fn emit_log(&mut self, status: u16) {
-        if self.logged {
+        if !self.stream.on_end(&self.doc, &self.budget, &mut HostStore) {
             return;
         }
-        self.logged = true;
-        // Still waiting for the body or the rate limit service: the stream ended first and nothing
-        // reached the upstream (recorded `incomplete`, not `allow`).
-        if let Some(ev) = self.eval.as_mut() {
-            ev.abandon();
-        }
-        if self.eval.as_ref().and_then(Evaluation::reason) == Some(Reason::Incomplete) {
-            // A late rate limit service answer must find no call to resume.
-            self.grpc_token = None;
-        }
-        let (Some(ev), Some(req)) = (self.eval.as_ref(), self.req.as_ref()) else {
+        self.grpc_token = None;
+        let (Some(ev), Some(req)) = (self.stream.evaluation(), self.req.as_ref()) else {
             return;
         };
         let slices = req.headers.slices();
@@ -581,20 +583,24 @@ impl EdgewardHttp {
             self.metrics.add(i);
         }
     }
-
-    fn pending_body(&self) -> Option<usize> {
-        self.eval.as_ref().and_then(|e| e.needs_body)
-    }
 }
 
 thread_local! {
     static WARNED: Cell<bool> = const { Cell::new(false) };
+    static CRITICAL: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Logs a warning once per worker VM (per-request failures are counted, not logged).
 fn warn_once(msg: &str) {
     if !WARNED.with(|w| w.replace(true)) {
         log(level::WARN, msg);
+    }
+}
+
+/// Logs at critical level once per worker VM.
+fn critical_once(msg: &str) {
+    if !CRITICAL.with(|w| w.replace(true)) {
+        log(level::CRITICAL, msg);
     }
 }
 
@@ -612,85 +618,97 @@ impl EdgewardHttp {
             None
         };
         let doc = Rc::clone(&self.doc);
-        if let Some(ev) = self.eval.as_mut() {
-            ev.apply_remote(&doc, body.as_deref(), &mut HostStore);
-        }
-        if matches!(self.finish(), Action::Continue) {
-            let _ = host::resume_http_request();
-        }
+        let actions =
+            self.stream
+                .on_remote_answer(&doc, body.as_deref(), &self.budget, &mut HostStore);
+        self.carry_out(actions);
     }
 
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let req = self.read_request();
+        let doc = Rc::clone(&self.doc);
+        let limits = self.limits();
         let slices = req.headers.slices();
-        let ev = self
-            .doc
-            .evaluate_head(&req.head(&slices), req.now_ns, &mut HostStore);
+        let actions = self.stream.on_request_headers(
+            &doc,
+            &req.head(&slices),
+            end_of_stream,
+            req.now_ns,
+            limits,
+            &self.budget,
+            &mut HostStore,
+        );
         drop(slices);
         self.req = Some(req);
-        self.eval = Some(ev);
-        if self.pending_body().is_some() {
-            if end_of_stream {
-                return self.evaluate_body();
-            }
-            // Hold the headers while the body arrives: nothing reaches the upstream before the
-            // check passes. This needs the plugin option `allow_on_headers_stop_iteration: true`
-            // (envoy/envoy.yaml): without it Envoy turns this pause into StopAllIteration and never
-            // delivers the body, and the request waits until Envoy's timeouts end it (fail closed).
-            self.apply_upstream_ops();
-            return Action::Pause;
-        }
-        self.finish()
+        // Holding the headers while the body arrives needs the plugin option
+        // `allow_on_headers_stop_iteration: true` (envoy/envoy.yaml): without it Envoy turns this pause
+        // into StopAllIteration and never delivers the body; the deadline then answers 503
+        // body_unavailable (crate::stream).
+        self.carry_out(actions)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.grpc_token.is_some() {
-            // Headers are held while the rate limit service answers; with
-            // allow_on_headers_stop_iteration, returning Continue here would release them early.
+        let Some(req) = self.req.take() else {
             return Action::Pause;
-        }
-        let Some(max) = self.pending_body() else {
-            return Action::Continue;
         };
-        self.body_seen = body_size;
-        if body_size > max {
-            if let Some(ev) = self.eval.as_mut() {
-                ev.body_too_large();
-            }
-            return self.finish();
-        }
-        if end_of_stream {
-            return self.evaluate_body();
-        }
-        // Keep buffering: nothing reaches the upstream before the check passes.
-        Action::Pause
+        let doc = Rc::clone(&self.doc);
+        let slices = req.headers.slices();
+        let mut read = |n: usize| host::get_buffer(host::HTTP_REQUEST_BODY, n).unwrap_or_default();
+        let actions = self.stream.on_request_body(
+            &doc,
+            &req.head(&slices),
+            body_size,
+            end_of_stream,
+            &mut read,
+            &self.budget,
+            &mut HostStore,
+        );
+        drop(slices);
+        self.req = Some(req);
+        self.carry_out(actions)
     }
 
     fn on_http_request_trailers(&mut self) -> Action {
-        if self.grpc_token.is_some() {
+        let Some(req) = self.req.take() else {
             return Action::Pause;
-        }
-        // HTTP/2 bodies may end with trailers instead of an end-of-stream data frame.
-        if self.pending_body().is_some() {
-            return self.evaluate_body();
-        }
-        Action::Continue
+        };
+        let doc = Rc::clone(&self.doc);
+        let slices = req.headers.slices();
+        let mut read = |n: usize| host::get_buffer(host::HTTP_REQUEST_BODY, n).unwrap_or_default();
+        let actions = self.stream.on_request_trailers(
+            &doc,
+            &req.head(&slices),
+            &mut read,
+            &self.budget,
+            &mut HostStore,
+        );
+        drop(slices);
+        self.req = Some(req);
+        self.carry_out(actions)
+    }
+
+    fn on_tick(&mut self, now_ns: u64) {
+        // Bytes Envoy holds for this stream: some, with none ever handed to the plugin, means the host
+        // does not deliver bodies (crate::stream::Stream::on_tick).
+        let buffered = host::buffer_size(host::HTTP_REQUEST_BODY).unwrap_or(0);
+        let doc = Rc::clone(&self.doc);
+        let actions = self
+            .stream
+            .on_tick(&doc, now_ns, buffered, &self.budget, &mut HostStore);
+        self.carry_out(actions);
     }
 
     fn on_http_response_headers(&mut self) {
         // A local reply already carries edgeward's response headers (send_reply): only the status is
         // read, for the record (Envoy's local reply mapping may have changed it).
-        let adds: &[(String, String)] = match self.eval.as_ref() {
-            Some(ev) if !self.replied => ev.response_headers.as_slice(),
-            _ => &[],
-        };
+        let adds: Vec<(String, String)> = self.stream.response_headers().to_vec();
         let parse = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u16>().ok();
         // One call per header (replace, or add for a name's later values: see pairs::header_writes),
         // then `:status` (for the record). Reading the whole map and writing it back is two host calls
         // instead of four for three headers, but Envoy rebuilds the map on the write: measured side by
         // side (benches/host-calls-filter, 6 rounds) that costs ~4 µs of CPU per request more than the
         // single calls.
-        for (k, v, first) in crate::pairs::header_writes(adds) {
+        for (k, v, first) in crate::pairs::header_writes(&adds) {
             let _ = if first {
                 host::set_header(host::RESPONSE_HEADERS, k, Some(v))
             } else {
@@ -702,7 +720,7 @@ impl EdgewardHttp {
     }
 
     fn on_log(&mut self) {
-        if !self.logged {
+        if self.stream.phase() != crate::stream::Phase::Logged {
             // No response headers passed through this filter (e.g. the client went away): the status
             // comes from the stream info.
             let status = host::get_property(&["response", "code"])

@@ -20,6 +20,14 @@ pub enum Reason {
     NonceStoreFull,
     RateLimited,
     RateLimitUnavailable,
+    /// The client sent a header edgeward reserves for what it tells the upstream (`x-edgeward-*`).
+    ReservedHeader,
+    /// The body did not arrive within the deadline.
+    BodyTimeout,
+    /// Holding this body would pass the bytes one worker may hold in bodies at once.
+    BodyBufferFull,
+    /// The host never hands the body to the plugin (Envoy without `allow_on_headers_stop_iteration`).
+    BodyUnavailable,
     /// The stream ended before edgeward decided (the client went away, or Envoy answered first):
     /// recorded, never sent.
     Incomplete,
@@ -27,7 +35,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for metric registration.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 20] = [
         Reason::NoRoute,
         Reason::BadHost,
         Reason::HttpsRequired,
@@ -43,6 +51,10 @@ impl Reason {
         Reason::NonceStoreFull,
         Reason::RateLimited,
         Reason::RateLimitUnavailable,
+        Reason::ReservedHeader,
+        Reason::BodyTimeout,
+        Reason::BodyBufferFull,
+        Reason::BodyUnavailable,
         Reason::Incomplete,
     ];
 
@@ -63,6 +75,10 @@ impl Reason {
             Reason::NonceStoreFull => "nonce_store_full",
             Reason::RateLimited => "rate_limited",
             Reason::RateLimitUnavailable => "rate_limit_unavailable",
+            Reason::ReservedHeader => "reserved_header",
+            Reason::BodyTimeout => "body_timeout",
+            Reason::BodyBufferFull => "body_buffer_full",
+            Reason::BodyUnavailable => "body_unavailable",
             Reason::Incomplete => "incomplete",
         }
     }
@@ -129,6 +145,7 @@ pub fn default_body(status: u16) -> &'static str {
         401 => "unauthorized\n",
         403 => "forbidden\n",
         404 => "not found\n",
+        408 => "request timeout\n",
         413 => "payload too large\n",
         426 => "upgrade required\n",
         429 => "too many requests\n",

@@ -25,8 +25,81 @@ pub struct DocumentInput {
     /// Log settings for every request: the record of a request outside any policy, and each policy's
     /// `log` fields that the policy does not set itself.
     pub log: Option<LogInput>,
+    /// Bounds on the request bodies a worker holds for `content-digest` checks.
+    pub held_bodies: Option<HeldBodiesInput>,
     pub policies: BTreeMap<String, PolicyInput>,
     pub routes: Vec<RouteInput>,
+}
+
+/// The `held_bodies` section as written.
+#[derive(Debug, Clone, Default)]
+pub struct HeldBodiesInput {
+    pub max_bytes: Option<u64>,
+    pub timeout_ms: Option<u64>,
+}
+
+impl<'a> FromJson<'a> for HeldBodiesInput {
+    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
+        let mut h = HeldBodiesInput::default();
+        r.object(&["max_bytes", "timeout_ms"], |r, i| {
+            match i {
+                0 => h.max_bytes = Some(r.read()?),
+                _ => h.timeout_ms = Some(r.read()?),
+            }
+            Ok(())
+        })?;
+        Ok(h)
+    }
+}
+
+/// Bytes one worker holds in request bodies at once, by default: sixteen bodies of the default
+/// `max_body_bytes` (1 MiB), per worker thread and plugin configuration.
+pub const DEFAULT_HELD_BYTES: u64 = 16 * 1024 * 1024;
+/// How long a held body may take to arrive, by default (from the request head).
+pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 5_000;
+const HELD_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=(1 << 30);
+const BODY_TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 100..=600_000;
+
+/// The compiled `held_bodies` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldBodies {
+    /// Bytes one worker holds in bodies at once (per plugin configuration).
+    pub max_bytes: usize,
+    /// Nanoseconds a body may take from the head.
+    pub timeout_ns: u64,
+}
+
+impl Default for HeldBodies {
+    fn default() -> Self {
+        HeldBodies {
+            max_bytes: DEFAULT_HELD_BYTES as usize,
+            timeout_ns: DEFAULT_BODY_TIMEOUT_MS * 1_000_000,
+        }
+    }
+}
+
+impl HeldBodies {
+    fn compile(input: Option<&HeldBodiesInput>, errs: &mut Errors) -> HeldBodies {
+        let input = input.cloned().unwrap_or_default();
+        let max_bytes = input.max_bytes.unwrap_or(DEFAULT_HELD_BYTES);
+        if !HELD_BYTES_RANGE.contains(&max_bytes) {
+            errs.push(
+                "held_bodies.max_bytes",
+                format!("{max_bytes} is out of range (allowed 1024..=1073741824)"),
+            );
+        }
+        let timeout_ms = input.timeout_ms.unwrap_or(DEFAULT_BODY_TIMEOUT_MS);
+        if !BODY_TIMEOUT_RANGE.contains(&timeout_ms) {
+            errs.push(
+                "held_bodies.timeout_ms",
+                format!("{timeout_ms} is out of range (allowed 100..=600000)"),
+            );
+        }
+        HeldBodies {
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            timeout_ns: timeout_ms.saturating_mul(1_000_000),
+        }
+    }
 }
 
 impl<'a> FromJson<'a> for DocumentInput {
@@ -38,12 +111,13 @@ impl<'a> FromJson<'a> for DocumentInput {
             "rate_limit_slots",
             "rls",
             "log",
+            "held_bodies",
             "policies",
             "routes",
         ];
         let (mut schema, mut client_ip, mut ip_lists, mut rate_limit_slots, mut rls) =
             (None, ClientIpInput::default(), BTreeMap::new(), None, None);
-        let (mut log, mut policies, mut routes) = (None, None, None);
+        let (mut log, mut held_bodies, mut policies, mut routes) = (None, None, None, None);
         r.object(FIELDS, |r, i| {
             match i {
                 // `null` is refused here (and for `rls`), as policies/schema.json says.
@@ -55,7 +129,8 @@ impl<'a> FromJson<'a> for DocumentInput {
                 3 => rate_limit_slots = r.read()?,
                 4 => rls = Some(r.read()?),
                 5 => log = Some(r.read()?),
-                6 => policies = Some(r.read()?),
+                6 => held_bodies = Some(r.read()?),
+                7 => policies = Some(r.read()?),
                 _ => routes = Some(r.read()?),
             }
             Ok(())
@@ -67,6 +142,7 @@ impl<'a> FromJson<'a> for DocumentInput {
             rate_limit_slots,
             rls,
             log,
+            held_bodies,
             policies: r.required(policies, "policies")?,
             routes: r.required(routes, "routes")?,
         })
@@ -139,17 +215,20 @@ impl<'a> FromJson<'a> for PolicyInput {
 impl<'a> FromJson<'a> for RouteInput {
     fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
         let mut route = RouteInput::default();
-        r.object(&["route", "host", "path", "path_prefix", "policy"], |r, i| {
-            match i {
-                0 => route.route = r.read()?,
-                1 => route.host = r.read()?,
-                2 => route.path = r.read()?,
-                3 => route.path_prefix = r.read()?,
-                // `"policy": null` (Some(None), no checks) differs from a missing field (None).
-                _ => route.policy = Some(r.read()?),
-            }
-            Ok(())
-        })?;
+        r.object(
+            &["route", "host", "path", "path_prefix", "policy"],
+            |r, i| {
+                match i {
+                    0 => route.route = r.read()?,
+                    1 => route.host = r.read()?,
+                    2 => route.path = r.read()?,
+                    3 => route.path_prefix = r.read()?,
+                    // `"policy": null` (Some(None), no checks) differs from a missing field (None).
+                    _ => route.policy = Some(r.read()?),
+                }
+                Ok(())
+            },
+        )?;
         Ok(route)
     }
 }
@@ -190,6 +269,8 @@ pub struct Document {
     pub nonce_key: [u8; 16],
     /// The rate limit service (cluster, domain, timeout, failure mode), if the document has one.
     pub rls: Option<RlsConfig>,
+    /// Bounds on held request bodies (per worker).
+    pub held_bodies: HeldBodies,
 }
 
 // The hash keys are derived from EDGEWARD_HASH_KEY: never printed.
@@ -205,6 +286,7 @@ impl std::fmt::Debug for Document {
             .field("hash_key", &"<redacted>")
             .field("nonce_key", &"<redacted>")
             .field("rls", &self.rls)
+            .field("held_bodies", &self.held_bodies)
             .finish()
     }
 }
@@ -246,6 +328,7 @@ impl Document {
     /// Validates and compiles parsed input.
     pub fn compile(input: &DocumentInput, env: &dyn Env) -> Result<Document, Vec<ConfigError>> {
         let mut errs = Errors::default();
+        let held_bodies = HeldBodies::compile(input.held_bodies.as_ref(), &mut errs);
         let client_ip = ClientIpConfig::compile(&input.client_ip, "client_ip", &mut errs);
         let ip_lists = IpLists::compile(&input.ip_lists, "ip_lists", &mut errs);
         let slots = rate_limit::validate_slots(
@@ -290,6 +373,17 @@ impl Document {
                 .signature
                 .as_ref()
                 .and_then(|sig| signature::compile(sig, &join(&path, "signature"), env, &mut errs));
+            if let Some(sig) = &signature {
+                if usize::try_from(sig.max_body_bytes).map_or(true, |n| n > held_bodies.max_bytes) {
+                    errs.push(
+                        join(&join(&path, "signature"), "max_body_bytes"),
+                        format!(
+                            "{} is more than held_bodies.max_bytes ({}): such a body could never be held",
+                            sig.max_body_bytes, held_bodies.max_bytes
+                        ),
+                    );
+                }
+            }
             let rate_limits = rate_limit::compile(
                 p.rate_limits.as_deref().unwrap_or(&[]),
                 &join(&path, "rate_limits"),
@@ -302,7 +396,11 @@ impl Document {
             .unwrap_or_default();
             let log = match &p.log {
                 Some(own) => {
-                    let merged = if doc_log_ok { own.over(&doc_log) } else { own.clone() };
+                    let merged = if doc_log_ok {
+                        own.over(&doc_log)
+                    } else {
+                        own.clone()
+                    };
                     log::compile(&merged, &join(&path, "log"), env, &mut errs)
                 }
                 None => default_log.clone(),
@@ -395,6 +493,7 @@ impl Document {
             hash_key: [0; 16],
             nonce_key: derive_nonce_key(env),
             rls,
+            held_bodies,
         })
     }
 }

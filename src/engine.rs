@@ -1,8 +1,13 @@
 //! The decision for one request: route selection, then the selected policy's checks in a fixed order
-//! (https → ip → signature → body digest → nonce → rate limits), then shadow-mode handling.
+//! (https → ip → signature → rate limits → nonce → rate limit service → body digest), then shadow-mode
+//! handling.
 //!
-//! The adapter (and `edgeward eval`) drive it in two steps: [`Document::evaluate_head`] with the request
-//! head, then, only when [`Evaluation::needs_body`] says so, [`Evaluation::evaluate_body`] with the whole body.
+//! Everything that reserves something is done on the head, before any body is held: the local rate-limit
+//! tokens (so held bodies count against the limits), the nonce (so a second copy of a signed head is
+//! refused at once) and the call to the rate limit service. Whatever fails after a reservation gives back
+//! what must be given back: the nonce always (a refused request never used its signature), the tokens
+//! when the request was refused for something the client did not do (the service's denial or failure,
+//! no room to hold the body). The stream's life around these steps is [`crate::stream`].
 
 use crate::decision::{Decision, Reason, Reply};
 use crate::document::{Document, Mode, Policy};
@@ -11,11 +16,11 @@ use crate::log::{LogPolicy, RecordInput, XffAction};
 use crate::rate_limit::{remote, FailureMode, KeyInputs, RateOutcome, Receipt, RemoteAnswer};
 use crate::request::RequestHead;
 use crate::route::{normalize_host, select, Target};
-use crate::signature::{check_content_digest, check_nonce, Verified};
+use crate::signature::{check_content_digest, check_nonce, release_nonce, NonceOutcome};
 use crate::store::{ReadAhead, SharedStore};
 use std::net::IpAddr;
 
-/// The prefix of headers edgeward sets toward the upstream; a client's own are always removed.
+/// The prefix of headers edgeward sets toward the upstream; a client's own are refused.
 pub const INTERNAL_HEADER_PREFIX: &str = "x-edgeward-";
 
 /// A change to the request headers sent upstream.
@@ -23,6 +28,16 @@ pub const INTERNAL_HEADER_PREFIX: &str = "x-edgeward-";
 pub enum HeaderOp {
     Set(String, String),
     Remove(String),
+}
+
+/// A nonce recorded for this request; released if the request is refused for anything but a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NonceHold {
+    key_id: String,
+    nonce: String,
+    /// The signature's `created`, and when its nonce may be forgotten.
+    created: u64,
+    expires_at: u64,
 }
 
 /// Per-request state between the head and the body, and the final result.
@@ -45,8 +60,6 @@ pub struct Evaluation {
     pub key_id: Option<String>,
     /// Set while the body is still needed: the largest body accepted.
     pub needs_body: Option<usize>,
-    /// A signature that verified on the head, waiting for its digest and nonce checks.
-    pending_signature: Option<Verified>,
     /// The client address per the document's `client_ip` model (`None`: unknown or unparseable).
     pub client_ip: Option<IpAddr>,
     /// Set when every local check passed and the policy has remote limits: the call to make to the
@@ -56,6 +69,11 @@ pub struct Evaluation {
     pub remote_failed_open: bool,
     /// Bucket reads of the head-time rate-limit check, reused by the rate-limit step.
     read_ahead: ReadAhead,
+    /// The local tokens this request took, given back when it is refused for something the client
+    /// did not do.
+    receipt: Option<Receipt>,
+    /// The nonce recorded for this request.
+    nonce: Option<NonceHold>,
 }
 
 /// A pending call to the rate limit service (`ShouldRateLimit`).
@@ -63,8 +81,6 @@ pub struct Evaluation {
 pub struct RemoteCall {
     /// The serialized `RateLimitRequest` (one descriptor per remote limit).
     pub message: Vec<u8>,
-    /// The local tokens this request took, given back if the service denies it.
-    receipt: Receipt,
 }
 
 impl RemoteCall {
@@ -81,7 +97,8 @@ impl RemoteCall {
     }
 }
 
-// The client address is redacted (nothing prints an evaluation today; nothing can leak one).
+// The client address and the nonce are redacted (nothing prints an evaluation today; nothing can leak
+// one).
 impl std::fmt::Debug for Evaluation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Evaluation")
@@ -95,11 +112,12 @@ impl std::fmt::Debug for Evaluation {
             .field("upstream_headers", &self.upstream_headers)
             .field("key_id", &self.key_id)
             .field("needs_body", &self.needs_body)
-            .field("pending_signature", &self.pending_signature.is_some())
             .field("client_ip", &self.client_ip.map(|_| "<redacted>"))
             .field("remote", &self.remote.is_some())
             .field("remote_failed_open", &self.remote_failed_open)
             .field("read_ahead", &self.read_ahead)
+            .field("receipt", &self.receipt.as_ref().map(Receipt::len))
+            .field("nonce", &self.nonce.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -118,10 +136,11 @@ impl Evaluation {
             key_id: None,
             needs_body: None,
             client_ip: None,
-            pending_signature: None,
             remote: None,
             remote_failed_open: false,
             read_ahead: ReadAhead::default(),
+            receipt: None,
+            nonce: None,
         }
     }
 
@@ -139,37 +158,129 @@ impl Evaluation {
         self.reply.as_ref().map(|r| r.reason)
     }
 
-    /// Records a failed check: enforced, or remembered in shadow mode.
+    /// Whether nothing is pending any more (no body awaited, no call to the service outstanding).
+    pub fn is_decided(&self) -> bool {
+        self.needs_body.is_none() && self.remote.is_none()
+    }
+
+    /// Records a failed check, enforced or remembered in shadow mode; either way the evaluation stops
+    /// there (nothing more is awaited, the first reason is the one recorded).
     fn fail(&mut self, reply: Reply) {
         match self.mode {
             Mode::Enforce => self.reply = Some(reply),
-            Mode::Shadow => self.shadow = Some(reply),
-        }
-        self.needs_body = None;
-    }
-
-    /// The stream ended (the client went away; Envoy answered first, e.g. 408 or 413; a reset) while
-    /// edgeward still waited for the body or the rate limit service: the request never reached the
-    /// upstream, so its record and counters say `deny` / `incomplete`, not `allow`. Tokens already
-    /// taken for it stay taken (only stricter). No-op once decided or when nothing was pending.
-    pub fn abandon(&mut self) {
-        if self.reply.is_some() || (self.needs_body.is_none() && self.remote.is_none()) {
-            return;
+            Mode::Shadow if self.shadow.is_none() => self.shadow = Some(reply),
+            Mode::Shadow => {}
         }
         self.needs_body = None;
         self.remote = None;
-        self.reply = Some(Reply::deny(0, Reason::Incomplete));
     }
 
     fn failed(&self) -> bool {
         self.reply.is_some() || self.shadow.is_some()
     }
 
+    /// Gives back the nonce (the request was refused for something other than a replay).
+    fn release_nonce(&mut self, doc: &Document, store: &mut dyn SharedStore) {
+        if let Some(hold) = self.nonce.take() {
+            release_nonce(
+                store,
+                &doc.nonce_table,
+                &doc.nonce_key,
+                &hold.key_id,
+                &hold.nonce,
+            );
+        }
+    }
+
+    /// Gives back the local tokens (the request was refused for something the client did not do).
+    fn refund_tokens(&mut self, policy: &Policy, store: &mut dyn SharedStore) {
+        if let Some(receipt) = self.receipt.take() {
+            policy.rate_limits.refund(receipt, store);
+        }
+    }
+
+    fn policy<'d>(&self, doc: &'d Document) -> Option<&'d Policy> {
+        self.policy.and_then(|i| doc.policies.get(i))
+    }
+
+    /// A refusal after the head's reservations: the nonce is always given back, the tokens when
+    /// `refund` (the client did not cause it). Shadow mode records it and keeps both (the request goes on).
+    fn refuse_after_head(
+        &mut self,
+        doc: &Document,
+        reply: Reply,
+        refund: bool,
+        store: &mut dyn SharedStore,
+    ) {
+        if self.mode == Mode::Enforce {
+            self.release_nonce(doc, store);
+            if refund {
+                if let Some(policy) = self.policy(doc) {
+                    let policy: &Policy = policy;
+                    self.refund_tokens(policy, store);
+                }
+            }
+        }
+        self.fail(reply);
+    }
+
+    /// The stream ended (the client went away; Envoy answered first, e.g. 408 or 413; a reset) while
+    /// edgeward still waited for the body or the rate limit service: the request never reached the
+    /// upstream, so its record and counters say `deny` / `incomplete`, not `allow`, and its nonce is
+    /// given back. Tokens already taken stay taken (the edge held the request for it). No-op once
+    /// decided or when nothing was pending.
+    pub fn abandon(&mut self, doc: &Document, store: &mut dyn SharedStore) {
+        if self.reply.is_some() || self.is_decided() {
+            return;
+        }
+        self.release_nonce(doc, store);
+        self.needs_body = None;
+        self.remote = None;
+        self.reply = Some(Reply::deny(0, Reason::Incomplete));
+    }
+
+    /// The body did not arrive in time: 408 `body_timeout`, or, when the host never handed any of it
+    /// to the plugin while holding some, 503 `body_unavailable` (`Retry-After: 1`). The nonce is given
+    /// back; the tokens stay taken. In shadow mode the request is not held past the deadline either: it
+    /// goes on, and the would-be answer is recorded.
+    pub fn body_deadline(
+        &mut self,
+        doc: &Document,
+        unavailable: bool,
+        store: &mut dyn SharedStore,
+    ) {
+        if self.needs_body.take().is_none() {
+            return;
+        }
+        let reply = if unavailable {
+            Reply::deny(503, Reason::BodyUnavailable).with_header("retry-after", "1")
+        } else {
+            Reply::deny(408, Reason::BodyTimeout)
+        };
+        self.refuse_after_head(doc, reply, false, store);
+    }
+
+    /// No room to hold this body in this worker: 503 `body_buffer_full` (`Retry-After: 1`). The client
+    /// did nothing wrong: its tokens and nonce are given back. Shadow mode cannot hold it either: the
+    /// request goes on without its body check, and the would-be answer is recorded.
+    pub fn body_capacity(&mut self, doc: &Document, store: &mut dyn SharedStore) {
+        if self.needs_body.take().is_none() {
+            return;
+        }
+        let reply = Reply::deny(503, Reason::BodyBufferFull).with_header("retry-after", "1");
+        self.refuse_after_head(doc, reply, true, store);
+    }
+
+    /// The body grew past the limit before it was complete: 413; the nonce is given back.
+    pub fn body_too_large(&mut self, doc: &Document, store: &mut dyn SharedStore) {
+        if self.needs_body.take().is_some() {
+            self.refuse_after_head(doc, Reply::deny(413, Reason::BodyTooLarge), false, store);
+        }
+    }
+
     /// The log settings that apply to this request.
     pub fn log_policy<'d>(&self, doc: &'d Document) -> &'d LogPolicy {
-        self.policy
-            .and_then(|i| doc.policies.get(i))
-            .map_or(&doc.default_log, |p| &p.log)
+        self.policy(doc).map_or(&doc.default_log, |p| &p.log)
     }
 
     /// The anonymized log record, once the response status is known (`status`: what the client got).
@@ -197,7 +308,7 @@ impl Evaluation {
         status: u16,
         now_ns: u64,
     ) -> RecordInput<'a> {
-        let policy = self.policy.and_then(|i| doc.policies.get(i));
+        let policy = self.policy(doc);
         RecordInput {
             now_s: now_ns / 1_000_000_000,
             now_nanos: u32::try_from(now_ns % 1_000_000_000).unwrap_or(0),
@@ -219,98 +330,93 @@ impl Evaluation {
         }
     }
 
-    /// Continues after the whole body arrived (only when `needs_body` was set).
+    /// Checks the whole body (only when `needs_body` was set): its size, then its `Content-Digest`. A
+    /// mismatch is 401 `digest_mismatch` and gives the nonce back.
     pub fn evaluate_body(
         &mut self,
         doc: &Document,
         head: &RequestHead,
         body: &[u8],
-        now_ns: u64,
         store: &mut dyn SharedStore,
     ) {
         let Some(max) = self.needs_body.take() else {
             return;
         };
-        let Some(policy) = self.policy.and_then(|i| doc.policies.get(i)) else {
+        if body.len() > max {
+            self.refuse_after_head(doc, Reply::deny(413, Reason::BodyTooLarge), false, store);
+            return;
+        }
+        let Some(sig) = self.policy(doc).and_then(|p| p.signature.as_ref()) else {
             return;
         };
-        if body.len() > max {
-            self.fail(Reply::deny(413, Reason::BodyTooLarge));
-            return;
-        }
-        self.after_body(doc, policy, head, body, now_ns, store);
-    }
-
-    /// The body grew past the limit before it was complete.
-    pub fn body_too_large(&mut self) {
-        if self.needs_body.take().is_some() {
-            self.fail(Reply::deny(413, Reason::BodyTooLarge));
+        if let Err(reason) = check_content_digest(head.headers, body) {
+            let reply = sig.unauthorized_reply(reason);
+            self.refuse_after_head(doc, reply, false, store);
         }
     }
 
-    fn after_body(
+    /// The admission step, on the head once every check before it passed: one token from every local
+    /// limit (or none), then the nonce, then the call to the rate limit service is prepared.
+    fn admit(
         &mut self,
         doc: &Document,
         policy: &Policy,
         head: &RequestHead,
-        body: &[u8],
+        nonce: Option<NonceHold>,
         now_ns: u64,
         store: &mut dyn SharedStore,
     ) {
-        if let (Some(sig), Some(v)) = (&policy.signature, self.pending_signature.take()) {
-            if v.needs_digest {
-                if let Err(reason) = check_content_digest(head.headers, body) {
-                    self.fail(sig.unauthorized_reply(reason));
-                    return;
+        let keys = KeyInputs {
+            client_ip: self.client_ip,
+            key_id: self.key_id.as_deref(),
+            headers: head.headers,
+        };
+        if !policy.rate_limits.limits().is_empty() {
+            let mut replaying = self.read_ahead.replaying(store);
+            let (outcome, receipt) =
+                policy
+                    .rate_limits
+                    .acquire_held(&keys, now_ns, &mut replaying, &doc.hash_key);
+            match outcome {
+                RateOutcome::Allowed { headers } => {
+                    self.response_headers.extend(headers);
+                    self.receipt = Some(receipt);
                 }
-            }
-            if let Some(nonce) = &v.nonce {
-                let now_s = now_ns / 1_000_000_000;
-                let outcome = check_nonce(
-                    store,
-                    &doc.nonce_table,
-                    &doc.nonce_key,
-                    &v.key_id,
-                    nonce,
-                    v.created,
-                    v.expires_at,
-                    now_s,
-                );
-                if let Some(reply) = sig.nonce_reply(outcome) {
+                RateOutcome::Limited { reply, .. } | RateOutcome::Unavailable { reply } => {
+                    // Nothing taken, no nonce touched: a rate-limited key never writes the nonce table.
                     self.fail(reply);
                     return;
                 }
             }
-            self.key_id = Some(v.key_id);
         }
-        if !policy.rate_limits.is_empty() {
-            let keys = KeyInputs {
-                client_ip: self.client_ip,
-                key_id: self.key_id.as_deref(),
-                headers: head.headers,
-            };
-            let mut store = self.read_ahead.replaying(store);
-            let (outcome, receipt) =
-                policy
-                    .rate_limits
-                    .acquire_held(&keys, now_ns, &mut store, &doc.hash_key);
-            match outcome {
-                RateOutcome::Allowed { headers } => {
-                    self.response_headers.extend(headers);
-                    // Remote limits are asked only once every local limit passed (local checks are
-                    // cheap; the call is not).
-                    if let Some(message) = doc
-                        .rls
-                        .as_ref()
-                        .and_then(|rls| policy.rate_limits.remote_message(rls, &policy.name, &keys))
-                    {
-                        self.remote = Some(RemoteCall { message, receipt });
-                    }
+        if let (Some(hold), Some(sig)) = (nonce, &policy.signature) {
+            let outcome = check_nonce(
+                store,
+                &doc.nonce_table,
+                &doc.nonce_key,
+                &hold.key_id,
+                &hold.nonce,
+                hold.created,
+                hold.expires_at,
+                now_ns / 1_000_000_000,
+            );
+            if outcome == NonceOutcome::Fresh {
+                self.nonce = Some(hold);
+            } else if let Some(reply) = sig.nonce_reply(outcome) {
+                // A replay (or a nonce that cannot be vouched for) takes no token either.
+                if self.mode == Mode::Enforce {
+                    self.refund_tokens(policy, store);
                 }
-                RateOutcome::Limited { reply, .. } | RateOutcome::Unavailable { reply } => {
-                    self.fail(reply)
-                }
+                self.fail(reply);
+                return;
             }
+        }
+        if let Some(message) = doc
+            .rls
+            .as_ref()
+            .and_then(|rls| policy.rate_limits.remote_message(rls, &policy.name, &keys))
+        {
+            self.remote = Some(RemoteCall { message });
         }
     }
 
@@ -318,18 +424,17 @@ impl Evaluation {
     /// `RateLimitResponse` message, `None` any failure (gRPC error, timeout, unknown cluster).
     /// Over limit: the limit's status (429 by default), `Retry-After` and the engine's headers.
     /// Failure: `failure_mode` deny answers 503 `rate_limit_unavailable`; allow lets it through and
-    /// sets `remote_failed_open`. A denied request gets its local tokens back.
+    /// sets `remote_failed_open`. A denied request gets its local tokens and its nonce back.
     pub fn apply_remote(
         &mut self,
         doc: &Document,
         answer: Option<&[u8]>,
         store: &mut dyn SharedStore,
     ) {
-        let Some(call) = self.remote.take() else {
+        if self.remote.take().is_none() {
             return;
-        };
-        let (Some(policy), Some(rls)) = (self.policy.and_then(|i| doc.policies.get(i)), &doc.rls)
-        else {
+        }
+        let (Some(policy), Some(rls)) = (self.policy(doc), &doc.rls) else {
             return;
         };
         let limits = &policy.rate_limits;
@@ -351,20 +456,18 @@ impl Evaluation {
                 retry_after_s,
                 descriptor,
             } => {
-                limits.refund(call.receipt, store);
-                self.fail(limits.remote_limited(descriptor, retry_after_s, headers));
+                let reply = limits.remote_limited(descriptor, retry_after_s, headers);
+                self.refuse_after_head(doc, reply, true, store);
             }
             RemoteAnswer::Unavailable => match rls.failure_mode {
                 FailureMode::Allow => self.remote_failed_open = true,
                 FailureMode::Deny => {
-                    limits.refund(call.receipt, store);
-                    self.fail(
-                        Reply::deny(
-                            crate::rate_limit::UNAVAILABLE_STATUS,
-                            Reason::RateLimitUnavailable,
-                        )
-                        .with_header("Retry-After", "1"),
-                    );
+                    let reply = Reply::deny(
+                        crate::rate_limit::UNAVAILABLE_STATUS,
+                        Reason::RateLimitUnavailable,
+                    )
+                    .with_header("Retry-After", "1");
+                    self.refuse_after_head(doc, reply, true, store);
                 }
             },
         }
@@ -372,7 +475,8 @@ impl Evaluation {
 }
 
 impl Document {
-    /// Evaluates the request head: selects the policy and runs every check that needs no body.
+    /// Evaluates the request head: selects the policy, runs every check that needs no body and makes
+    /// every reservation (tokens, nonce); `needs_body` and `remote` say what is still pending.
     pub fn evaluate_head(
         &self,
         head: &RequestHead,
@@ -382,20 +486,19 @@ impl Document {
         let mut ev = Evaluation::new();
         let client = self.client_ip.resolve(head.peer, head.headers);
         ev.client_ip = client.ip();
-        for (name, _) in head.headers.iter() {
-            if starts_with_ignore_case(name, INTERNAL_HEADER_PREFIX)
-                && !ev
-                    .upstream_headers
-                    .iter()
-                    .any(|op| matches!(op, HeaderOp::Remove(n) if n.eq_ignore_ascii_case(name)))
-            {
-                ev.upstream_headers
-                    .push(HeaderOp::Remove(name.to_ascii_lowercase()));
-            }
-        }
         if !valid_authority(head.authority) {
             ev.routed = true;
             ev.reply = Some(Reply::deny(400, Reason::BadHost));
+            return ev;
+        }
+        // What edgeward tells the upstream cannot come from the client.
+        if head
+            .headers
+            .iter()
+            .any(|(name, _)| starts_with_ignore_case(name, INTERNAL_HEADER_PREFIX))
+        {
+            ev.routed = true;
+            ev.reply = Some(Reply::deny(400, Reason::ReservedHeader));
             return ev;
         }
         let host = normalize_host(head.host());
@@ -460,10 +563,11 @@ impl Document {
         if ev.failed() {
             return ev;
         }
+        let mut nonce = None;
         if let Some(sig) = &policy.signature {
             // A client whose own (`client_ip`) bucket is already empty is answered now, before the
-            // signature is verified and the body held: the step would deny it anyway (no token is
-            // taken here). See RateLimits::check_head for why other keys wait for the step.
+            // signature is verified: the admission step would deny it anyway (no token is taken here).
+            // See RateLimits::check_head for why other keys wait for that step.
             let keys = KeyInputs {
                 client_ip: ev.client_ip,
                 key_id: None,
@@ -485,26 +589,42 @@ impl Document {
                     return ev;
                 }
                 Ok(v) => {
-                    // Set now: the adapter cannot change request headers once they moved on to the
-                    // next filter (the body check happens later). A later denial is a local reply,
-                    // so a request that fails never reaches the upstream with this header.
+                    if v.needs_digest {
+                        let max = usize::try_from(sig.max_body_bytes).unwrap_or(usize::MAX);
+                        // A declared length past the limit is refused before anything is reserved.
+                        if content_length(head).is_some_and(|n| n > sig.max_body_bytes) {
+                            ev.fail(Reply::deny(413, Reason::BodyTooLarge));
+                            return ev;
+                        }
+                        ev.needs_body = Some(max);
+                    }
                     ev.upstream_headers.push(HeaderOp::Set(
                         "x-edgeward-key-id".to_string(),
                         v.key_id.clone(),
                     ));
-                    if v.needs_digest {
-                        ev.needs_body =
-                            Some(usize::try_from(sig.max_body_bytes).unwrap_or(usize::MAX));
-                    }
-                    ev.pending_signature = Some(v);
+                    nonce = v.nonce.map(|n| NonceHold {
+                        key_id: v.key_id.clone(),
+                        nonce: n,
+                        created: v.created,
+                        expires_at: v.expires_at,
+                    });
+                    ev.key_id = Some(v.key_id);
                 }
             }
         }
-        if ev.needs_body.is_none() {
-            ev.after_body(self, policy, head, &[], now_ns, store);
-        }
+        ev.admit(self, policy, head, nonce, now_ns, store);
         ev
     }
+}
+
+/// The request's `Content-Length`, when it has exactly one that parses.
+pub fn content_length(head: &RequestHead) -> Option<u64> {
+    let mut values = head.headers.get_all("content-length");
+    let v = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    v.trim().parse().ok()
 }
 
 fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {

@@ -23,6 +23,8 @@ pub mod route;
 pub mod secret;
 pub mod signature;
 pub mod store;
+pub mod stream;
+pub mod testkit;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod adapter;

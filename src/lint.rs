@@ -92,7 +92,11 @@ fn routes(routes: &[RouteInput], w: &mut Warnings) {
                 "a prefix is compared byte for byte; end it with '/' for a directory, or use \"path\" for exactly one path",
             );
         }
-        if let Some(i) = routes.iter().take(j).position(|earlier| covers(earlier, later)) {
+        if let Some(i) = routes
+            .iter()
+            .take(j)
+            .position(|earlier| covers(earlier, later))
+        {
             let what = if same_match(&routes[i], later) {
                 format!("duplicates routes[{i}] and never matches")
             } else {
@@ -201,13 +205,19 @@ fn signature(sig: &SignatureInput, path: &str, w: &mut Warnings) {
         ));
     }
     if !(target_uri || has(Derived::Path) || has(Derived::RequestTarget)) {
-        missing.push(("@path", "a request signed for one path is accepted on any other"));
+        missing.push((
+            "@path",
+            "a request signed for one path is accepted on any other",
+        ));
     }
     let query_param = covered
         .iter()
         .any(|c| matches!(c.kind, Kind::Derived(Derived::QueryParam)));
     if !(target_uri || has(Derived::Query) || has(Derived::RequestTarget) || query_param) {
-        missing.push(("@query", "the query can be changed without breaking the signature"));
+        missing.push((
+            "@query",
+            "the query can be changed without breaking the signature",
+        ));
     }
     for (component, why) in missing {
         w.push(

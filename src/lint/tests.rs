@@ -151,7 +151,10 @@ fn flagged_documents() {
             one_policy(json!({
                 "signature": sig(json!({ "keys": [{ "id": "a", "alg": "hmac-sha256", "secret": { "base64": KEY } }] })),
                 "log": { "pseudonym_key": { "base64": KEY }, "pseudonymize": ["client_ip"] } })),
-            vec!["policies.p.signature.keys[0].secret", "policies.p.log.pseudonym_key"],
+            vec![
+                "policies.p.signature.keys[0].secret",
+                "policies.p.log.pseudonym_key",
+            ],
         ),
     ];
     for (name, doc, want) in cases {
@@ -186,7 +189,9 @@ fn clean_documents() {
         ),
         (
             "@target-uri binds host, path and query",
-            one_policy(json!({ "signature": sig(json!({ "components": ["@method", "@target-uri"] })) })),
+            one_policy(
+                json!({ "signature": sig(json!({ "components": ["@method", "@target-uri"] })) }),
+            ),
         ),
         (
             "@request-target and @authority",
@@ -195,7 +200,9 @@ fn clean_documents() {
         ),
         (
             "an hour of max_age_s, five minutes of skew",
-            one_policy(json!({ "signature": sig(json!({ "max_age_s": 3600, "clock_skew_s": 300 })) })),
+            one_policy(
+                json!({ "signature": sig(json!({ "max_age_s": 3600, "clock_skew_s": 300 })) }),
+            ),
         ),
         (
             "default and network-sized log prefixes, pseudonymized identifier",
@@ -237,7 +244,10 @@ fn a_warning_says_where_what_and_why() {
     let w = warnings(json!({ "client_ip": { "trusted_proxies": ["0.0.0.0/0"] },
         "policies": { "p": {} }, "routes": [{ "policy": "p" }] }));
     let text = w[0].to_string();
-    assert!(text.starts_with("client_ip.trusted_proxies[0]: \"0.0.0.0/0\" trusts"), "{text}");
+    assert!(
+        text.starts_with("client_ip.trusted_proxies[0]: \"0.0.0.0/0\" trusts"),
+        "{text}"
+    );
     assert!(text.contains("X-Forwarded-Proto"), "{text}");
 }
 

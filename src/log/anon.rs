@@ -243,9 +243,24 @@ mod tests {
             ("2002:c633:6407::", 32, 0, "2002:c633:6407::"),
             ("2002:c633:6407::", 16, 48, "2002:c633::"),
             // Teredo: server 65.54.227.120, client 198.51.100.7 stored inverted (39cc:9bf8).
-            ("2001:0:4136:e378:8000:63bf:39cc:9bf8", 24, 48, "2001::39cc:9bff"),
-            ("2001:0:4136:e378:8000:63bf:39cc:9bf8", 32, 128, "2001::39cc:9bf8"),
-            ("2001:0:4136:e378:8000:63bf:39cc:9bf8", 0, 128, "2001::ffff:ffff"),
+            (
+                "2001:0:4136:e378:8000:63bf:39cc:9bf8",
+                24,
+                48,
+                "2001::39cc:9bff",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:39cc:9bf8",
+                32,
+                128,
+                "2001::39cc:9bf8",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:39cc:9bf8",
+                0,
+                128,
+                "2001::ffff:ffff",
+            ),
             // NAT64 well-known prefix.
             ("64:ff9b::c633:6407", 24, 128, "64:ff9b::c633:6400"),
             // Neighbours of these ranges are plain IPv6.
@@ -254,7 +269,11 @@ mod tests {
             ("64:ff9b:1::c633:6407", 24, 48, "64:ff9b:1::"),
         ];
         for (input, v4, v6, want) in cases {
-            assert_eq!(truncate_ip(ip(input), v4, v6), ip(want), "{input} /{v4} /{v6}");
+            assert_eq!(
+                truncate_ip(ip(input), v4, v6),
+                ip(want),
+                "{input} /{v4} /{v6}"
+            );
             let once = truncate_ip(ip(input), v4, v6);
             assert_eq!(truncate_ip(once, v4, v6), once, "{input}: idempotent");
         }

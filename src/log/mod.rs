@@ -6,7 +6,8 @@ mod redact;
 mod text;
 
 pub use anon::{
-    canonical_bytes, Embedded, parse_address, truncate_ip, PseudonymKey, MIN_KEY_BYTES, PSEUDONYM_BYTES,
+    canonical_bytes, parse_address, truncate_ip, Embedded, PseudonymKey, MIN_KEY_BYTES,
+    PSEUDONYM_BYTES,
 };
 pub use redact::{normalize_name, redact_query, redact_url, QueryRule, REDACTED};
 pub use text::{rfc3339, CUT_MARKER, VALUE_CAP};
@@ -671,10 +672,7 @@ impl LogPolicy {
         f.push(("edgeward.status", r.status.to_string()));
         f.push(("edgeward.method", plain(r.method)));
         f.push(("edgeward.host", plain(r.host)));
-        f.push((
-            "edgeward.path",
-            plain(&redact_query(r.path, &self.query)),
-        ));
+        f.push(("edgeward.path", plain(&redact_query(r.path, &self.query))));
         opt(&mut f, "edgeward.tls", r.tls);
         if let Some(ip) = r.client_ip {
             f.push(("edgeward.client_ip", self.truncate(ip).to_string()));

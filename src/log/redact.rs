@@ -141,7 +141,10 @@ fn starts_with_scheme(s: &str) -> bool {
         return false;
     };
     let scheme = s.get(..colon).unwrap_or("");
-    scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+    scheme
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic())
         && scheme
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
@@ -282,7 +285,15 @@ mod tests {
     /// rule that keeps `token` either (they are one parameter to the applications that read them).
     #[test]
     fn decoded_and_normalized_names() {
-        for raw in ["token[]", "token%5B%5D", "token%20", "TOKEN", "t%6Fken", " token", "token[x]"] {
+        for raw in [
+            "token[]",
+            "token%5B%5D",
+            "token%20",
+            "TOKEN",
+            "t%6Fken",
+            " token",
+            "token[x]",
+        ] {
             assert_eq!(normalize_name(raw), "token", "{raw}");
             let path = format!("/a?{raw}=S3CR3T");
             let redacted = redact_query(&path, &QueryRule::redact_all());
@@ -300,7 +311,10 @@ mod tests {
     #[test]
     fn star_keeps_everything() {
         let all = QueryRule::keeping(["*"]);
-        assert!(matches!(redact_query("/a?token=1&x", &all), Cow::Borrowed(_)));
+        assert!(matches!(
+            redact_query("/a?token=1&x", &all),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
@@ -308,8 +322,14 @@ mod tests {
         let cases = [
             ("https://x/", "https://x/"),
             ("https://x/?token=s", "https://x/?token=REDACTED"),
-            ("https://x/?token=s#frag", "https://x/?token=REDACTED#REDACTED"),
-            ("https://x/?page=1#token=s", "https://x/?page=1#token=REDACTED"),
+            (
+                "https://x/?token=s#frag",
+                "https://x/?token=REDACTED#REDACTED",
+            ),
+            (
+                "https://x/?page=1#token=s",
+                "https://x/?page=1#token=REDACTED",
+            ),
             (
                 "https://app/#/reset?token=abc&page=1",
                 "https://app/#/reset?token=REDACTED&page=1",
@@ -349,7 +369,10 @@ mod tests {
 
     #[test]
     fn unchanged_paths_are_borrowed() {
-        assert!(matches!(redact_query("/a?page=1", &keep()), Cow::Borrowed(_)));
+        assert!(matches!(
+            redact_query("/a?page=1", &keep()),
+            Cow::Borrowed(_)
+        ));
         assert!(matches!(redact_query("/a", &keep()), Cow::Borrowed(_)));
         assert!(matches!(redact_query("/a?token=1", &keep()), Cow::Owned(_)));
     }

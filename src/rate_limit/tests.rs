@@ -113,7 +113,13 @@ fn compiles_every_key_kind_with_defaults() {
     assert_eq!(l[0].key, KeySpec::ClientIp { ipv6_prefix: 64 });
     assert_eq!((l[0].burst, l[0].status, l[0].headers), (100, 429, true));
     assert_eq!((l[1].key.clone(), l[1].burst), (KeySpec::KeyId, 200));
-    assert_eq!(l[2].key, KeySpec::Header { name: "x-user-id".into(), case: KeyCase::Fold });
+    assert_eq!(
+        l[2].key,
+        KeySpec::Header {
+            name: "x-user-id".into(),
+            case: KeyCase::Fold
+        }
+    );
     assert_eq!((l[3].key.clone(), l[3].status), (KeySpec::Route, 503));
     assert_eq!((l[4].key.clone(), l[4].headers), (KeySpec::Global, false));
     assert_eq!(l[5].key, KeySpec::ClientIp { ipv6_prefix: 48 });
@@ -808,9 +814,10 @@ fn same_set(limit: &Limit, n: usize) -> Vec<(String, local::Place)> {
     for i in 0.. {
         let v = format!("user-{i}");
         let h = hdrs(&[("x-user", &v)]);
-        let place = limit
-            .table
-            .place(&KeyValue::Header(Headers::new(&h), "x-user", KeyCase::Fold), &HK);
+        let place = limit.table.place(
+            &KeyValue::Header(Headers::new(&h), "x-user", KeyCase::Fold),
+            &HK,
+        );
         let group = by_set.entry(place.set).or_default();
         group.push((v, place));
         if group.len() == n {

@@ -14,7 +14,7 @@ pub mod sign;
 
 pub use components::ComponentId;
 pub use digest::{check_content_digest, content_digest_header, DigestAlg};
-pub use nonce::{check_nonce, init_nonce_table, NonceOutcome, NonceTableConfig};
+pub use nonce::{check_nonce, init_nonce_table, release_nonce, NonceOutcome, NonceTableConfig};
 pub use sign::{sign_request, SignParams, SignedHeaders, SigningKey};
 
 use crate::decision::{Reason, Reply};

@@ -216,6 +216,39 @@ pub fn check_nonce(
     NonceOutcome::StoreFull
 }
 
+/// Removes a nonce recorded by [`check_nonce`] (a reservation whose request was then refused for a reason
+/// other than a replay: it never reached the upstream, so the signature may still be used once). Leaves
+/// the watermark alone; a nonce that is no longer there (expired, evicted) is nothing to do. Best effort:
+/// a release that cannot land leaves the nonce recorded, which only refuses a later copy (the stricter
+/// direction).
+pub fn release_nonce(
+    store: &mut dyn SharedStore,
+    cfg: &NonceTableConfig,
+    hash_key: &[u8; 16],
+    key_id: &str,
+    nonce: &str,
+) {
+    let (n, fingerprint) = locate(cfg, hash_key, key_id, nonce);
+    let key = bucket_key(n);
+    for _ in 0..cfg.max_retries.max(1) {
+        let Ok((Some(value), cas)) = store.get(&key) else {
+            return;
+        };
+        let Some(mut bucket) = Bucket::decode(&value) else {
+            return;
+        };
+        let before = bucket.entries.len();
+        bucket.entries.retain(|e| e.fingerprint != fingerprint);
+        if bucket.entries.len() == before {
+            return;
+        }
+        match store.set(&key, &bucket.encode(), cas) {
+            Err(StoreError::CasMismatch) => continue,
+            _ => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +287,33 @@ mod tests {
         assert_eq!(c(&mut s, "k2", "n1", T + 1), NonceOutcome::Fresh);
         // After expiry the entry is reclaimed (the signature itself is stale by then).
         assert_eq!(c(&mut s, "k", "n1", T + 301), NonceOutcome::Fresh);
+    }
+
+    /// A reservation given back lets the same signature through once more; a replay is still refused
+    /// while it is held, and releasing twice or releasing what was never recorded changes nothing.
+    #[test]
+    fn a_released_nonce_can_be_used_once_more() {
+        let cfg = NonceTableConfig::default();
+        let mut s = fresh_store(&cfg);
+        let c = |s: &mut MemoryStore, n: &str| check_nonce(s, &cfg, &HK, "k", n, T, T + 300, T);
+        assert_eq!(c(&mut s, "n1"), NonceOutcome::Fresh);
+        assert_eq!(c(&mut s, "n1"), NonceOutcome::Replayed);
+        assert_eq!(c(&mut s, "n2"), NonceOutcome::Fresh);
+        release_nonce(&mut s, &cfg, &HK, "k", "n1");
+        assert_eq!(c(&mut s, "n2"), NonceOutcome::Replayed, "n2 untouched");
+        assert_eq!(c(&mut s, "n1"), NonceOutcome::Fresh);
+        assert_eq!(c(&mut s, "n1"), NonceOutcome::Replayed);
+        release_nonce(&mut s, &cfg, &HK, "other", "n1");
+        release_nonce(&mut s, &cfg, &HK, "k", "never");
+        assert_eq!(c(&mut s, "n1"), NonceOutcome::Replayed);
+        // The table stays bounded: each release removes at most the entry it recorded.
+        let bytes = s.value_bytes();
+        for i in 0..1000 {
+            let n = format!("x{i}");
+            assert_eq!(c(&mut s, &n), NonceOutcome::Fresh);
+            release_nonce(&mut s, &cfg, &HK, "k", &n);
+        }
+        assert!(s.value_bytes() <= bytes, "{} > {bytes}", s.value_bytes());
     }
 
     #[test]

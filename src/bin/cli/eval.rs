@@ -99,7 +99,7 @@ pub fn eval(args: &[String]) -> Result<ExitCode, String> {
         .map_err(|e| format!("shared store: {e:?}"))?;
     let mut ev = doc.evaluate_head(&head, now_ns, &mut store);
     if ev.needs_body.is_some() {
-        ev.evaluate_body(&doc, &head, &req.body, now_ns, &mut store);
+        ev.evaluate_body(&doc, &head, &req.body, &mut store);
     }
     let status = ev.status();
     let mut response_headers = Map::new();
