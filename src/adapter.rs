@@ -9,7 +9,6 @@
 
 use crate::decision::Reason;
 use crate::document::Document;
-use crate::engine::HeaderOp;
 use crate::host::{self, level};
 use crate::request::{HeaderText, Headers, Peer, RequestHead, TlsVersion};
 use crate::store::{Cas, SharedStore, StoreError};
@@ -474,11 +473,10 @@ impl EdgewardHttp {
 
     /// Carries out what the stream decided, in order; returns the answer to the current callback.
     fn carry_out(&mut self, actions: Actions) -> Action {
-        for op in &actions.upstream {
-            let _ = match op {
-                HeaderOp::Set(k, v) => host::set_header(host::REQUEST_HEADERS, k, Some(v)),
-                HeaderOp::Remove(k) => host::set_header(host::REQUEST_HEADERS, k, None),
-            };
+        // Filter state, which Envoy's route configuration writes as request headers after routing: a
+        // header change here would make Envoy choose the route again (crate::engine::Upstream).
+        for (property, value) in &actions.upstream {
+            let _ = host::set_property(property, value.as_bytes());
         }
         if let Some(message) = actions.call {
             self.start_remote_call(&message);

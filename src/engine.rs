@@ -23,11 +23,53 @@ use std::net::IpAddr;
 /// The prefix of headers edgeward sets toward the upstream; a client's own are refused.
 pub const INTERNAL_HEADER_PREFIX: &str = "x-edgeward-";
 
-/// A change to the request headers sent upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderOp {
-    Set(String, String),
-    Remove(String),
+/// What the upstream receives from edgeward, header by header. edgeward never changes request headers
+/// itself (Envoy would pick the route again after any change, and the request could then leave through a
+/// route whose policy nobody checked): it publishes these values as filter state, and Envoy's route
+/// configuration writes them after routing (envoy/envoy.yaml: removes the three headers, then adds each
+/// from `%FILTER_STATE(wasm.edgeward.upstream.NAME:PLAIN)%`). A value that is not published means the
+/// header is not sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upstream {
+    /// `x-edgeward-key-id`: the verified signature's key id.
+    pub key_id: Option<String>,
+    /// `x-forwarded-for`: as Envoy built it, or rewritten by `log.upstream_xff`.
+    pub forwarded_for: Option<String>,
+    /// `x-envoy-external-address`: as Envoy set it (`upstream_xff: keep` only).
+    pub external_address: Option<String>,
+}
+
+/// (filter-state property, the header Envoy's route configuration writes from it).
+pub const UPSTREAM_FIELDS: [(&str, &str); 3] = [
+    ("edgeward.upstream.key_id", "x-edgeward-key-id"),
+    ("edgeward.upstream.xff", "x-forwarded-for"),
+    ("edgeward.upstream.xea", "x-envoy-external-address"),
+];
+
+impl Upstream {
+    /// Each header with its value (`None`: not sent), in [`UPSTREAM_FIELDS`] order.
+    pub fn headers(&self) -> [(&'static str, Option<&str>); 3] {
+        let values = [
+            self.key_id.as_deref(),
+            self.forwarded_for.as_deref(),
+            self.external_address.as_deref(),
+        ];
+        let mut out = [("", None); 3];
+        for (o, ((_, header), value)) in out.iter_mut().zip(UPSTREAM_FIELDS.iter().zip(values)) {
+            *o = (*header, value);
+        }
+        out
+    }
+
+    /// The filter-state properties to publish (only the values there are: one host call each).
+    pub fn properties(&self) -> Vec<(&'static str, String)> {
+        let values = [&self.key_id, &self.forwarded_for, &self.external_address];
+        UPSTREAM_FIELDS
+            .iter()
+            .zip(values)
+            .filter_map(|((property, _), v)| v.clone().map(|v| (*property, v)))
+            .collect()
+    }
 }
 
 /// A nonce recorded for this request; released if the request is refused for anything but a replay.
@@ -54,8 +96,8 @@ pub struct Evaluation {
     pub shadow: Option<Reply>,
     /// Headers to add to the client's response (upstream response or local reply).
     pub response_headers: Vec<(String, String)>,
-    /// Changes to the request toward the upstream.
-    pub upstream_headers: Vec<HeaderOp>,
+    /// What the upstream receives from edgeward, once the request goes on.
+    pub upstream: Upstream,
     /// The verified signature key id.
     pub key_id: Option<String>,
     /// Set while the body is still needed: the largest body accepted.
@@ -109,7 +151,7 @@ impl std::fmt::Debug for Evaluation {
             .field("reply", &self.reply)
             .field("shadow", &self.shadow)
             .field("response_headers", &self.response_headers)
-            .field("upstream_headers", &self.upstream_headers)
+            .field("upstream", &self.upstream.key_id)
             .field("key_id", &self.key_id)
             .field("needs_body", &self.needs_body)
             .field("client_ip", &self.client_ip.map(|_| "<redacted>"))
@@ -132,7 +174,7 @@ impl Evaluation {
             reply: None,
             shadow: None,
             response_headers: Vec::new(),
-            upstream_headers: Vec::new(),
+            upstream: Upstream::default(),
             key_id: None,
             needs_body: None,
             client_ip: None,
@@ -511,36 +553,18 @@ impl Document {
         };
         ev.routed = true;
         let policy = match route.target {
-            Target::NoChecks => return ev,
+            Target::NoChecks => None,
             Target::Policy(i) => {
                 ev.policy = Some(i);
-                match self.policies.get(i) {
-                    Some(p) => p,
-                    None => return ev,
-                }
+                self.policies.get(i)
             }
         };
+        let log = policy.map_or(&self.default_log, |p| &p.log);
+        ev.upstream = forwarding_headers(log, head);
+        let Some(policy) = policy else {
+            return ev;
+        };
         ev.mode = policy.mode;
-        match policy
-            .log
-            .rewrite_xff(head.headers.get_all("x-forwarded-for"))
-        {
-            XffAction::Keep => {}
-            XffAction::Set(v) => ev
-                .upstream_headers
-                .push(HeaderOp::Set("x-forwarded-for".to_string(), v)),
-            // Only headers the request has: each change is a host call.
-            XffAction::Remove if head.headers.get("x-forwarded-for").is_some() => ev
-                .upstream_headers
-                .push(HeaderOp::Remove("x-forwarded-for".to_string())),
-            XffAction::Remove => {}
-        }
-        if policy.log.remove_external_address()
-            && head.headers.get("x-envoy-external-address").is_some()
-        {
-            ev.upstream_headers
-                .push(HeaderOp::Remove("x-envoy-external-address".to_string()));
-        }
         ev.arrived_https = arrived_over_https(head, self.client_ip.peer_is_trusted(head.peer));
         if let Some(https) = &policy.https {
             if let Err(reply) = https.check(head, ev.arrived_https) {
@@ -598,10 +622,7 @@ impl Document {
                         }
                         ev.needs_body = Some(max);
                     }
-                    ev.upstream_headers.push(HeaderOp::Set(
-                        "x-edgeward-key-id".to_string(),
-                        v.key_id.clone(),
-                    ));
+                    ev.upstream.key_id = Some(v.key_id.clone());
                     nonce = v.nonce.map(|n| NonceHold {
                         key_id: v.key_id.clone(),
                         nonce: n,
@@ -614,6 +635,29 @@ impl Document {
         }
         ev.admit(self, policy, head, nonce, now_ns, store);
         ev
+    }
+}
+
+/// `X-Forwarded-For` and `X-Envoy-External-Address` as the upstream receives them under `log`.
+fn forwarding_headers(log: &LogPolicy, head: &RequestHead) -> Upstream {
+    let joined = |name: &str| {
+        let values: Vec<&str> = head.headers.get_all(name).collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    let forwarded_for = match log.rewrite_xff(head.headers.get_all("x-forwarded-for")) {
+        XffAction::Keep => joined("x-forwarded-for"),
+        XffAction::Set(v) => Some(v),
+        XffAction::Remove => None,
+    };
+    let external_address = if log.remove_external_address() {
+        None
+    } else {
+        joined("x-envoy-external-address")
+    };
+    Upstream {
+        key_id: None,
+        forwarded_for,
+        external_address,
     }
 }
 

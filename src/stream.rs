@@ -4,14 +4,14 @@
 //! event and the state; it returns the [`Actions`] the adapter carries out, in order, and nothing else
 //! decides what a stream does.
 //!
-//! What it guarantees, whatever the order of events: at most one local reply; no change toward the
-//! upstream after a reply, and none before the decision; the request goes on only once decided with no
+//! What it guarantees, whatever the order of events: at most one local reply; nothing published toward
+//! the upstream after a reply, and nothing before the decision; the request goes on only once decided with no
 //! reply; a held body's bytes are counted in the worker's [`BodyBudget`] exactly while it is held; a
 //! body that does not arrive in time is answered by the deadline (on the tick).
 
 use crate::decision::{Reason, Reply};
 use crate::document::Document;
-use crate::engine::{content_length, Evaluation, HeaderOp};
+use crate::engine::{content_length, Evaluation};
 use crate::request::RequestHead;
 use crate::store::SharedStore;
 use std::cell::Cell;
@@ -90,8 +90,9 @@ pub struct LocalReply {
 /// return `verdict` to the host.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Actions {
-    /// Changes toward the upstream; only ever with the decision to forward.
-    pub upstream: Vec<HeaderOp>,
+    /// What the upstream receives from edgeward, to publish as filter state (property, value); only
+    /// ever with the decision to forward.
+    pub upstream: Vec<(&'static str, String)>,
     /// Start this call to the rate limit service; its end comes back through
     /// [`Stream::on_remote_answer`] (call that with `None` at once when it cannot start).
     pub call: Option<Vec<u8>>,
@@ -191,7 +192,7 @@ impl Stream {
             actions.verdict = Verdict::Pause;
             return;
         } else {
-            actions.upstream = ev.upstream_headers.clone();
+            actions.upstream = ev.upstream.properties();
             self.phase = Phase::Forwarded;
             if resume {
                 actions.resume = true;

@@ -33,7 +33,7 @@ fn log_section(upstream_xff: &str) -> String {
         r#"{{"pseudonym_key": {{"env": "EDGEWARD_LOG_KEY"}},
             "pseudonymize": ["client_ip", "header:x-user-id"],
             "headers": ["user-agent", "x-forwarded-for"],
-            "redact_query": ["token", "email"],
+            "keep_query": ["page"],
             "upstream_xff": "{upstream_xff}"}}"#
     )
 }

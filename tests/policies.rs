@@ -214,8 +214,23 @@ fn schema_accepts_what_the_core_accepts() {
             "log without key",
             with_policy(json!({ "log": {
                 "ipv4_prefix": 0, "ipv6_prefix": 128, "headers": ["User-Agent", "x-forwarded-for"],
-                "redact_query": ["t%6Fken"], "upstream_xff": "remove", "fields": true
+                "keep_query": ["t%6Fken", "page[]"], "upstream_xff": "remove", "fields": true
             }})),
+        ),
+        (
+            "document-level log, held bodies, exact paths, folded header keys",
+            json!({
+                "log": { "keep_query": ["*"], "ipv4_prefix": 16, "headers": ["user-agent"] },
+                "held_bodies": { "max_bytes": 1048576, "timeout_ms": 100 },
+                "policies": { "p": {
+                    "log": { "ipv6_prefix": 32 },
+                    "rate_limits": [
+                        { "name": "u", "key": "header:x-user", "limit": 5, "window_s": 1, "key_case": "exact" },
+                        { "name": "v", "key": "header:x-org", "limit": 5, "window_s": 1, "key_case": "fold" }
+                    ]
+                }},
+                "routes": [{ "path": "/health", "policy": null }, { "policy": "p" }]
+            }),
         ),
         (
             "log pseudonyms",
@@ -650,9 +665,46 @@ fn schema_and_core_reject_the_same_bad_documents() {
             "policies.p.log.headers[0]",
         ),
         (
-            "control character in redact_query",
-            with_policy(json!({ "log": { "redact_query": ["tok\u{7}en"] } })),
-            "policies.p.log.redact_query[0]",
+            "control character in keep_query",
+            with_policy(json!({ "log": { "keep_query": ["tok\u{7}en"] } })),
+            "policies.p.log.keep_query[0]",
+        ),
+        (
+            "redact_query was replaced by keep_query",
+            with_policy(json!({ "log": { "redact_query": ["token"] } })),
+            "policies.p.log.redact_query",
+        ),
+        (
+            "document-level log with a bad prefix",
+            json!({ "log": { "ipv4_prefix": 33 }, "policies": {}, "routes": [{ "policy": null }] }),
+            "log.ipv4_prefix",
+        ),
+        (
+            "held bodies below the floor",
+            json!({ "held_bodies": { "max_bytes": 10 }, "policies": {}, "routes": [{ "policy": null }] }),
+            "held_bodies.max_bytes",
+        ),
+        (
+            "held body timeout too long",
+            json!({ "held_bodies": { "timeout_ms": 600001 }, "policies": {}, "routes": [{ "policy": null }] }),
+            "held_bodies.timeout_ms",
+        ),
+        (
+            "path and path_prefix together",
+            json!({ "policies": {}, "routes": [{ "path": "/a", "path_prefix": "/a", "policy": null }] }),
+            "routes[0].path",
+        ),
+        (
+            "a path with a query",
+            json!({ "policies": {}, "routes": [{ "path": "/a?x=1", "policy": null }] }),
+            "routes[0].path",
+        ),
+        (
+            "key_case on a key that is not a header",
+            with_policy(json!({ "rate_limits": [
+                { "name": "c", "key": "client_ip", "limit": 1, "window_s": 1, "key_case": "exact" }
+            ] })),
+            "policies.p.rate_limits[0].key_case",
         ),
         (
             "short pseudonym key",

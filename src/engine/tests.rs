@@ -175,38 +175,50 @@ fn shadow_mode_records_but_lets_through() {
     assert!(ev.shadow.is_none());
 }
 
+/// What the upstream receives in X-Forwarded-For and X-Envoy-External-Address per `upstream_xff`, for
+/// policies and `"policy": null` routes (the document's log settings); only headers the request has are
+/// published (each is a host call).
 #[test]
-fn forwarding_headers_are_changed_only_when_the_request_has_them() {
-    // Each upstream header change is a host call: none for headers the request does not carry.
-    for (xff, remove_ops) in [("remove", true), ("truncate", false), ("keep", false)] {
-        let doc = Document::from_json(
-            &format!(
-                r#"{{"policies": {{"p": {{"log": {{"upstream_xff": "{xff}"}}}}}},
-                    "routes": [{{"policy": "p"}}]}}"#
-            ),
-            &NoEnv,
-        )
-        .unwrap();
-        let mut r = Req::new("a.test", "/");
-        assert_eq!(r.eval(&doc).upstream_headers, vec![], "{xff}, no headers");
-        r.headers = vec![
-            ("x-forwarded-for".into(), "10.1.2.3".into()),
-            ("x-envoy-external-address".into(), "10.1.2.3".into()),
-        ];
-        let ops = r.eval(&doc).upstream_headers;
-        let removed = |n: &str| ops.contains(&HeaderOp::Remove(n.into()));
-        assert_eq!(removed("x-forwarded-for"), remove_ops, "{xff}: {ops:?}");
-        assert_eq!(
-            removed("x-envoy-external-address"),
-            xff != "keep",
-            "{xff}: {ops:?}"
-        );
+fn forwarding_headers_follow_upstream_xff() {
+    for (xff, want_xff, want_xea) in [
+        ("keep", Some("203.0.113.9,10.1.2.3"), Some("10.1.2.3")),
+        ("truncate", Some("203.0.113.0, 10.1.2.0"), None),
+        ("remove", None, None),
+    ] {
+        for (log_at, route) in [("policy", r#""p""#), ("document", "null")] {
+            let log = format!(r#"{{"upstream_xff": "{xff}"}}"#);
+            let (doc_log, policy_log) = match log_at {
+                "policy" => ("{}".to_string(), log),
+                _ => (log, "{}".to_string()),
+            };
+            let doc = Document::from_json(
+                &format!(
+                    r#"{{"log": {doc_log}, "policies": {{"p": {{"log": {policy_log}}}}},
+                        "routes": [{{"policy": {route}}}]}}"#
+                ),
+                &NoEnv,
+            )
+            .unwrap();
+            let mut r = Req::new("a.test", "/");
+            assert_eq!(
+                r.eval(&doc).upstream,
+                Upstream::default(),
+                "{xff}: no headers"
+            );
+            assert!(r.eval(&doc).upstream.properties().is_empty());
+            r.headers = vec![
+                ("x-forwarded-for".into(), "203.0.113.9".into()),
+                ("x-forwarded-for".into(), "10.1.2.3".into()),
+                ("x-envoy-external-address".into(), "10.1.2.3".into()),
+            ];
+            let up = r.eval(&doc).upstream;
+            assert_eq!(up.forwarded_for.as_deref(), want_xff, "{xff} {log_at}");
+            assert_eq!(up.external_address.as_deref(), want_xea, "{xff} {log_at}");
+            assert_eq!(up.key_id, None);
+        }
     }
 }
 
-/// What edgeward tells the upstream (`x-edgeward-*`) cannot come from the client: such a request is
-/// refused on its head, whatever the route, and nothing about it is changed toward the upstream (a
-/// removal would be a header change, after which Envoy picks the route again).
 #[test]
 fn client_sent_internal_headers_are_refused() {
     let d = doc();
@@ -227,7 +239,7 @@ fn client_sent_internal_headers_are_refused() {
                 (400, Some(Reason::ReservedHeader)),
                 "{authority} {name}"
             );
-            assert!(ev.upstream_headers.is_empty());
+            assert_eq!(ev.upstream, Upstream::default());
         }
         let mut r = Req::new(authority, path);
         r.headers = vec![("x-edgeward".into(), "not the prefix".into())];
@@ -791,10 +803,7 @@ fn an_empty_bucket_is_answered_on_the_head() {
             "no body is held for a request already denied"
         );
         assert_eq!(ev.key_id, None);
-        assert!(!ev
-            .upstream_headers
-            .iter()
-            .any(|op| matches!(op, HeaderOp::Set(k, _) if k == "x-edgeward-key-id")));
+        assert_eq!(ev.upstream.key_id, None);
         assert!(
             has_header(&ev, "retry-after") && has_header(&ev, "ratelimit"),
             "{:?}",
@@ -909,12 +918,10 @@ fn shadow_mode_does_not_answer_on_the_head_and_still_sends_the_verified_key_id()
     let ev = run_signed(&d, &good, &mut store);
     assert_eq!(ev.status(), 200);
     assert_eq!(ev.shadow.as_ref().map(|r| r.status), Some(429));
-    assert!(
-        ev.upstream_headers
-            .iter()
-            .any(|op| matches!(op, HeaderOp::Set(k, _) if k == "x-edgeward-key-id")),
-        "valid signature forwarded upstream without x-edgeward-key-id: {:?}",
-        ev.upstream_headers
+    assert_eq!(
+        ev.upstream.key_id.as_deref(),
+        Some("k1"),
+        "valid signature forwarded upstream without x-edgeward-key-id"
     );
 }
 

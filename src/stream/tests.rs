@@ -144,7 +144,7 @@ fn a_signed_body_is_held_counted_and_released() {
     assert_eq!(a.reply, None);
     assert!(a
         .upstream
-        .contains(&HeaderOp::Set("x-edgeward-key-id".into(), "k1".into())));
+        .contains(&("edgeward.upstream.key_id", "k1".to_string())));
     assert_eq!(run.budget.held(), 0);
 }
 

@@ -107,17 +107,15 @@ pub fn eval(args: &[String]) -> Result<ExitCode, String> {
     for (k, v) in reply_headers.chain(ev.response_headers.iter()) {
         response_headers.insert(k.to_ascii_lowercase(), Value::String(v.clone()));
     }
+    // What the upstream receives from edgeward (with envoy/envoy.yaml's route configuration, which
+    // writes these headers from the plugin's filter state): a value, or null for "not sent".
     let mut upstream_headers = Map::new();
     if ev.reply.is_none() {
-        for op in &ev.upstream_headers {
-            match op {
-                edgeward::engine::HeaderOp::Set(k, v) => {
-                    upstream_headers.insert(k.clone(), Value::String(v.clone()))
-                }
-                edgeward::engine::HeaderOp::Remove(k) => {
-                    upstream_headers.insert(k.clone(), Value::Null)
-                }
-            };
+        for (name, value) in ev.upstream.headers() {
+            upstream_headers.insert(
+                name.to_string(),
+                value.map_or(Value::Null, |v| Value::String(v.to_string())),
+            );
         }
     }
     let record: Value =

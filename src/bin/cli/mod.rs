@@ -7,7 +7,7 @@ use edgeward::document::Document;
 use std::process::ExitCode;
 
 pub const USAGE: &str = "usage:
-  edgeward check FILE...
+  edgeward check [--strict] FILE...
   edgeward eval POLICY --request FILE|- [--route NAME] [--client-ip IP] [--scheme http|https]
                 [--tls-version 1.2|1.3] [--now UNIX_SECONDS]
   edgeward sign --key-id ID (--secret-base64 B64 | --secret-env VAR | --private-key-file PEM)
@@ -45,12 +45,15 @@ pub fn read_input(path: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-fn check(files: &[String]) -> Result<ExitCode, String> {
+/// Validates each file: errors on stdout (exit 1), warnings on stderr (exit 0, or 1 with `--strict`).
+fn check(args: &[String]) -> Result<ExitCode, String> {
+    let (files, flags) = parse_flags(args, &[], &["--strict"])?;
+    let strict = flag_value(&flags, "--strict").is_some();
     if files.is_empty() {
         return Err(USAGE.to_string());
     }
     let mut ok = true;
-    for f in files {
+    for f in &files {
         let text = match std::fs::read_to_string(f) {
             Ok(t) => t,
             Err(e) => {
@@ -59,6 +62,12 @@ fn check(files: &[String]) -> Result<ExitCode, String> {
                 continue;
             }
         };
+        if let Ok(input) = edgeward::document::parse(&text) {
+            for w in edgeward::lint::lint(&input) {
+                eprintln!("{f}: {}: warning: {} ({})", w.path, w.what, w.why);
+                ok &= !strict;
+            }
+        }
         match Document::from_json(&text, &env_lookup) {
             Ok(_) => {}
             Err(errors) => {
