@@ -19,6 +19,7 @@ const HSTS_TLS13: &str = "max-age=600";
 
 /// Every rule of the `https` section on its own path prefix; the catch-all redirects to port 8443.
 const POLICY: &str = r#"{
+  "log": {"keep_query": ["*"]},
   "policies": {
     "web": {"https": {"https_port": 8443, "hsts": {"max_age_s": 31536000, "include_subdomains": true}}},
     "web443": {"https": {}},

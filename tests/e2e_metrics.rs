@@ -216,8 +216,12 @@ fn counters_show_exactly_the_scripted_outcomes() {
     for name in want.keys() {
         assert!(stats.contains_key(*name), "{name} missing from /stats");
     }
-    // Every policy × decision × reason is there (6 policies × (3 + 2 × 16 reasons)) plus 6 document-wide.
-    assert_eq!(stats.len(), 6 * (3 + 2 * 16) + 6, "{stats:#?}");
+    // Every policy × decision × reason is there (6 policies × (3 + 2 × 20 reasons)) plus 6 document-wide.
+    assert_eq!(
+        stats.len(),
+        6 * (3 + 2 * edgeward::decision::Reason::ALL.len()) + 6,
+        "{stats:#?}"
+    );
 
     // Prometheus: the same counts, tagged by policy and reason, one series per /stats counter.
     let (prom, text) = prometheus(&envoy);

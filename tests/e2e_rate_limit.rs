@@ -563,11 +563,11 @@ fn key_id_key_counts_per_verified_key_only() {
         assert_eq!(resp.status, 401, "bad signature {i}: {resp:?}");
         assert!(resp.header("ratelimit").is_none());
     }
-    // Neither do unsigned requests carrying a forged key id.
+    // Neither do unsigned requests carrying a forged key id (refused before any check).
     let p = path("forged");
     let raw =
         format!("GET {p} HTTP/1.1\r\nHost: localhost\r\nx-edgeward-key-id: partner-b\r\n\r\n");
-    assert_eq!(send_raw(&fx, "127.0.0.10", raw.as_bytes()).status, 401);
+    assert_eq!(send_raw(&fx, "127.0.0.10", raw.as_bytes()).status, 400);
 
     for (key, secret) in [("partner-a", &SECRET_A), ("partner-b", &SECRET_B)] {
         for n in 0..2 {

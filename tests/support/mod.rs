@@ -537,6 +537,27 @@ pub fn remove_yaml_item(yaml: &str, marker: &str) -> Result<String, String> {
     Ok(out.join("\n") + "\n")
 }
 
+/// Removes the route configuration's lines that write edgeward's upstream headers (from its
+/// `request_headers_to_remove:` up to `virtual_hosts:`): without the plugin they would only strip
+/// X-Forwarded-For.
+pub fn remove_upstream_headers(yaml: &str) -> Result<String, String> {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("request_headers_to_remove: [x-edgeward-key-id"))
+        .ok_or("envoy.yaml has no edgeward request_headers_to_remove line")?;
+    let end = start
+        + lines
+            .iter()
+            .skip(start)
+            .position(|l| l.trim_start().starts_with("virtual_hosts:"))
+            .ok_or("envoy.yaml has no virtual_hosts after the upstream header lines")?;
+    let mut out: Vec<&str> = Vec::with_capacity(lines.len());
+    out.extend(lines.iter().take(start));
+    out.extend(lines.iter().skip(end));
+    Ok(out.join("\n") + "\n")
+}
+
 /// Test-only listener change (an `EnvoyOpts::edit`): Envoy hands each new connection to the worker
 /// with the fewest, so both workers serve a burst even when the machine is so loaded that one worker
 /// thread would otherwise win every accept. (The plugin's behaviour under test is the same either way.)
@@ -606,6 +627,7 @@ pub fn render(opts: &EnvoyOpts, ports: Ports, dir: TempDir) -> Result<Rendered, 
         }
         Plugin::Stripped => {
             yaml = remove_yaml_item(&yaml, "- name: envoy.filters.http.wasm")?;
+            yaml = remove_upstream_headers(&yaml)?;
         }
     }
     for edit in &opts.edits {
