@@ -544,7 +544,10 @@ pub fn remove_upstream_headers(yaml: &str) -> Result<String, String> {
     let lines: Vec<&str> = yaml.lines().collect();
     let start = lines
         .iter()
-        .position(|l| l.trim_start().starts_with("request_headers_to_remove: [x-edgeward-key-id"))
+        .position(|l| {
+            l.trim_start()
+                .starts_with("request_headers_to_remove: [x-edgeward-key-id")
+        })
         .ok_or("envoy.yaml has no edgeward request_headers_to_remove line")?;
     let end = start
         + lines
