@@ -233,6 +233,14 @@ fn schema_accepts_what_the_core_accepts() {
             }),
         ),
         (
+            "a policy pseudonymizes with the document's key",
+            json!({
+                "log": { "pseudonym_key": { "env": "LOG_KEY" } },
+                "policies": { "p": { "log": { "pseudonymize": ["client_ip"], "upstream_xff": "pseudonymize" } } },
+                "routes": [{ "policy": "p" }]
+            }),
+        ),
+        (
             "log pseudonyms",
             with_policy(json!({ "log": {
                 "pseudonym_key": { "env": "LOG_KEY" }, "pseudonymize": ["header:X-Session"], "upstream_xff": "pseudonymize"
@@ -668,6 +676,15 @@ fn schema_and_core_reject_the_same_bad_documents() {
             "control character in keep_query",
             with_policy(json!({ "log": { "keep_query": ["tok\u{7}en"] } })),
             "policies.p.log.keep_query[0]",
+        ),
+        (
+            "a policy pseudonymizes, the document's log has no key",
+            json!({
+                "log": { "ipv4_prefix": 24 },
+                "policies": { "p": { "log": { "pseudonymize": ["client_ip"] } } },
+                "routes": [{ "policy": "p" }]
+            }),
+            "policies.p.log.pseudonymize",
         ),
         (
             "redact_query was replaced by keep_query",
