@@ -686,9 +686,18 @@ impl EdgewardHttp {
     }
 
     fn on_tick(&mut self, now_ns: u64) {
-        // Bytes Envoy holds for this stream: some, with none ever handed to the plugin, means the host
-        // does not deliver bodies (crate::stream::Stream::on_tick).
-        let buffered = host::buffer_size(host::HTTP_REQUEST_BODY).unwrap_or(0);
+        // Body bytes Envoy received for this stream: some, with none ever handed to the plugin, means the
+        // host holds bodies without delivering them (crate::stream::Stream::on_tick). The request body
+        // buffer is not readable outside a body callback; `request.total_size` (body bytes received plus
+        // the head's byteSize) is.
+        let head_bytes = self.req.as_ref().map_or(0, |r| r.headers.byte_len());
+        let buffered = host::get_property(&["request", "total_size"])
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, |b| {
+                usize::try_from(u64::from_le_bytes(b))
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(head_bytes)
+            });
         let doc = Rc::clone(&self.doc);
         let actions = self
             .stream

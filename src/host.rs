@@ -118,7 +118,6 @@ extern "C" {
         return_buffer_size: *mut usize,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
-    fn proxy_get_buffer_status(buffer_type: u32, length: *mut usize, flags: *mut u32) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: u32,
         return_map_data: *mut *mut u8,
@@ -466,15 +465,6 @@ pub fn get_buffer(buffer: u32, max: usize) -> Option<Vec<u8>> {
     }
     // SAFETY: see above.
     Some(unsafe { Vec::from_raw_parts(data, size, size) })
-}
-
-/// The size of a host buffer, without copying it (`None`: absent or unreadable).
-pub fn buffer_size(buffer: u32) -> Option<usize> {
-    let (mut length, mut flags) = (0usize, 0u32);
-    count(GET_BUFFER);
-    // SAFETY: both pointers are to live locals the host writes once.
-    let s = unsafe { proxy_get_buffer_status(buffer, &mut length, &mut flags) };
-    (s == OK).then_some(length)
 }
 
 /// Resumes a paused request (e.g. after the rate limit service answered). Fails quietly when the

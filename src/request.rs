@@ -103,6 +103,11 @@ impl HeaderText {
         Some(())
     }
 
+    /// The bytes of every name and value together (Envoy's `byteSize()` of the same map).
+    pub fn byte_len(&self) -> usize {
+        self.text.len()
+    }
+
     /// The index of the first header named exactly `name`, found without building the slices.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.spans

@@ -514,6 +514,53 @@ fn held_bodies_are_bounded_in_bytes_and_in_time() {
     );
 }
 
+/// Envoy without `allow_on_headers_stop_iteration` (Istio's WasmPlugin never sets it) holds the body
+/// without handing it to the plugin: the request is answered 503 `body_unavailable` at the deadline, not
+/// left to Envoy's own timeouts, and the plugin says once which option to set.
+#[test]
+fn without_allow_on_headers_stop_iteration_a_body_is_answered_at_the_deadline() {
+    let upstream = echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+    let envoy = start(
+        upstream.addr(),
+        body_policy(json!({ "timeout_ms": 1000 })),
+        Some(|y: String| {
+            let from = "allow_on_headers_stop_iteration: true";
+            assert!(y.contains(from));
+            y.replace(from, "allow_on_headers_stop_iteration: false")
+        }),
+    );
+    for (i, client) in [Client::h1(), Client::h2c()].into_iter().enumerate() {
+        let raw = signed(
+            "POST /orders HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 9\r\n\r\n{\"qty\":3}",
+            &format!("unavailable-{i}"),
+        );
+        let started = Instant::now();
+        let resp = client
+            .send_blocking(envoy.http_addr(), &raw_to_req(&raw))
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(resp.status, 503, "{:?}: {}", client.version, resp.text());
+        assert_eq!(resp.header("retry-after"), Some("1"));
+        assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    }
+    assert!(upstream.paths().is_empty(), "{:?}", upstream.paths());
+    let records = envoy.access_log_lines(2).join("\n");
+    assert_eq!(
+        records.matches("\"reason\":\"body_unavailable\",\"status\":503").count(),
+        2,
+        "{records}"
+    );
+    assert_eq!(
+        envoy.stat_eventually("wasmcustom.edgeward.partner.denied.body_unavailable", Some(2)),
+        Some(2)
+    );
+    let log = envoy.log();
+    assert!(
+        log.contains("critical") && log.contains("set allow_on_headers_stop_iteration: true"),
+        "{log}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. A refused request consumes no nonce
 
