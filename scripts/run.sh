@@ -10,6 +10,7 @@ build_wasm
 log "building the edgeward CLI and the echo upstream"
 cargo build --quiet --release --bin edgeward --bin edgeward-echo
 ENVOY="$(find_envoy)"
+check_envoy "$ENVOY"
 
 if [ ! -s envoy/certs/server.crt ]; then
   log "generating a self-signed certificate for localhost (envoy/certs/)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: formatting and lints, the core's unit tests natively and on wasm32 (Node), and the
-# end-to-end tests through a real Envoy (>= 1.40, V8) running the built plugin.
+# end-to-end tests through a real Envoy (V8) running the built plugin: on the newest tested release, then
+# again on the oldest supported one (1.36.x).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 command -v node >/dev/null 2>&1 || { echo "node is needed for the wasm32 test tier" >&2; exit 1; }
@@ -16,6 +17,7 @@ cargo clippy --quiet --release --target wasm32-wasip1 --lib --features host-call
 build_wasm
 export ENVOY_BIN="$(find_envoy)"
 export EDGEWARD_WASM="$ROOT/dist/edgeward.wasm"
+check_envoy "$ENVOY_BIN"
 log "Envoy: $("$ENVOY_BIN" --version | tr -s ' ' | cut -c1-100)"
 
 log "the development rate limit service (rls-dev/, its own workspace): fmt, unit tests"
@@ -23,6 +25,11 @@ log "the development rate limit service (rls-dev/, its own workspace): fmt, unit
 
 log "native tests: core units, CLI, and end-to-end through Envoy"
 cargo test --quiet 2>&1
+
+OLDEST_BIN="$(install_envoy "$ENVOY_OLDEST")"
+check_envoy "$OLDEST_BIN"
+log "end-to-end tests again on the oldest supported Envoy: $("$OLDEST_BIN" --version | tr -s ' ' | cut -c1-100)"
+ENVOY_BIN="$OLDEST_BIN" cargo test --quiet --test 'e2e_*' --test harness_smoke 2>&1
 
 log "the core's unit tests on wasm32-unknown-unknown (Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(find_wasm_bindgen_runner)" \

@@ -1,4 +1,4 @@
-//! The foundation through a real Envoy (>= 1.40, V8) running the built plugin: route selection with
+//! The foundation through a real Envoy (>= 1.36, V8) running the built plugin: route selection with
 //! three named routes, fail-closed loading of bad documents, shadow mode, and `edgeward eval`
 //! reproducing what Envoy did on the same request.
 #![cfg(not(target_arch = "wasm32"))]

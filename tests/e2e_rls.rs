@@ -1,4 +1,4 @@
-//! Cluster-wide rate limits through real Envoy (>= 1.40, V8) and the development rate limit service
+//! Cluster-wide rate limits through real Envoy (>= 1.36, V8) and the development rate limit service
 //! (rls-dev: tonic + Limitador, built here once per machine): two Envoys share one budget; a stopped
 //! or silent service follows the failure mode within the timeout; a misconfigured cluster never
 //! hangs a request; nothing reaches the upstream before the service answered.

