@@ -22,6 +22,9 @@ pub enum Reason {
     RateLimitUnavailable,
     /// The client sent a header edgeward reserves for what it tells the upstream (`x-edgeward-*`).
     ReservedHeader,
+    /// The path has a dot segment with parameters (`..;`, `.;`): a traversal some backends resolve and
+    /// Envoy's routes do not.
+    BadPath,
     /// The body did not arrive within the deadline.
     BodyTimeout,
     /// Holding this body would pass the bytes one worker may hold in bodies at once.
@@ -35,7 +38,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for metric registration.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::NoRoute,
         Reason::BadHost,
         Reason::HttpsRequired,
@@ -52,6 +55,7 @@ impl Reason {
         Reason::RateLimited,
         Reason::RateLimitUnavailable,
         Reason::ReservedHeader,
+        Reason::BadPath,
         Reason::BodyTimeout,
         Reason::BodyBufferFull,
         Reason::BodyUnavailable,
@@ -76,6 +80,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::RateLimitUnavailable => "rate_limit_unavailable",
             Reason::ReservedHeader => "reserved_header",
+            Reason::BadPath => "bad_path",
             Reason::BodyTimeout => "body_timeout",
             Reason::BodyBufferFull => "body_buffer_full",
             Reason::BodyUnavailable => "body_unavailable",

@@ -545,6 +545,17 @@ impl Document {
         }
         let host = normalize_host(head.host());
         let path = head.path.split('?').next().unwrap_or("");
+        // Envoy 1.36–1.38 leave `/public/..;/admin` as it is (1.39+ resolve it) and route it by its
+        // prefix, while Tomcat-style backends drop the `;` parameters and resolve the `..`: the request
+        // would reach another path than the one whose policy is checked.
+        if path
+            .split('/')
+            .any(|segment| segment.starts_with("..;") || segment.starts_with(".;"))
+        {
+            ev.routed = true;
+            ev.reply = Some(Reply::deny(400, Reason::BadPath));
+            return ev;
+        }
         let Some(route) =
             select(&self.routes, head.route_name, &host, path).and_then(|i| self.routes.get(i))
         else {

@@ -546,12 +546,17 @@ fn without_allow_on_headers_stop_iteration_a_body_is_answered_at_the_deadline() 
     assert!(upstream.paths().is_empty(), "{:?}", upstream.paths());
     let records = envoy.access_log_lines(2).join("\n");
     assert_eq!(
-        records.matches("\"reason\":\"body_unavailable\",\"status\":503").count(),
+        records
+            .matches("\"reason\":\"body_unavailable\",\"status\":503")
+            .count(),
         2,
         "{records}"
     );
     assert_eq!(
-        envoy.stat_eventually("wasmcustom.edgeward.partner.denied.body_unavailable", Some(2)),
+        envoy.stat_eventually(
+            "wasmcustom.edgeward.partner.denied.body_unavailable",
+            Some(2)
+        ),
         Some(2)
     );
     let log = envoy.log();

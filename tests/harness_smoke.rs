@@ -435,5 +435,8 @@ fn envoy_versions_are_compared_numerically() {
             "{v}"
         );
     }
-    assert!(!support::version_at_least("not an envoy", support::MIN_ENVOY));
+    assert!(!support::version_at_least(
+        "not an envoy",
+        support::MIN_ENVOY
+    ));
 }

@@ -1167,3 +1167,34 @@ fn a_request_that_ends_before_the_decision_is_recorded_incomplete_not_allowed() 
         (Some(Reason::Incomplete), true)
     );
 }
+
+/// A dot segment with parameters is a traversal for backends that drop `;` parameters (Tomcat, Jetty):
+/// refused before routing, whatever the route.
+#[test]
+fn dot_segments_with_parameters_are_refused() {
+    let d = doc();
+    for path in [
+        "/public/..;/admin/",
+        "/a/..;x/b",
+        "/a/.;/b",
+        "/..;",
+        "/a/.;x",
+    ] {
+        let ev = Req::new("open.example.com", path).eval(&d);
+        assert_eq!(
+            (ev.status(), ev.reason()),
+            (400, Some(Reason::BadPath)),
+            "{path}"
+        );
+    }
+    for path in [
+        "/a;x/b",
+        "/a/..x/b",
+        "/a/x..;/b",
+        "/a/b?q=/..;/",
+        "/a/...;/b",
+    ] {
+        let ev = Req::new("open.example.com", path).eval(&d);
+        assert_ne!(ev.reason(), Some(Reason::BadPath), "{path}");
+    }
+}
