@@ -3,6 +3,11 @@
 //! The crate is a pure policy core (document types, validation, route selection, the checks, the
 //! decision; no host calls, no clock, no I/O) plus a thin proxy-wasm adapter compiled only for
 //! `wasm32-wasip1`. The native `edgeward` binary runs the same core.
+//!
+//! `unsafe` is allowed only in the two ABI modules (`adapter`, `host`); tests/unsafe_rule.rs proves
+//! that anywhere else it does not compile.
+
+#![deny(unsafe_code)]
 
 pub mod decision;
 pub mod document;
@@ -27,6 +32,17 @@ pub mod stream;
 pub mod testkit;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+#[allow(unsafe_code)]
 mod adapter;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+#[allow(unsafe_code)]
 mod host;
+
+/// `unsafe` outside the ABI modules, compiled only by tests/unsafe_rule.rs (`--cfg edgeward_unsafe_probe`),
+/// which expects the crate's `deny(unsafe_code)` to refuse it.
+#[cfg(edgeward_unsafe_probe)]
+mod unsafe_probe {
+    pub fn read(x: &u8) -> u8 {
+        unsafe { *std::ptr::from_ref(x) }
+    }
+}
