@@ -3,7 +3,6 @@
 use crate::error::{index, join, ConfigError, Errors};
 use crate::https::{Https, HttpsInput};
 use crate::ip::{ClientIpConfig, ClientIpInput, IpInput, IpLists, IpPolicy};
-use crate::json::{FromJson, Reader, Result as JsonResult};
 use crate::log::{self, LogInput, LogPolicy};
 use crate::rate_limit::{self, LimitInput, RateLimits, RlsConfig, RlsInput};
 use crate::route::{HostMatch, RouteEntry, Target};
@@ -38,19 +37,10 @@ pub struct HeldBodiesInput {
     pub timeout_ms: Option<u64>,
 }
 
-impl<'a> FromJson<'a> for HeldBodiesInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        let mut h = HeldBodiesInput::default();
-        r.object(&["max_bytes", "timeout_ms"], |r, i| {
-            match i {
-                0 => h.max_bytes = Some(r.read()?),
-                _ => h.timeout_ms = Some(r.read()?),
-            }
-            Ok(())
-        })?;
-        Ok(h)
-    }
-}
+crate::json::json_object!(HeldBodiesInput {
+    max_bytes: "max_bytes" => some,
+    timeout_ms: "timeout_ms" => some,
+});
 
 /// Bytes one worker holds in request bodies at once, by default: sixteen bodies of the default
 /// `max_body_bytes` (1 MiB), per worker thread and plugin configuration.
@@ -102,52 +92,20 @@ impl HeldBodies {
     }
 }
 
-impl<'a> FromJson<'a> for DocumentInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        const FIELDS: &[&str] = &[
-            "$schema",
-            "client_ip",
-            "ip_lists",
-            "rate_limit_slots",
-            "rls",
-            "log",
-            "held_bodies",
-            "policies",
-            "routes",
-        ];
-        let (mut schema, mut client_ip, mut ip_lists, mut rate_limit_slots, mut rls) =
-            (None, ClientIpInput::default(), BTreeMap::new(), None, None);
-        let (mut log, mut held_bodies, mut policies, mut routes) = (None, None, None, None);
-        r.object(FIELDS, |r, i| {
-            match i {
-                // `null` is refused here (and for `rls`), as policies/schema.json says.
-                0 => schema = Some(r.read()?),
-                1 => client_ip = r.read()?,
-                // A list name given twice is an error (the BTreeMap reader refuses repeated keys):
-                // serde's map kept the last value silently, so a second `"blocked": []` emptied a list.
-                2 => ip_lists = r.read()?,
-                3 => rate_limit_slots = r.read()?,
-                4 => rls = Some(r.read()?),
-                5 => log = Some(r.read()?),
-                6 => held_bodies = Some(r.read()?),
-                7 => policies = Some(r.read()?),
-                _ => routes = Some(r.read()?),
-            }
-            Ok(())
-        })?;
-        Ok(DocumentInput {
-            schema,
-            client_ip,
-            ip_lists,
-            rate_limit_slots,
-            rls,
-            log,
-            held_bodies,
-            policies: r.required(policies, "policies")?,
-            routes: r.required(routes, "routes")?,
-        })
-    }
-}
+crate::json::json_object!(DocumentInput {
+    // `null` is refused here (and for `rls`), as policies/schema.json says.
+    schema: "$schema" => some,
+    client_ip: "client_ip" => read,
+    // A list name given twice is an error (the BTreeMap reader refuses repeated keys): keeping the
+    // last value would let a second `"blocked": []` empty a list silently.
+    ip_lists: "ip_lists" => read,
+    rate_limit_slots: "rate_limit_slots" => read,
+    rls: "rls" => some,
+    log: "log" => some,
+    held_bodies: "held_bodies" => some,
+    policies: "policies" => required,
+    routes: "routes" => required,
+});
 
 /// `enforce` (default) or `shadow`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -193,45 +151,23 @@ crate::json::json_choice!(Mode {
     "shadow" => Mode::Shadow,
 });
 
-impl<'a> FromJson<'a> for PolicyInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        const FIELDS: &[&str] = &["mode", "https", "signature", "ip", "rate_limits", "log"];
-        let mut p = PolicyInput::default();
-        r.object(FIELDS, |r, i| {
-            match i {
-                0 => p.mode = r.read()?,
-                1 => p.https = r.read()?,
-                2 => p.signature = r.read()?,
-                3 => p.ip = r.read()?,
-                4 => p.rate_limits = r.read()?,
-                _ => p.log = r.read()?,
-            }
-            Ok(())
-        })?;
-        Ok(p)
-    }
-}
+crate::json::json_object!(PolicyInput {
+    mode: "mode" => read,
+    https: "https" => read,
+    signature: "signature" => read,
+    ip: "ip" => read,
+    rate_limits: "rate_limits" => read,
+    log: "log" => read,
+});
 
-impl<'a> FromJson<'a> for RouteInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        let mut route = RouteInput::default();
-        r.object(
-            &["route", "host", "path", "path_prefix", "policy"],
-            |r, i| {
-                match i {
-                    0 => route.route = r.read()?,
-                    1 => route.host = r.read()?,
-                    2 => route.path = r.read()?,
-                    3 => route.path_prefix = r.read()?,
-                    // `"policy": null` (Some(None), no checks) differs from a missing field (None).
-                    _ => route.policy = Some(r.read()?),
-                }
-                Ok(())
-            },
-        )?;
-        Ok(route)
-    }
-}
+crate::json::json_object!(RouteInput {
+    route: "route" => read,
+    host: "host" => read,
+    path: "path" => read,
+    path_prefix: "path_prefix" => read,
+    // `"policy": null` (Some(None), no checks) differs from a missing field (None).
+    policy: "policy" => some,
+});
 
 /// A compiled policy.
 #[derive(Debug)]

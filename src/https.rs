@@ -2,7 +2,6 @@
 
 use crate::decision::{Decision, Reason, Reply};
 use crate::error::{join, Errors};
-use crate::json::{FromJson, Reader, Result as JsonResult};
 use crate::request::{split_host_port, RequestHead, TlsVersion};
 
 /// `redirect` (default) or `reject`.
@@ -37,50 +36,20 @@ crate::json::json_choice!(Action {
     "reject" => Action::Reject,
 });
 
-impl<'a> FromJson<'a> for HttpsInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        let mut h = HttpsInput::default();
-        const FIELDS: &[&str] = &[
-            "action",
-            "redirect_status",
-            "https_port",
-            "reject_status",
-            "hsts",
-            "min_tls_version",
-        ];
-        r.object(FIELDS, |r, i| {
-            match i {
-                0 => h.action = r.read()?,
-                1 => h.redirect_status = r.read()?,
-                2 => h.https_port = r.read()?,
-                3 => h.reject_status = r.read()?,
-                4 => h.hsts = r.read()?,
-                _ => h.min_tls_version = r.read()?,
-            }
-            Ok(())
-        })?;
-        Ok(h)
-    }
-}
+crate::json::json_object!(HttpsInput {
+    action: "action" => read,
+    redirect_status: "redirect_status" => read,
+    https_port: "https_port" => read,
+    reject_status: "reject_status" => read,
+    hsts: "hsts" => read,
+    min_tls_version: "min_tls_version" => read,
+});
 
-impl<'a> FromJson<'a> for HstsInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        let (mut max_age_s, mut include_subdomains, mut preload) = (None, false, false);
-        r.object(&["max_age_s", "include_subdomains", "preload"], |r, i| {
-            match i {
-                0 => max_age_s = Some(r.read()?),
-                1 => include_subdomains = r.read()?,
-                _ => preload = r.read()?,
-            }
-            Ok(())
-        })?;
-        Ok(HstsInput {
-            max_age_s: r.required(max_age_s, "max_age_s")?,
-            include_subdomains,
-            preload,
-        })
-    }
-}
+crate::json::json_object!(HstsInput {
+    max_age_s: "max_age_s" => required,
+    include_subdomains: "include_subdomains" => read,
+    preload: "preload" => read,
+});
 
 /// The compiled `https` section.
 #[derive(Debug, Clone)]

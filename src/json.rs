@@ -2,10 +2,11 @@
 //!
 //! The document is read once, at load, straight into the input types (no intermediate tree: a
 //! 100,000-entry `ip_lists` list is parsed entry by entry into its tables, and wasm memory never
-//! shrinks). Each input type says what it accepts in a [`FromJson`] impl of a few lines; the reader keeps
-//! the JSON path of the value it is on, so every error names it (`policies.p.ip.allow[1]`), and no message
-//! ever quotes a value from the document: a secret written where something else belongs is not echoed
-//! into Envoy's log or `edgeward check`'s output. Keys are quoted (they are names, not values).
+//! shrinks). Each input type says what it accepts in a few lines (`json_object!`, `json_choice!`); the
+//! reader keeps the JSON path of the value it is on, so every error names it (`policies.p.ip.allow[1]`),
+//! and no message ever quotes a value from the document: a secret written where something else belongs
+//! is not echoed into Envoy's log or `edgeward check`'s output. Keys are quoted (they are names, not
+//! values).
 //!
 //! Strict where serde was lenient by accident: a struct written as an array and an enum written as a
 //! one-key object are errors. As before, a key given twice is an error in every object, and `null`
@@ -553,6 +554,75 @@ macro_rules! json_choice {
 }
 pub(crate) use json_choice;
 
+/// `FromJson` for a struct written as a JSON object. One line per field names its JSON key and how it is
+/// read; the list of accepted keys and the reading of each key are both generated from these lines (the
+/// match is over an enum of the fields, with no catch-all arm), so a key cannot be accepted and left
+/// unread, and the struct is built from the same lines, so a field cannot be left out.
+///
+/// ```ignore
+/// json_object!(RlsInput {
+///     cluster: "cluster" => required,
+///     timeout_ms: "timeout_ms" => read,
+/// });
+/// ```
+///
+/// How a field is read (absent: the value it has when the key is not in the object):
+/// - `read`: `r.read()?`; absent: `Default::default()`. An `Option` field takes `null` as absent.
+/// - `read_or(EXPR)`: `r.read()?`; absent: `EXPR`.
+/// - `some`: `Some(r.read()?)` into an `Option` field, so `null` is refused; absent: `None`.
+/// - `required`: `r.read()?`; absent: the error ``missing field `KEY` `` at the object's path.
+///
+/// `Type, expecting "TEXT" { .. }` names what belongs there when the value is not an object (in place of
+/// "an object"). `{ .. } => EXPR` builds the value with `EXPR` from the fields' values (each a local of the
+/// field's name) in place of `Type { fields }`, for a field that is not a key of its own.
+macro_rules! json_object {
+    (
+        $ty:ident $(, expecting $expected:literal)? {
+            $($field:ident : $key:literal => $mode:ident $(($default:expr))?),+ $(,)?
+        } $(=> $build:expr)?
+    ) => {
+        impl<'a> $crate::json::FromJson<'a> for $ty {
+            fn read(r: &mut $crate::json::Reader<'a>) -> $crate::json::Result<Self> {
+                #[allow(non_camel_case_types)]
+                enum Field {
+                    $($field),+
+                }
+                const KEYS: &[&str] = &[$($key),+];
+                const ORDER: &[Field] = &[$(Field::$field),+];
+                $(
+                    if r.kind()? != $crate::json::Kind::Object {
+                        return Err(r.invalid_type($expected));
+                    }
+                )?
+                $(let mut $field = $crate::json::json_object!(@init $mode $(($default))?);)+
+                r.object(KEYS, |r, i| {
+                    match ORDER.get(i) {
+                        $(Some(Field::$field) => $crate::json::json_object!(@read r, $field, $mode),)+
+                        // `object` passes only indices of `KEYS`, which `ORDER` matches one to one.
+                        None => {}
+                    }
+                    Ok(())
+                })?;
+                $(let $field = $crate::json::json_object!(@finish r, $field, $key, $mode);)+
+                Ok($crate::json::json_object!(@build $ty { $($field),+ } $($build)?))
+            }
+        }
+    };
+    (@init read) => { Default::default() };
+    (@init read_or($default:expr)) => { $default };
+    (@init some) => { None };
+    (@init required) => { None };
+    (@read $r:ident, $field:ident, read) => { $field = $r.read()? };
+    (@read $r:ident, $field:ident, read_or) => { $field = $r.read()? };
+    (@read $r:ident, $field:ident, some) => { $field = Some($r.read()?) };
+    (@read $r:ident, $field:ident, required) => { $field = Some($r.read()?) };
+    (@finish $r:ident, $field:ident, $key:literal, required) => { $r.required($field, $key)? };
+    (@finish $r:ident, $field:ident, $key:literal, $mode:ident) => { $field };
+    (@build $ty:ident { $($field:ident),+ }) => { $ty { $($field),+ } };
+    (@build $ty:ident { $($field:ident),+ } $build:expr) => { $build };
+}
+pub(crate) use json_object;
+
 impl<'a> FromJson<'a> for String {
     fn read(r: &mut Reader<'a>) -> Result<Self> {
         r.str().map(Cow::into_owned)
@@ -874,6 +944,82 @@ mod tests {
             (
                 "[0].a".into(),
                 "invalid type: string, expected an integer from 0 to 18446744073709551615".into()
+            )
+        );
+    }
+
+    #[test]
+    fn json_object_reads_each_field_as_its_line_says() {
+        #[derive(Debug, PartialEq)]
+        struct Q {
+            a: u64,
+            b: Option<u64>,
+            c: bool,
+            d: Option<Option<u64>>,
+            e: Vec<u64>,
+            e_given: bool,
+        }
+        json_object!(Q, expecting "a Q" {
+            a: "a" => required,
+            b: "b" => read,
+            c: "c" => read_or(true),
+            d: "d" => some,
+            e: "e" => some,
+        } => Q {
+            a,
+            b,
+            c,
+            d,
+            e_given: e.is_some(),
+            e: e.unwrap_or_default(),
+        });
+        let q = |a, b, c, d, e: &[u64], e_given| Q {
+            a,
+            b,
+            c,
+            d,
+            e: e.to_vec(),
+            e_given,
+        };
+        assert_eq!(
+            from_str::<Q>(r#"{"a":1}"#),
+            Ok(q(1, None, true, None, &[], false))
+        );
+        assert_eq!(
+            from_str::<Q>(r#"{"e":[],"d":null,"c":false,"b":null,"a":2}"#),
+            Ok(q(2, None, false, Some(None), &[], true))
+        );
+        assert_eq!(
+            from_str::<Q>(r#"{"a":3,"b":4,"d":5,"e":[6]}"#),
+            Ok(q(3, Some(4), true, Some(Some(5)), &[6], true))
+        );
+        let err = |text: &str| {
+            from_str::<Q>(text)
+                .err()
+                .map(|e| (e.path.clone(), reason(&e).to_string()))
+                .unwrap_or_else(|| panic!("accepted {text}"))
+        };
+        assert_eq!(err("{}"), ("".into(), "missing field `a`".into()));
+        assert_eq!(
+            err("[]"),
+            ("".into(), "invalid type: array, expected a Q".into())
+        );
+        assert_eq!(
+            err(r#"{"a":1,"e":null}"#),
+            ("e".into(), "invalid type: null, expected an array".into())
+        );
+        assert_eq!(
+            err(r#"{"a":null}"#),
+            (
+                "a".into(),
+                "invalid type: null, expected an integer from 0 to 18446744073709551615".into()
+            )
+        );
+        assert_eq!(
+            err(r#"{"a":1,"f":1}"#),
+            (
+                "f".into(),
+                "unknown field `f`, expected one of `a`, `b`, `c`, `d`, `e`".into()
             )
         );
     }

@@ -2,7 +2,6 @@
 //! A resolved [`Secret`] never prints its bytes.
 
 use crate::error::ConfigError;
-use crate::json::{FromJson, Kind, Reader, Result as JsonResult};
 use base64::Engine as _;
 use std::fmt;
 
@@ -43,23 +42,11 @@ impl fmt::Debug for SecretInput {
     }
 }
 
-impl<'a> FromJson<'a> for SecretInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        // A secret written as a plain string is the likely mistake: say what belongs there.
-        if r.kind()? != Kind::Object {
-            return Err(r.invalid_type(r#"an object, {"env": NAME} or {"base64": VALUE}"#));
-        }
-        let (mut env, mut base64) = (None, None);
-        r.object(&["env", "base64"], |r, i| {
-            match i {
-                0 => env = r.read()?,
-                _ => base64 = r.read()?,
-            }
-            Ok(())
-        })?;
-        Ok(SecretInput { env, base64 })
-    }
-}
+// A secret written as a plain string is the likely mistake: the error says what belongs there.
+crate::json::json_object!(SecretInput, expecting r#"an object, {"env": NAME} or {"base64": VALUE}"# {
+    env: "env" => read,
+    base64: "base64" => read,
+});
 
 /// Secret bytes; `Debug` shows only the length.
 #[derive(Clone, PartialEq, Eq)]

@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use super::parse::{parse_net, wire_ip, Net};
 use super::table::IpTable;
 use crate::error::{index, join, Errors};
-use crate::json::{FromJson, Reader, Result as JsonResult};
 use crate::request::{Headers, Peer};
 
 /// Document-level `client_ip`.
@@ -17,19 +16,10 @@ pub struct ClientIpInput {
     pub trusted_proxies: Vec<String>,
 }
 
-impl<'a> FromJson<'a> for ClientIpInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        let mut c = ClientIpInput::default();
-        r.object(&["xff_trusted_hops", "trusted_proxies"], |r, i| {
-            match i {
-                0 => c.xff_trusted_hops = r.read()?,
-                _ => c.trusted_proxies = r.read()?,
-            }
-            Ok(())
-        })?;
-        Ok(c)
-    }
-}
+crate::json::json_object!(ClientIpInput {
+    xff_trusted_hops: "xff_trusted_hops" => read,
+    trusted_proxies: "trusted_proxies" => read,
+});
 
 /// The address the IP checks see: canonical (IPv4-mapped IPv6 is IPv4), or Invalid when the entry taken
 /// as the client's could not be parsed.

@@ -54,7 +54,8 @@ impl ListInput {
     }
 }
 
-/// Each entry is parsed as it is read, from the document's text (no `String` kept per entry).
+/// Each entry is parsed as it is read, from the document's text (no `String` kept per entry): an
+/// array, so read by hand rather than with `json_object!`.
 impl<'a> FromJson<'a> for ListInput {
     fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
         let mut list = ListInput::default();
@@ -77,23 +78,16 @@ pub struct IpInput {
     pub deny_status: Option<u16>,
 }
 
-impl<'a> FromJson<'a> for IpInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        let mut ip = IpInput::default();
-        r.object(&["allow", "deny", "deny_status"], |r, i| {
-            match i {
-                0 => {
-                    ip.allow = r.read()?;
-                    ip.allow_given = true;
-                }
-                1 => ip.deny = r.read()?,
-                _ => ip.deny_status = r.read()?,
-            }
-            Ok(())
-        })?;
-        Ok(ip)
-    }
-}
+crate::json::json_object!(IpInput {
+    allow: "allow" => some,
+    deny: "deny" => read,
+    deny_status: "deny_status" => read,
+} => IpInput {
+    allow_given: allow.is_some(),
+    allow: allow.unwrap_or_default(),
+    deny,
+    deny_status,
+});
 
 /// Compiled `ip_lists`, each shared (not copied) by policies that use it alone.
 #[derive(Debug, Clone, Default)]

@@ -13,7 +13,6 @@ pub use redact::{normalize_name, redact_query, redact_url, QueryRule, REDACTED};
 pub use text::{rfc3339, CUT_MARKER, VALUE_CAP};
 
 use crate::error::{index, join, Errors};
-use crate::json::{FromJson, Reader, Result as JsonResult};
 use crate::request::Headers;
 use crate::secret::{Env, SecretInput};
 use std::fmt::Write as _;
@@ -126,38 +125,18 @@ crate::json::json_choice!(UpstreamXff {
     "remove" => UpstreamXff::Remove,
 });
 
-impl<'a> FromJson<'a> for LogInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        const FIELDS: &[&str] = &[
-            "ipv4_prefix",
-            "ipv6_prefix",
-            "pseudonym_key",
-            "pseudonymize",
-            "headers",
-            "keep_query",
-            "redact_query",
-            "upstream_xff",
-            "fields",
-        ];
-        let mut l = LogInput::default();
-        r.object(FIELDS, |r, i| {
-            // `Some(r.read()?)`: null is refused (only `pseudonym_key` takes it, as "none").
-            match i {
-                0 => l.ipv4_prefix = Some(r.read()?),
-                1 => l.ipv6_prefix = Some(r.read()?),
-                2 => l.pseudonym_key = r.read()?,
-                3 => l.pseudonymize = Some(r.read()?),
-                4 => l.headers = Some(r.read()?),
-                5 => l.keep_query = Some(r.read()?),
-                6 => l.redact_query = Some(r.read()?),
-                7 => l.upstream_xff = Some(r.read()?),
-                _ => l.fields = Some(r.read()?),
-            }
-            Ok(())
-        })?;
-        Ok(l)
-    }
-}
+// `some`: null is refused (only `pseudonym_key` takes it, as "none").
+crate::json::json_object!(LogInput {
+    ipv4_prefix: "ipv4_prefix" => some,
+    ipv6_prefix: "ipv6_prefix" => some,
+    pseudonym_key: "pseudonym_key" => read,
+    pseudonymize: "pseudonymize" => some,
+    headers: "headers" => some,
+    keep_query: "keep_query" => some,
+    redact_query: "redact_query" => some,
+    upstream_xff: "upstream_xff" => some,
+    fields: "fields" => some,
+});
 
 /// A pseudonymized header: its lowercase name, the MAC label / record key (`header:NAME`) and the
 /// property name (`edgeward.header.NAME`: Envoy's `%FILTER_STATE(KEY:PLAIN)%` splits on `:`).

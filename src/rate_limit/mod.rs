@@ -15,7 +15,6 @@ pub use remote::{FailureMode, RemoteAnswer, RlsConfig, RlsInput};
 
 use crate::decision::{Reason, Reply};
 use crate::error::{index, join, Errors};
-use crate::json::{FromJson, Reader, Result as JsonResult};
 use crate::request::Headers;
 use crate::store::{SharedStore, StoreError};
 use gcra::Gcra;
@@ -69,53 +68,18 @@ crate::json::json_choice!(KeyCase {
     "exact" => KeyCase::Exact,
 });
 
-impl<'a> FromJson<'a> for LimitInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        const FIELDS: &[&str] = &[
-            "name",
-            "key",
-            "limit",
-            "window_s",
-            "burst",
-            "status",
-            "headers",
-            "ipv6_prefix",
-            "backend",
-            "key_case",
-        ];
-        let (mut name, mut key, mut limit, mut window_s) = (None, None, None, None);
-        let (mut burst, mut status, mut headers, mut ipv6_prefix, mut backend) =
-            (None, None, true, None, None);
-        let mut key_case = None;
-        r.object(FIELDS, |r, i| {
-            match i {
-                0 => name = Some(r.read()?),
-                1 => key = Some(r.read()?),
-                2 => limit = Some(r.read()?),
-                3 => window_s = Some(r.read()?),
-                4 => burst = r.read()?,
-                5 => status = r.read()?,
-                6 => headers = r.read()?,
-                7 => ipv6_prefix = r.read()?,
-                8 => backend = r.read()?,
-                _ => key_case = Some(r.read()?),
-            }
-            Ok(())
-        })?;
-        Ok(LimitInput {
-            name: r.required(name, "name")?,
-            key: r.required(key, "key")?,
-            limit: r.required(limit, "limit")?,
-            window_s: r.required(window_s, "window_s")?,
-            burst,
-            status,
-            headers,
-            ipv6_prefix,
-            backend,
-            key_case,
-        })
-    }
-}
+crate::json::json_object!(LimitInput {
+    name: "name" => required,
+    key: "key" => required,
+    limit: "limit" => required,
+    window_s: "window_s" => required,
+    burst: "burst" => read,
+    status: "status" => read,
+    headers: "headers" => read_or(true),
+    ipv6_prefix: "ipv6_prefix" => read,
+    backend: "backend" => read,
+    key_case: "key_case" => some,
+});
 
 /// Where a limit's buckets live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

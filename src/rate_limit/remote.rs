@@ -12,7 +12,6 @@
 
 use super::{KeyCase, KeySpec, KeyValue, Limit};
 use crate::error::{join, Errors};
-use crate::json::{FromJson, Reader, Result as JsonResult};
 use prost::Message;
 use std::net::IpAddr;
 
@@ -54,30 +53,12 @@ crate::json::json_choice!(FailureMode {
     "allow" => FailureMode::Allow,
 });
 
-impl<'a> FromJson<'a> for RlsInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        let (mut cluster, mut domain, mut timeout_ms, mut failure_mode) =
-            (None, None, None, FailureMode::default());
-        r.object(
-            &["cluster", "domain", "timeout_ms", "failure_mode"],
-            |r, i| {
-                match i {
-                    0 => cluster = Some(r.read()?),
-                    1 => domain = Some(r.read()?),
-                    2 => timeout_ms = r.read()?,
-                    _ => failure_mode = r.read()?,
-                }
-                Ok(())
-            },
-        )?;
-        Ok(RlsInput {
-            cluster: r.required(cluster, "cluster")?,
-            domain: r.required(domain, "domain")?,
-            timeout_ms,
-            failure_mode,
-        })
-    }
-}
+crate::json::json_object!(RlsInput {
+    cluster: "cluster" => required,
+    domain: "domain" => required,
+    timeout_ms: "timeout_ms" => read,
+    failure_mode: "failure_mode" => read,
+});
 
 /// The compiled `rls` section.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,6 @@ pub use sign::{sign_request, SignParams, SignedHeaders, SigningKey};
 
 use crate::decision::{Reason, Reply};
 use crate::error::{index, join, Errors};
-use crate::json::{FromJson, Reader, Result as JsonResult};
 use crate::request::RequestHead;
 use crate::secret::{decode_base64, Env, SecretInput};
 // tests.rs decodes PEM with the `pkcs8` crate too (enabled for tests only, as a dev-dependency feature).
@@ -155,69 +154,24 @@ crate::json::json_choice!(NonceMode {
     "optional" => NonceMode::Optional,
 });
 
-impl<'a> FromJson<'a> for KeyInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        const FIELDS: &[&str] = &[
-            "id",
-            "alg",
-            "secret",
-            "public_key",
-            "not_before",
-            "not_after",
-        ];
-        let (mut id, mut alg, mut secret, mut public_key, mut not_before, mut not_after) =
-            (None, None, None, None, None, None);
-        r.object(FIELDS, |r, i| {
-            match i {
-                0 => id = Some(r.read()?),
-                1 => alg = Some(r.read()?),
-                2 => secret = r.read()?,
-                3 => public_key = r.read()?,
-                4 => not_before = r.read()?,
-                _ => not_after = r.read()?,
-            }
-            Ok(())
-        })?;
-        Ok(KeyInput {
-            id: r.required(id, "id")?,
-            alg: r.required(alg, "alg")?,
-            secret,
-            public_key,
-            not_before,
-            not_after,
-        })
-    }
-}
+crate::json::json_object!(KeyInput {
+    id: "id" => required,
+    alg: "alg" => required,
+    secret: "secret" => read,
+    public_key: "public_key" => read,
+    not_before: "not_before" => read,
+    not_after: "not_after" => read,
+});
 
-impl<'a> FromJson<'a> for SignatureInput {
-    fn read(r: &mut Reader<'a>) -> JsonResult<Self> {
-        const FIELDS: &[&str] = &[
-            "keys",
-            "components",
-            "max_age_s",
-            "clock_skew_s",
-            "nonce",
-            "max_body_bytes",
-            "label",
-        ];
-        let mut sig = SignatureInput::default();
-        let mut keys = None;
-        r.object(FIELDS, |r, i| {
-            match i {
-                0 => keys = Some(r.read()?),
-                1 => sig.components = r.read()?,
-                2 => sig.max_age_s = r.read()?,
-                3 => sig.clock_skew_s = r.read()?,
-                4 => sig.nonce = r.read()?,
-                5 => sig.max_body_bytes = r.read()?,
-                _ => sig.label = r.read()?,
-            }
-            Ok(())
-        })?;
-        sig.keys = r.required(keys, "keys")?;
-        Ok(sig)
-    }
-}
+crate::json::json_object!(SignatureInput {
+    keys: "keys" => required,
+    components: "components" => read_or(default_components()),
+    max_age_s: "max_age_s" => read_or(default_max_age()),
+    clock_skew_s: "clock_skew_s" => read_or(default_skew()),
+    nonce: "nonce" => read,
+    max_body_bytes: "max_body_bytes" => read_or(default_max_body()),
+    label: "label" => read,
+});
 
 enum Verifier {
     /// Pre-keyed state, cloned per request (saves re-deriving the padded key blocks).
