@@ -5,6 +5,7 @@
 //! breaks). Chunked transfer coding is refused rather than guessed at.
 
 use crate::request::{is_token, Headers, Peer, RequestHead, TlsVersion};
+use std::fmt;
 
 /// A parsed request: head and body as on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +67,76 @@ impl ParsedRequest {
     }
 }
 
+/// Why a raw request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Http1Error {
+    Empty,
+    NotUtf8,
+    /// The request line is not `METHOD TARGET VERSION`.
+    RequestLine(String),
+    Method(String),
+    Target,
+    Version(String),
+    /// A header line holds a CR (not at its end) or a NUL.
+    BareCrOrNul,
+    /// An obs-fold continuation line before the first header.
+    LeadingContinuation,
+    /// A header line without a colon.
+    HeaderLine(String),
+    HeaderName(String),
+    TransferEncoding,
+    ConflictingContentLengths,
+    ContentLength(String),
+    /// Fewer bytes after the head than Content-Length says.
+    ShortBody {
+        got: usize,
+        want: usize,
+    },
+    /// More bytes after the body than Content-Length says (other than line breaks).
+    LongBody,
+}
+
+impl fmt::Display for Http1Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Http1Error::Empty => f.write_str("empty request"),
+            Http1Error::NotUtf8 => f.write_str("the request head is not valid UTF-8"),
+            Http1Error::RequestLine(line) => write!(f, "malformed request line {line:?}"),
+            Http1Error::Method(method) => write!(f, "malformed method {method:?}"),
+            Http1Error::Target => f.write_str("malformed request target"),
+            Http1Error::Version(version) => {
+                write!(f, "unsupported version {version:?} (HTTP/1.x expected)")
+            }
+            Http1Error::BareCrOrNul => f.write_str("a header line contains a bare CR or NUL"),
+            Http1Error::LeadingContinuation => {
+                f.write_str("a continuation line comes before any header")
+            }
+            Http1Error::HeaderLine(line) => write!(f, "malformed header line {line:?}"),
+            Http1Error::HeaderName(name) => write!(f, "malformed header name {name:?}"),
+            Http1Error::TransferEncoding => {
+                f.write_str("Transfer-Encoding is not supported; give the body with Content-Length")
+            }
+            Http1Error::ConflictingContentLengths => {
+                f.write_str("conflicting Content-Length headers")
+            }
+            Http1Error::ContentLength(value) => write!(f, "malformed Content-Length {value:?}"),
+            Http1Error::ShortBody { got, want } => write!(
+                f,
+                "the body is shorter than Content-Length ({got} < {want})"
+            ),
+            Http1Error::LongBody => {
+                f.write_str("bytes after the body (longer than Content-Length)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Http1Error {}
+
 /// Parses one raw HTTP/1.x request.
-pub fn parse_http_request(bytes: &[u8]) -> Result<ParsedRequest, String> {
+pub fn parse_http_request(bytes: &[u8]) -> Result<ParsedRequest, Http1Error> {
     let mut pos = 0usize;
-    let next_line = |pos: &mut usize| -> Option<Result<&str, String>> {
+    let next_line = |pos: &mut usize| -> Option<Result<&str, Http1Error>> {
         if *pos >= bytes.len() {
             return None;
         }
@@ -80,32 +147,27 @@ pub fn parse_http_request(bytes: &[u8]) -> Result<ParsedRequest, String> {
         };
         *pos += advance;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        Some(
-            std::str::from_utf8(line)
-                .map_err(|_| "the request head is not valid UTF-8".to_string()),
-        )
+        Some(std::str::from_utf8(line).map_err(|_| Http1Error::NotUtf8))
     };
 
     let request_line = match next_line(&mut pos) {
         Some(l) => l?,
-        None => return Err("empty request".into()),
+        None => return Err(Http1Error::Empty),
     };
     let mut parts = request_line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(format!("malformed request line {request_line:?}"));
+        return Err(Http1Error::RequestLine(request_line.to_string()));
     };
     if !is_token(method) {
-        return Err(format!("malformed method {method:?}"));
+        return Err(Http1Error::Method(method.to_string()));
     }
     if target.is_empty() || target.bytes().any(|c| c <= 0x20 || c == 0x7f) {
-        return Err("malformed request target".into());
+        return Err(Http1Error::Target);
     }
     if !version.starts_with("HTTP/1.") {
-        return Err(format!(
-            "unsupported version {version:?} (HTTP/1.x expected)"
-        ));
+        return Err(Http1Error::Version(version.to_string()));
     }
 
     let mut headers: Vec<(String, String)> = Vec::new();
@@ -116,11 +178,11 @@ pub fn parse_http_request(bytes: &[u8]) -> Result<ParsedRequest, String> {
             break;
         }
         if line.bytes().any(|c| c == b'\r' || c == 0) {
-            return Err("a header line contains a bare CR or NUL".into());
+            return Err(Http1Error::BareCrOrNul);
         }
         if line.starts_with([' ', '\t']) {
             let Some(last) = headers.last_mut() else {
-                return Err("a continuation line comes before any header".into());
+                return Err(Http1Error::LeadingContinuation);
             };
             let cont = line.trim_matches([' ', '\t']);
             if !last.1.is_empty() {
@@ -130,10 +192,10 @@ pub fn parse_http_request(bytes: &[u8]) -> Result<ParsedRequest, String> {
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
-            return Err(format!("malformed header line {line:?}"));
+            return Err(Http1Error::HeaderLine(line.to_string()));
         };
         if !is_token(name) {
-            return Err(format!("malformed header name {name:?}"));
+            return Err(Http1Error::HeaderName(name.to_string()));
         }
         headers.push((
             name.to_ascii_lowercase(),
@@ -144,7 +206,7 @@ pub fn parse_http_request(bytes: &[u8]) -> Result<ParsedRequest, String> {
     let rest = bytes.get(pos..).unwrap_or_default();
 
     if headers.iter().any(|(k, _)| k == "transfer-encoding") {
-        return Err("Transfer-Encoding is not supported; give the body with Content-Length".into());
+        return Err(Http1Error::TransferEncoding);
     }
     let lengths: Vec<&str> = headers
         .iter()
@@ -162,19 +224,17 @@ pub fn parse_http_request(bytes: &[u8]) -> Result<ParsedRequest, String> {
         }
         Some(first) => {
             if lengths.iter().any(|l| l != first) {
-                return Err("conflicting Content-Length headers".into());
+                return Err(Http1Error::ConflictingContentLengths);
             }
             let n: usize = first
                 .parse()
-                .map_err(|_| format!("malformed Content-Length {first:?}"))?;
-            let body = rest.get(..n).ok_or_else(|| {
-                format!(
-                    "the body is shorter than Content-Length ({} < {n})",
-                    rest.len()
-                )
+                .map_err(|_| Http1Error::ContentLength(first.to_string()))?;
+            let body = rest.get(..n).ok_or(Http1Error::ShortBody {
+                got: rest.len(),
+                want: n,
             })?;
             if !only_line_breaks(rest.get(n..).unwrap_or_default()) {
-                return Err("bytes after the body (longer than Content-Length)".into());
+                return Err(Http1Error::LongBody);
             }
             body.to_vec()
         }
@@ -262,26 +322,47 @@ mod tests {
 
     #[test]
     fn malformed_requests_are_errors() {
-        let bad: &[&[u8]] = &[
-            b"",
-            b"GET /\n",
-            b"GET / HTTP/1.1 x\n",
-            b"GET / HTTP/2\n",
-            b"G T / HTTP/1.1\n",
-            b"GET / HTTP/1.1\n continuation-first\n",
-            b"GET / HTTP/1.1\nBad Name: x\n",
-            b"GET / HTTP/1.1\nNoColon\n",
-            b"GET / HTTP/1.1\nX: a\rb\n",
-            b"POST / HTTP/1.1\nContent-Length: 5\n\nab",
-            b"POST / HTTP/1.1\nContent-Length: 1\n\nabc",
-            b"POST / HTTP/1.1\nContent-Length: 1\nContent-Length: 2\n\nab",
-            b"POST / HTTP/1.1\nContent-Length: x\n\n",
-            b"POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n0\r\n\r\n",
-            b"GET / HTTP/1.1\nX: \xff\n",
+        use Http1Error::*;
+        let text = |s: &str| s.to_string();
+        let bad: &[(&[u8], Http1Error)] = &[
+            (b"", Empty),
+            (b"GET /\n", RequestLine(text("GET /"))),
+            (b"GET / HTTP/1.1 x\n", RequestLine(text("GET / HTTP/1.1 x"))),
+            (b"GET / HTTP/2\n", Version(text("HTTP/2"))),
+            (b"G T / HTTP/1.1\n", RequestLine(text("G T / HTTP/1.1"))),
+            (
+                b"GET / HTTP/1.1\n continuation-first\n",
+                LeadingContinuation,
+            ),
+            (
+                b"GET / HTTP/1.1\nBad Name: x\n",
+                HeaderName(text("Bad Name")),
+            ),
+            (b"GET / HTTP/1.1\nNoColon\n", HeaderLine(text("NoColon"))),
+            (b"GET / HTTP/1.1\nX: a\rb\n", BareCrOrNul),
+            (
+                b"POST / HTTP/1.1\nContent-Length: 5\n\nab",
+                ShortBody { got: 2, want: 5 },
+            ),
+            (b"POST / HTTP/1.1\nContent-Length: 1\n\nabc", LongBody),
+            (
+                b"POST / HTTP/1.1\nContent-Length: 1\nContent-Length: 2\n\nab",
+                ConflictingContentLengths,
+            ),
+            (
+                b"POST / HTTP/1.1\nContent-Length: x\n\n",
+                ContentLength(text("x")),
+            ),
+            (
+                b"POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n0\r\n\r\n",
+                TransferEncoding,
+            ),
+            (b"GET / HTTP/1.1\nX: \xff\n", NotUtf8),
         ];
-        for b in bad {
-            assert!(
-                parse_http_request(b).is_err(),
+        for (b, want) in bad {
+            assert_eq!(
+                parse_http_request(b).as_ref(),
+                Err(want),
                 "{:?}",
                 String::from_utf8_lossy(b)
             );

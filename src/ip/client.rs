@@ -82,7 +82,7 @@ impl ClientIpConfig {
             }
             match parse_net(entry) {
                 Ok(n) => nets.push(n),
-                Err(e) => errs.push(index(&list_path, i), e),
+                Err(e) => errs.push(index(&list_path, i), e.to_string()),
             }
         }
         if input.xff_trusted_hops > 0 && !input.trusted_proxies.is_empty() {

@@ -16,6 +16,6 @@ mod policy;
 mod table;
 
 pub use client::{ClientAddr, ClientIpConfig, ClientIpInput};
-pub use parse::{parse_ip, parse_net, peer_from_socket_addr, Net};
+pub use parse::{parse_ip, parse_net, peer_from_socket_addr, Net, NetError};
 pub use policy::{IpInput, IpLists, IpListsInput, IpPolicy, ListInput};
 pub use table::IpTable;

@@ -49,7 +49,7 @@ impl ListInput {
         }
         match parse_net(entry) {
             Ok(n) => push_net(&n, &mut self.v4, &mut self.v6),
-            Err(e) => self.errors.push((i, e)),
+            Err(e) => self.errors.push((i, e.to_string())),
         }
     }
 }
@@ -228,7 +228,7 @@ fn entries_table(
         match parse_net(entry) {
             Ok(n) => nets.push(n),
             Err(e) => {
-                errs.push(index(path, i), e);
+                errs.push(index(path, i), e.to_string());
                 *ok = false;
             }
         }

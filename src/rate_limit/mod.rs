@@ -292,8 +292,8 @@ fn compile_one(
             None
         }
         Ok(k) => Some(k),
-        Err(reason) => {
-            bad("key", reason);
+        Err(e) => {
+            bad("key", e.to_string());
             None
         }
     };
@@ -413,7 +413,28 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn parse_key(key: &str) -> Result<KeySpec, String> {
+/// Why a limit's `key` was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyError {
+    /// `header:NAME` with a NAME that is not a header name.
+    HeaderName(String),
+    /// None of the key forms.
+    Unknown(String),
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::HeaderName(name) => write!(f, "{name:?} is not a valid header name"),
+            KeyError::Unknown(key) => write!(
+                f,
+                "unknown key {key:?} (client_ip, key_id, route, global or header:NAME)"
+            ),
+        }
+    }
+}
+
+fn parse_key(key: &str) -> Result<KeySpec, KeyError> {
     match key {
         "client_ip" => Ok(KeySpec::ClientIp { ipv6_prefix: 64 }),
         "key_id" => Ok(KeySpec::KeyId),
@@ -424,10 +445,8 @@ fn parse_key(key: &str) -> Result<KeySpec, String> {
                 name: name.to_ascii_lowercase(),
                 case: KeyCase::Fold,
             }),
-            Some(name) => Err(format!("{name:?} is not a valid header name")),
-            None => Err(format!(
-                "unknown key {key:?} (client_ip, key_id, route, global or header:NAME)"
-            )),
+            Some(name) => Err(KeyError::HeaderName(name.to_string())),
+            None => Err(KeyError::Unknown(key.to_string())),
         },
     }
 }

@@ -4,6 +4,7 @@ use super::sfv::{self, BareItem, Item, Member, Params};
 use crate::request::{split_host_port, Headers, RequestHead};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use std::fmt;
 
 /// The derived components that exist for a request (RFC 9421 §2.2; `@status` is response-only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,21 +55,96 @@ pub struct ComponentId {
     pub kind: Kind,
 }
 
+/// Why a component identifier was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentError {
+    /// In a covered-components list, an item that is not a string.
+    NotAString,
+    /// The document's quoted form (`"@method"`) is not an sf-string with parameters.
+    Invalid(String),
+    /// The parameters after the name are not RFC 8941 parameters.
+    MalformedParams(String),
+    /// `@status` (a response component).
+    Status,
+    UnknownDerived(String),
+    /// A parameter a derived component does not take.
+    ParamNotAllowed {
+        param: String,
+        component: String,
+    },
+    QueryParamNameNotAString,
+    QueryParamWithoutName,
+    /// Neither a lowercase field name nor a derived component.
+    InvalidName(String),
+    KeyNotAString,
+    /// `req` (responses only).
+    Req,
+    /// `tr` (trailers are not supported).
+    Trailer,
+    UnknownParam(String),
+    /// `sf` or `bs` given a value.
+    ParamTakesNoValue(&'static str),
+    /// `bs` with `sf` or `key`.
+    BsCombined,
+}
+
+impl fmt::Display for ComponentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ComponentError::NotAString => f.write_str("a component identifier must be a string"),
+            ComponentError::Invalid(s) => write!(f, "{s:?} is not a valid component identifier"),
+            ComponentError::MalformedParams(s) => {
+                write!(f, "{s:?} has malformed component parameters")
+            }
+            ComponentError::Status => {
+                f.write_str("@status is a response component and cannot be used in a request")
+            }
+            ComponentError::UnknownDerived(name) => {
+                write!(f, "unknown derived component {name:?}")
+            }
+            ComponentError::ParamNotAllowed { param, component } => {
+                write!(f, "parameter `{param}` is not allowed on {component}")
+            }
+            ComponentError::QueryParamNameNotAString => {
+                f.write_str("@query-param's `name` must be a string")
+            }
+            ComponentError::QueryParamWithoutName => {
+                f.write_str("@query-param needs a `name` parameter")
+            }
+            ComponentError::InvalidName(name) => write!(
+                f,
+                "{name:?} is not a lowercase header field name or a derived component"
+            ),
+            ComponentError::KeyNotAString => {
+                f.write_str("component parameter `key` must be a string")
+            }
+            ComponentError::Req => f.write_str("`req` applies only to responses"),
+            ComponentError::Trailer => f.write_str("trailer fields (`tr`) are not supported"),
+            ComponentError::UnknownParam(k) => write!(f, "unknown component parameter `{k}`"),
+            ComponentError::ParamTakesNoValue(p) => {
+                write!(f, "component parameter `{p}` takes no value")
+            }
+            ComponentError::BsCombined => f.write_str("`bs` cannot be combined with `sf` or `key`"),
+        }
+    }
+}
+
+impl std::error::Error for ComponentError {}
+
 impl ComponentId {
     /// Validates an identifier taken from a covered-components inner list (an sf-string with parameters).
-    pub fn from_item(item: &Item) -> Result<ComponentId, String> {
+    pub fn from_item(item: &Item) -> Result<ComponentId, ComponentError> {
         match &item.bare {
             BareItem::String(name) => ComponentId::new(name, item.params.clone()),
-            _ => Err("a component identifier must be a string".into()),
+            _ => Err(ComponentError::NotAString),
         }
     }
 
     /// Parses the document form: `@method`, `content-digest`, `@query-param;name="id"`, `example-dict;key="a"`
     /// (the quoted form `"@method"` is accepted too).
-    pub fn parse_config(s: &str) -> Result<ComponentId, String> {
+    pub fn parse_config(s: &str) -> Result<ComponentId, ComponentError> {
         if s.starts_with('"') {
-            let item = sfv::parse_item(s)
-                .map_err(|_| format!("{s:?} is not a valid component identifier"))?;
+            let item = sfv::parse_item(s).map_err(|_| ComponentError::Invalid(s.to_string()))?;
             return ComponentId::from_item(&item);
         }
         let (name, params) = match s.find(';') {
@@ -79,37 +155,42 @@ impl ComponentId {
             None => (s, ""),
         };
         let params = sfv::parse_params(params)
-            .map_err(|_| format!("{s:?} has malformed component parameters"))?;
+            .map_err(|_| ComponentError::MalformedParams(s.to_string()))?;
         ComponentId::new(name, params)
     }
 
-    fn new(name: &str, params: Params) -> Result<ComponentId, String> {
-        let bool_param = |p: &str| -> Result<bool, String> {
+    fn new(name: &str, params: Params) -> Result<ComponentId, ComponentError> {
+        let bool_param = |p: &'static str| -> Result<bool, ComponentError> {
             match params.iter().find(|(k, _)| k == p) {
                 None => Ok(false),
                 Some((_, BareItem::Boolean(true))) => Ok(true),
-                Some(_) => Err(format!("component parameter `{p}` takes no value")),
+                Some(_) => Err(ComponentError::ParamTakesNoValue(p)),
             }
         };
         if let Some(rest) = name.strip_prefix('@') {
             let derived = Derived::parse(name).ok_or_else(|| {
                 if rest == "status" {
-                    "@status is a response component and cannot be used in a request".to_string()
+                    ComponentError::Status
                 } else {
-                    format!("unknown derived component {name:?}")
+                    ComponentError::UnknownDerived(name.to_string())
                 }
             })?;
             for (k, v) in &params {
                 match (derived, k.as_str(), v) {
                     (Derived::QueryParam, "name", BareItem::String(_)) => {}
                     (Derived::QueryParam, "name", _) => {
-                        return Err("@query-param's `name` must be a string".into())
+                        return Err(ComponentError::QueryParamNameNotAString)
                     }
-                    _ => return Err(format!("parameter `{k}` is not allowed on {name}")),
+                    _ => {
+                        return Err(ComponentError::ParamNotAllowed {
+                            param: k.clone(),
+                            component: name.to_string(),
+                        })
+                    }
                 }
             }
             if derived == Derived::QueryParam && !params.iter().any(|(k, _)| k == "name") {
-                return Err("@query-param needs a `name` parameter".into());
+                return Err(ComponentError::QueryParamWithoutName);
             }
             return Ok(ComponentId {
                 name: name.to_string(),
@@ -122,25 +203,23 @@ impl ComponentId {
                 .bytes()
                 .all(|c| sfv::is_tchar(c) && !c.is_ascii_uppercase());
         if !valid_name {
-            return Err(format!(
-                "{name:?} is not a lowercase header field name or a derived component"
-            ));
+            return Err(ComponentError::InvalidName(name.to_string()));
         }
         let mut key = None;
         for (k, v) in &params {
             match (k.as_str(), v) {
                 ("sf" | "bs", _) => {}
                 ("key", BareItem::String(s)) => key = Some(s.clone()),
-                ("key", _) => return Err("component parameter `key` must be a string".into()),
-                ("req", _) => return Err("`req` applies only to responses".into()),
-                ("tr", _) => return Err("trailer fields (`tr`) are not supported".into()),
-                _ => return Err(format!("unknown component parameter `{k}`")),
+                ("key", _) => return Err(ComponentError::KeyNotAString),
+                ("req", _) => return Err(ComponentError::Req),
+                ("tr", _) => return Err(ComponentError::Trailer),
+                _ => return Err(ComponentError::UnknownParam(k.clone())),
             }
         }
         let sf = bool_param("sf")?;
         let bs = bool_param("bs")?;
         if bs && (sf || key.is_some()) {
-            return Err("`bs` cannot be combined with `sf` or `key`".into());
+            return Err(ComponentError::BsCombined);
         }
         Ok(ComponentId {
             name: name.to_string(),
@@ -640,7 +719,7 @@ mod tests {
             let req = case.get("request").and_then(|r| r.as_str()).unwrap_or("");
             let expected = case["base_line"].as_str().unwrap();
             if comp == "@status" {
-                assert!(ComponentId::parse_config(comp).is_err());
+                assert_eq!(ComponentId::parse_config(comp), Err(ComponentError::Status));
                 continue;
             }
             let tls = req.contains("HTTPS");
@@ -728,27 +807,39 @@ mod tests {
         for s in ok {
             assert!(ComponentId::parse_config(s).is_ok(), "{s}");
         }
+        use ComponentError::*;
+        let text = |s: &str| s.to_string();
         let bad = [
-            "@status",
-            "@signature-params",
-            "@foo",
-            "@method;sf",
-            "@query-param",
-            "@query-param;name=x",
-            "Content-Type",
-            "content type",
-            "",
-            "x;req",
-            "x;tr",
-            "x;bs;sf",
-            "x;bs;key=\"a\"",
-            "x;key=1",
-            "x;sf=?0",
-            "x;unknown",
-            "x;;",
+            ("@status", Status),
+            (
+                "@signature-params",
+                UnknownDerived(text("@signature-params")),
+            ),
+            ("@foo", UnknownDerived(text("@foo"))),
+            (
+                "@method;sf",
+                ParamNotAllowed {
+                    param: text("sf"),
+                    component: text("@method"),
+                },
+            ),
+            ("@query-param", QueryParamWithoutName),
+            ("@query-param;name=x", QueryParamNameNotAString),
+            ("Content-Type", InvalidName(text("Content-Type"))),
+            ("content type", InvalidName(text("content type"))),
+            ("", InvalidName(text(""))),
+            ("x;req", Req),
+            ("x;tr", Trailer),
+            ("x;bs;sf", BsCombined),
+            ("x;bs;key=\"a\"", BsCombined),
+            ("x;key=1", KeyNotAString),
+            ("x;sf=?0", ParamTakesNoValue("sf")),
+            ("x;unknown", UnknownParam(text("unknown"))),
+            ("x;;", MalformedParams(text("x;;"))),
+            ("\"x", Invalid(text("\"x"))),
         ];
-        for s in bad {
-            assert!(ComponentId::parse_config(s).is_err(), "{s}");
+        for (s, want) in bad {
+            assert_eq!(ComponentId::parse_config(s), Err(want), "{s}");
         }
     }
 

@@ -12,10 +12,10 @@ mod pem;
 pub mod sfv;
 pub mod sign;
 
-pub use components::ComponentId;
+pub use components::{ComponentError, ComponentId};
 pub use digest::{check_content_digest, content_digest_header, DigestAlg};
 pub use nonce::{check_nonce, init_nonce_table, release_nonce, NonceOutcome, NonceTableConfig};
-pub use sign::{sign_request, SignParams, SignedHeaders, SigningKey};
+pub use sign::{sign_request, SignError, SignParams, SignedHeaders, SigningKey};
 
 use crate::decision::{Reason, Reply};
 use crate::error::{index, join, Errors};
@@ -254,26 +254,53 @@ pub struct Verified {
     pub needs_digest: bool,
 }
 
-fn parse_public_key(s: &str) -> Result<VerifyingKey, String> {
+/// Why a key's `public_key` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PublicKeyError {
+    /// PEM armor, but not an ed25519 SPKI public key.
+    Pem,
+    NotBase64,
+    /// Base64 of this many bytes (an ed25519 key is 32).
+    Length(usize),
+    /// 32 bytes that are not a point of the curve.
+    NotAPoint,
+    /// A small-order point: signatures under it prove nothing.
+    Weak,
+}
+
+impl fmt::Display for PublicKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublicKeyError::Pem => {
+                f.write_str("public_key is not a valid ed25519 PEM public key (SPKI)")
+            }
+            PublicKeyError::NotBase64 => f.write_str("public_key is neither PEM nor base64"),
+            PublicKeyError::Length(n) => write!(
+                f,
+                "public_key is {n} bytes after base64 decoding; ed25519 needs 32"
+            ),
+            PublicKeyError::NotAPoint => f.write_str("public_key is not a valid ed25519 point"),
+            PublicKeyError::Weak => f.write_str("public_key is a weak (small-order) ed25519 key"),
+        }
+    }
+}
+
+fn parse_public_key(s: &str) -> Result<VerifyingKey, PublicKeyError> {
     let key = if s.trim_start().starts_with("-----BEGIN") {
         pem::ed25519_public_key_from_pem(s)
             .ok()
             .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok())
-            .ok_or_else(|| "public_key is not a valid ed25519 PEM public key (SPKI)".to_string())?
+            .ok_or(PublicKeyError::Pem)?
     } else {
-        let raw =
-            decode_base64(s).ok_or_else(|| "public_key is neither PEM nor base64".to_string())?;
-        let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| {
-            format!(
-                "public_key is {} bytes after base64 decoding; ed25519 needs 32",
-                raw.len()
-            )
-        })?;
-        VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| "public_key is not a valid ed25519 point".to_string())?
+        let raw = decode_base64(s).ok_or(PublicKeyError::NotBase64)?;
+        let bytes: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| PublicKeyError::Length(raw.len()))?;
+        VerifyingKey::from_bytes(&bytes).map_err(|_| PublicKeyError::NotAPoint)?
     };
     if key.is_weak() {
-        return Err("public_key is a weak (small-order) ed25519 key".into());
+        return Err(PublicKeyError::Weak);
     }
     Ok(key)
 }
@@ -363,7 +390,7 @@ fn compile_inner(
                     Some(pk) => match parse_public_key(pk) {
                         Ok(vk) => Some(Verifier::Ed25519(vk)),
                         Err(e) => {
-                            errs.push(join(&kp, "public_key"), e);
+                            errs.push(join(&kp, "public_key"), e.to_string());
                             None
                         }
                     },
@@ -392,7 +419,7 @@ fn compile_inner(
                 errs.push(index(&comp_path, i), format!("{c:?} is listed twice"))
             }
             Ok(id) => components.push(id),
-            Err(e) => errs.push(index(&comp_path, i), e),
+            Err(e) => errs.push(index(&comp_path, i), e.to_string()),
         }
     }
     if input.max_age_s == 0 {

@@ -1,6 +1,6 @@
 //! The client side: sign a request (used by `edgeward sign`, by tests, and by Rust clients).
 
-use super::components::{self, ComponentId};
+use super::components::{self, ComponentError, ComponentId};
 use super::digest::{content_digest_header, DigestAlg};
 use super::sfv::{self, BareItem, Item, Member};
 use super::{Alg, MIN_HMAC_SECRET};
@@ -29,23 +29,89 @@ impl fmt::Debug for SigningKey {
     }
 }
 
+/// Why a key or a request could not be signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignError {
+    /// An HMAC secret of this many bytes (fewer than [`MIN_HMAC_SECRET`]).
+    HmacSecretLength(usize),
+    /// The secret cannot key HMAC-SHA256.
+    HmacKey,
+    /// Not an ed25519 private key in PKCS#8 PEM.
+    PrivateKeyPem,
+    /// Not an RFC 8941 key, as a label must be.
+    Label(String),
+    /// Empty, or not printable ASCII.
+    KeyId,
+    /// The `alg` parameter names another algorithm than the key's.
+    AlgMismatch {
+        alg: Alg,
+        key: Alg,
+    },
+    /// Not 1 to 256 printable ASCII characters.
+    Nonce,
+    Component(ComponentError),
+    /// The same component listed twice (as written).
+    ComponentTwice(String),
+    /// Components the request cannot supply (their names).
+    MissingComponents(Vec<String>),
+    /// A `created` or `expires` that is not an RFC 8941 integer (15 digits at most).
+    Timestamp(u64),
+}
+
+impl fmt::Display for SignError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignError::HmacSecretLength(n) => write!(
+                f,
+                "the HMAC secret is {n} bytes; at least {MIN_HMAC_SECRET} are required"
+            ),
+            SignError::HmacKey => f.write_str("the secret cannot key HMAC-SHA256"),
+            SignError::PrivateKeyPem => {
+                f.write_str("not an ed25519 private key in PKCS#8 PEM form")
+            }
+            SignError::Label(label) => write!(f, "{label:?} is not a valid signature label"),
+            SignError::KeyId => f.write_str("the key id must be non-empty printable ASCII"),
+            SignError::AlgMismatch { alg, key } => write!(
+                f,
+                "alg {} does not match the key type ({})",
+                alg.as_str(),
+                key.as_str()
+            ),
+            SignError::Nonce => f.write_str("the nonce must be 1-256 printable ASCII characters"),
+            SignError::Component(e) => fmt::Display::fmt(e, f),
+            SignError::ComponentTwice(name) => write!(f, "component {name:?} is listed twice"),
+            SignError::MissingComponents(names) => write!(
+                f,
+                "the request cannot supply component(s) {}",
+                names.join(", ")
+            ),
+            SignError::Timestamp(v) => write!(f, "timestamp {v} is out of range"),
+        }
+    }
+}
+
+impl std::error::Error for SignError {}
+
+impl From<ComponentError> for SignError {
+    fn from(e: ComponentError) -> SignError {
+        SignError::Component(e)
+    }
+}
+
 impl SigningKey {
     /// An HMAC-SHA256 secret (at least 32 bytes, as the verifier requires).
-    pub fn hmac(secret: &[u8]) -> Result<SigningKey, String> {
+    pub fn hmac(secret: &[u8]) -> Result<SigningKey, SignError> {
         if secret.len() < MIN_HMAC_SECRET {
-            return Err(format!(
-                "the HMAC secret is {} bytes; at least {MIN_HMAC_SECRET} are required",
-                secret.len()
-            ));
+            return Err(SignError::HmacSecretLength(secret.len()));
         }
         Ok(SigningKey::Hmac(secret.to_vec()))
     }
 
     /// An ed25519 private key from PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
-    pub fn ed25519_from_pem(pem: &str) -> Result<SigningKey, String> {
+    pub fn ed25519_from_pem(pem: &str) -> Result<SigningKey, SignError> {
         super::pem::ed25519_signing_key_from_pem(pem)
             .map(|k| SigningKey::Ed25519(Box::new(k)))
-            .map_err(|_| "not an ed25519 private key in PKCS#8 PEM form".to_string())
+            .map_err(|_| SignError::PrivateKeyPem)
     }
 
     /// The algorithm this key signs with.
@@ -56,11 +122,11 @@ impl SigningKey {
         }
     }
 
-    fn sign(&self, base: &[u8]) -> Result<Vec<u8>, String> {
+    fn sign(&self, base: &[u8]) -> Result<Vec<u8>, SignError> {
         match self {
             SigningKey::Hmac(secret) => {
-                let mut mac = Hmac::<Sha256>::new_from_slice(secret)
-                    .map_err(|_| "the secret cannot key HMAC-SHA256".to_string())?;
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(secret).map_err(|_| SignError::HmacKey)?;
                 mac.update(base);
                 Ok(mac.finalize().into_bytes().to_vec())
             }
@@ -136,25 +202,24 @@ fn printable(s: &str) -> bool {
 
 /// Signs `req`: builds the RFC 9421 signature base from the request as it will be sent (including a
 /// computed Content-Digest) and returns the headers to add.
-pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHeaders, String> {
+pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHeaders, SignError> {
     if !sfv::is_key(&params.label) {
-        return Err(format!("{:?} is not a valid signature label", params.label));
+        return Err(SignError::Label(params.label.clone()));
     }
     if params.key_id.is_empty() || !printable(&params.key_id) {
-        return Err("the key id must be non-empty printable ASCII".into());
+        return Err(SignError::KeyId);
     }
     if let Some(a) = params.alg {
         if a != params.key.alg() {
-            return Err(format!(
-                "alg {} does not match the key type ({})",
-                a.as_str(),
-                params.key.alg().as_str()
-            ));
+            return Err(SignError::AlgMismatch {
+                alg: a,
+                key: params.key.alg(),
+            });
         }
     }
     if let Some(n) = &params.nonce {
         if n.is_empty() || n.len() > super::MAX_NONCE_LEN || !printable(n) {
-            return Err("the nonce must be 1-256 printable ASCII characters".into());
+            return Err(SignError::Nonce);
         }
     }
     let names: Vec<String> = if params.components.is_empty() {
@@ -173,7 +238,7 @@ pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHe
     for n in &names {
         let id = ComponentId::parse_config(n.trim())?;
         if covered.iter().any(|c| c.same_as(&id)) {
-            return Err(format!("component {n:?} is listed twice"));
+            return Err(SignError::ComponentTwice(n.clone()));
         }
         covered.push(id);
     }
@@ -229,15 +294,12 @@ pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHe
     let mut params_value = String::new();
     sfv::write_member(&mut params_value, &member);
     let base = components::signature_base(&head, &covered, &params_value).ok_or_else(|| {
-        let missing: Vec<&str> = covered
+        let missing = covered
             .iter()
             .filter(|c| c.value(&head).is_none())
-            .map(|c| c.name.as_str())
+            .map(|c| c.name.clone())
             .collect();
-        format!(
-            "the request cannot supply component(s) {}",
-            missing.join(", ")
-        )
+        SignError::MissingComponents(missing)
     })?;
     let sig = params.key.sign(base.as_bytes())?;
     Ok(SignedHeaders {
@@ -247,10 +309,10 @@ pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHe
     })
 }
 
-fn int(v: u64) -> Result<BareItem, String> {
+fn int(v: u64) -> Result<BareItem, SignError> {
     // RFC 8941 integers have at most 15 digits.
     match i64::try_from(v) {
         Ok(i) if i <= 999_999_999_999_999 => Ok(BareItem::Integer(i)),
-        _ => Err(format!("timestamp {v} is out of range")),
+        _ => Err(SignError::Timestamp(v)),
     }
 }

@@ -385,36 +385,51 @@ fn signature_input_param_order_and_format() {
 #[test]
 fn sign_rejects_bad_params() {
     let r = req(POST);
-    let mut cases: Vec<SignParams> = Vec::new();
+    let mut cases: Vec<(SignParams, SignError)> = Vec::new();
     let mut p = hmac_params(NOW);
     p.label = "Sig1".into();
-    cases.push(p);
+    cases.push((p, SignError::Label("Sig1".into())));
     let mut p = hmac_params(NOW);
     p.alg = Some(Alg::Ed25519);
-    cases.push(p);
+    cases.push((
+        p,
+        SignError::AlgMismatch {
+            alg: Alg::Ed25519,
+            key: Alg::HmacSha256,
+        },
+    ));
     let mut p = hmac_params(NOW);
     p.components = vec!["x-absent".into()];
-    cases.push(p);
+    cases.push((p, SignError::MissingComponents(vec!["x-absent".into()])));
     let mut p = hmac_params(NOW);
     p.components = vec!["@method".into(), "@method".into()];
-    cases.push(p);
+    cases.push((p, SignError::ComponentTwice("@method".into())));
+    let mut p = hmac_params(NOW);
+    p.components = vec!["@status".into()];
+    cases.push((p, SignError::Component(ComponentError::Status)));
     let mut p = hmac_params(NOW);
     p.nonce = Some("bad\nnonce".into());
-    cases.push(p);
+    cases.push((p, SignError::Nonce));
     let mut p = hmac_params(NOW);
     p.key_id = String::new();
-    cases.push(p);
+    cases.push((p, SignError::KeyId));
     let mut p = hmac_params(u64::MAX);
     p.components = vec!["@method".into()];
-    cases.push(p);
-    for p in cases {
-        assert!(sign_request(&r, &p).is_err(), "{p:?}");
+    cases.push((p, SignError::Timestamp(u64::MAX)));
+    for (p, want) in cases {
+        assert_eq!(sign_request(&r, &p), Err(want), "{p:?}");
     }
-    assert!(SigningKey::hmac(b"short").is_err());
-    assert!(SigningKey::ed25519_from_pem(
-        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"
-    )
-    .is_err());
+    assert_eq!(
+        SigningKey::hmac(b"short").err(),
+        Some(SignError::HmacSecretLength(5))
+    );
+    assert_eq!(
+        SigningKey::ed25519_from_pem(
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"
+        )
+        .err(),
+        Some(SignError::PrivateKeyPem)
+    );
     // Debug never shows key material.
     let dbg = format!("{:?}", hmac_params(NOW));
     assert!(!dbg.contains("0123456789abcdef"), "{dbg}");

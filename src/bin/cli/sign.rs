@@ -48,17 +48,18 @@ pub fn sign(args: &[String]) -> Result<ExitCode, String> {
     ) {
         (Some(b64), None, None) => SigningKey::hmac(
             &edgeward::secret::decode_base64(b64).ok_or("--secret-base64 is not valid base64")?,
-        )?,
+        )
+        .map_err(|e| e.to_string())?,
         (None, Some(var), None) => {
             let value =
                 std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?;
             let bytes = edgeward::secret::decode_base64(&value)
                 .ok_or(format!("environment variable {var} is not valid base64"))?;
-            SigningKey::hmac(&bytes)?
+            SigningKey::hmac(&bytes).map_err(|e| e.to_string())?
         }
         (None, None, Some(file)) => {
             let pem = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
-            SigningKey::ed25519_from_pem(&pem)?
+            SigningKey::ed25519_from_pem(&pem).map_err(|e| e.to_string())?
         }
         _ => {
             return Err(
@@ -117,7 +118,7 @@ pub fn sign(args: &[String]) -> Result<ExitCode, String> {
     };
     let raw = read_input(request_path)?;
     let req = parse_http_request(&raw).map_err(|e| format!("{request_path}: {e}"))?;
-    let signed = sign_request(&req, &params)?;
+    let signed = sign_request(&req, &params).map_err(|e| e.to_string())?;
     let out = match flag_value(&flags, "--print") {
         Some("request") | None => render(&req, &signed.headers()),
         // One `Name: value` line per added header, e.g. for curl's -H.
