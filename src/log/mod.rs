@@ -222,114 +222,158 @@ pub fn compile(
     env: &dyn Env,
     errs: &mut Errors,
 ) -> Option<LogPolicy> {
-    let mut ok = true;
-    let ipv4_prefix = input.ipv4_prefix.unwrap_or(default_v4());
-    let ipv6_prefix = input.ipv6_prefix.unwrap_or(default_v6());
-    let pseudonymize: &[String] = input.pseudonymize.as_deref().unwrap_or_default();
-    let upstream_xff = input.upstream_xff.unwrap_or_default();
-    let v4_prefix = match u8::try_from(ipv4_prefix) {
-        Ok(p) if p <= 32 => p,
-        _ => {
-            errs.push(
-                join(path, "ipv4_prefix"),
-                format!("{ipv4_prefix} is not between 0 and 32"),
-            );
-            ok = false;
-            0
-        }
-    };
-    let v6_prefix = match u8::try_from(ipv6_prefix) {
-        Ok(p) if p <= 128 => p,
-        _ => {
-            errs.push(
-                join(path, "ipv6_prefix"),
-                format!("{ipv6_prefix} is not between 0 and 128"),
-            );
-            ok = false;
-            0
-        }
-    };
+    let before = errs.len();
+    let v4_prefix = prefix_len(
+        input.ipv4_prefix.unwrap_or(default_v4()),
+        32,
+        path,
+        "ipv4_prefix",
+        errs,
+    );
+    let v6_prefix = prefix_len(
+        input.ipv6_prefix.unwrap_or(default_v6()),
+        128,
+        path,
+        "ipv6_prefix",
+        errs,
+    );
+    let key = pseudonym_key(input, path, env, errs);
+    let pseudo = pseudonymized(input, path, errs);
+    let upstream_xff = upstream_xff(input, path, errs);
+    let headers = logged_headers(input, path, &pseudo.headers, errs);
+    let query = query_rule(input, path, errs);
+    if errs.len() != before {
+        return None;
+    }
+    Some(LogPolicy {
+        v4_prefix,
+        v6_prefix,
+        key,
+        pseudo_client_ip: pseudo.client_ip,
+        pseudo_key_id: pseudo.key_id,
+        pseudo_headers: pseudo.headers,
+        headers,
+        query,
+        upstream_xff,
+        fields: input.fields.unwrap_or(false),
+    })
+}
 
-    let key = match &input.pseudonym_key {
-        Some(secret) => {
-            let kpath = join(path, "pseudonym_key");
-            match secret.resolve(&kpath, env, MIN_KEY_BYTES) {
-                Ok(s) => {
-                    let k = PseudonymKey::new(s.bytes());
-                    if k.is_none() {
-                        errs.push(kpath, "cannot key HMAC-SHA-256 with this secret");
-                        ok = false;
-                    }
-                    k
-                }
-                Err(e) => {
-                    errs.add(e);
-                    ok = false;
-                    None
-                }
+/// `ipv4_prefix` or `ipv6_prefix`: bits kept of an address of `max` bits (0 after an error).
+fn prefix_len(bits: u32, max: u8, path: &str, field: &str, errs: &mut Errors) -> u8 {
+    match u8::try_from(bits) {
+        Ok(p) if p <= max => p,
+        _ => {
+            errs.push(
+                join(path, field),
+                format!("{bits} is not between 0 and {max}"),
+            );
+            0
+        }
+    }
+}
+
+/// `pseudonym_key`: the HMAC key of the pseudonyms, when given.
+fn pseudonym_key(
+    input: &LogInput,
+    path: &str,
+    env: &dyn Env,
+    errs: &mut Errors,
+) -> Option<PseudonymKey> {
+    let secret = input.pseudonym_key.as_ref()?;
+    let kpath = join(path, "pseudonym_key");
+    match secret.resolve(&kpath, env, MIN_KEY_BYTES) {
+        Ok(s) => {
+            let k = PseudonymKey::new(s.bytes());
+            if k.is_none() {
+                errs.push(kpath, "cannot key HMAC-SHA-256 with this secret");
             }
+            k
         }
-        None => None,
-    };
+        Err(e) => {
+            errs.add(e);
+            None
+        }
+    }
+}
 
+/// What `pseudonymize` lists.
+#[derive(Default)]
+struct Pseudonymized {
+    client_ip: bool,
+    key_id: bool,
+    headers: Vec<PseudoHeader>,
+}
+
+/// `pseudonymize`: `client_ip`, `key_id`, `header:NAME` (each header once), and only with a key.
+fn pseudonymized(input: &LogInput, path: &str, errs: &mut Errors) -> Pseudonymized {
+    let items: &[String] = input.pseudonymize.as_deref().unwrap_or_default();
     let ppath = join(path, "pseudonymize");
-    let mut pseudo_client_ip = false;
-    let mut pseudo_key_id = false;
-    let mut pseudo_headers: Vec<PseudoHeader> = Vec::new();
-    for (i, item) in pseudonymize.iter().enumerate() {
+    let mut out = Pseudonymized::default();
+    for (i, item) in items.iter().enumerate() {
         let ipath = index(&ppath, i);
         if item == LABEL_CLIENT_IP {
-            pseudo_client_ip = true;
+            out.client_ip = true;
         } else if item == LABEL_KEY_ID {
-            pseudo_key_id = true;
+            out.key_id = true;
         } else if let Some(raw) = item.strip_prefix("header:") {
             match header_name(raw, &ipath, errs) {
-                Some(name) if !pseudo_headers.iter().any(|h| h.name == name) => pseudo_headers
-                    .push(PseudoHeader {
+                Some(name) if !out.headers.iter().any(|h| h.name == name) => {
+                    out.headers.push(PseudoHeader {
                         label: format!("header:{name}"),
                         property: format!("edgeward.header.{name}"),
                         name,
-                    }),
-                Some(_) => {}
-                None => ok = false,
+                    })
+                }
+                _ => {}
             }
         } else {
             errs.push(
                 ipath,
                 format!("{item:?} is not one of \"client_ip\", \"key_id\", \"header:NAME\""),
             );
-            ok = false;
         }
     }
-    if input.pseudonym_key.is_none() && !pseudonymize.is_empty() {
+    if input.pseudonym_key.is_none() && !items.is_empty() {
         errs.push(
             ppath,
             "pseudonymize needs a pseudonym_key (at least 32 bytes); unkeyed hashes of addresses are reversible",
         );
-        ok = false;
     }
+    out
+}
+
+/// `upstream_xff`; `pseudonymize` needs a key.
+fn upstream_xff(input: &LogInput, path: &str, errs: &mut Errors) -> UpstreamXff {
+    let upstream_xff = input.upstream_xff.unwrap_or_default();
     if input.pseudonym_key.is_none() && upstream_xff == UpstreamXff::Pseudonymize {
         errs.push(
             join(path, "upstream_xff"),
             "\"pseudonymize\" needs a pseudonym_key (at least 32 bytes)",
         );
-        ok = false;
     }
+    upstream_xff
+}
 
+/// `headers`: the allow-list, each header once, none of them pseudonymized too.
+fn logged_headers(
+    input: &LogInput,
+    path: &str,
+    pseudo: &[PseudoHeader],
+    errs: &mut Errors,
+) -> Vec<LoggedHeader> {
     let hpath = join(path, "headers");
     let mut headers: Vec<LoggedHeader> = Vec::new();
     for (i, raw) in input.headers.iter().flatten().enumerate() {
         let ipath = index(&hpath, i);
         let Some(name) = header_name(raw, &ipath, errs) else {
-            ok = false;
             continue;
         };
-        if pseudo_headers.iter().any(|h| h.name == name) {
+        if pseudo.iter().any(|h| h.name == name) {
             errs.push(
                 ipath,
                 format!("{name} is pseudonymized; listing it in headers would log it raw as well"),
             );
-            ok = false;
             continue;
         }
         if headers.iter().any(|h| h.name == name) {
@@ -342,13 +386,16 @@ pub fn compile(
             name,
         });
     }
+    headers
+}
 
+/// `keep_query` (the names whose values are logged), and the refusal of `redact_query`.
+fn query_rule(input: &LogInput, path: &str, errs: &mut Errors) -> QueryRule {
     if input.redact_query.is_some() {
         errs.push(
             join(path, "redact_query"),
             "replaced by keep_query: every query value is now logged as REDACTED unless its name is listed in keep_query",
         );
-        ok = false;
     }
     let qpath = join(path, "keep_query");
     let keep: &[String] = input.keep_query.as_deref().unwrap_or_default();
@@ -358,25 +405,9 @@ pub fn compile(
                 index(&qpath, i),
                 "a query parameter name is non-empty text without control characters",
             );
-            ok = false;
         }
     }
-
-    if !ok {
-        return None;
-    }
-    Some(LogPolicy {
-        v4_prefix,
-        v6_prefix,
-        key,
-        pseudo_client_ip,
-        pseudo_key_id,
-        pseudo_headers,
-        headers,
-        query: QueryRule::keeping(keep.iter().map(String::as_str)),
-        upstream_xff,
-        fields: input.fields.unwrap_or(false),
-    })
+    QueryRule::keeping(keep.iter().map(String::as_str))
 }
 
 /// Everything the record says about one request; strings are untrusted and are neutralized and capped.

@@ -312,116 +312,140 @@ pub fn compile(
     env: &dyn Env,
     errs: &mut Errors,
 ) -> Option<SignaturePolicy> {
-    let mut local = Errors::default();
-    let policy = compile_inner(input, path, env, &mut local);
-    let ok = local.is_empty();
-    for e in local.into_vec() {
-        errs.add(e);
+    let before = errs.len();
+    let keys = compile_keys(&input.keys, &join(path, "keys"), env, errs);
+    let components = compile_components(&input.components, &join(path, "components"), errs);
+    check_bounds(input, path, errs);
+    check_label(input.label.as_deref(), path, errs);
+    if errs.len() != before {
+        return None;
     }
-    policy.filter(|_| ok)
+    Some(SignaturePolicy {
+        keys,
+        accept_signature: accept_signature(input, &components),
+        components,
+        max_age_s: input.max_age_s,
+        clock_skew_s: input.clock_skew_s,
+        nonce_required: input.nonce == NonceMode::Required,
+        max_body_bytes: input.max_body_bytes,
+        label: input.label.clone(),
+    })
 }
 
-fn compile_inner(
-    input: &SignatureInput,
-    path: &str,
+/// `keys`: at least one; each with a usable id, validity window and verifier.
+fn compile_keys(
+    inputs: &[KeyInput],
+    keys_path: &str,
     env: &dyn Env,
     errs: &mut Errors,
-) -> Option<SignaturePolicy> {
-    let keys_path = join(path, "keys");
-    if input.keys.is_empty() {
-        errs.push(&keys_path, "at least one key is required");
+) -> Vec<Key> {
+    if inputs.is_empty() {
+        errs.push(keys_path, "at least one key is required");
     }
     let mut keys = Vec::new();
-    for (i, k) in input.keys.iter().enumerate() {
-        let kp = index(&keys_path, i);
-        if k.id.is_empty() {
-            errs.push(join(&kp, "id"), "key id must not be empty");
-        } else if k.id.bytes().any(|c| !(0x20..=0x7e).contains(&c)) {
-            errs.push(join(&kp, "id"), "key id must be printable ASCII");
-        }
-        if let (Some(nb), Some(na)) = (k.not_before, k.not_after) {
-            if nb > na {
-                errs.push(
-                    kp.clone(),
-                    format!("not_before ({nb}) is after not_after ({na})"),
-                );
-            }
-        }
-        let verifier = match k.alg {
-            Alg::HmacSha256 => {
-                if k.public_key.is_some() {
-                    errs.push(
-                        join(&kp, "public_key"),
-                        "hmac-sha256 keys take `secret`, not `public_key`",
-                    );
-                }
-                match &k.secret {
-                    None => {
-                        errs.push(join(&kp, "secret"), "hmac-sha256 keys need a `secret`");
-                        None
-                    }
-                    Some(s) => match s.resolve(&join(&kp, "secret"), env, MIN_HMAC_SECRET) {
-                        Err(e) => {
-                            errs.add(e);
-                            None
-                        }
-                        Ok(secret) => match Hmac::<Sha256>::new_from_slice(secret.bytes()) {
-                            Ok(m) => Some(Verifier::Hmac(m)),
-                            Err(_) => {
-                                errs.push(join(&kp, "secret"), "secret cannot key HMAC-SHA256");
-                                None
-                            }
-                        },
-                    },
-                }
-            }
-            Alg::Ed25519 => {
-                if k.secret.is_some() {
-                    errs.push(
-                        join(&kp, "secret"),
-                        "ed25519 keys take only `public_key`; the edge never holds a client's private key",
-                    );
-                }
-                match &k.public_key {
-                    None => {
-                        errs.push(join(&kp, "public_key"), "ed25519 keys need a `public_key`");
-                        None
-                    }
-                    Some(pk) => match parse_public_key(pk) {
-                        Ok(vk) => Some(Verifier::Ed25519(vk)),
-                        Err(e) => {
-                            errs.push(join(&kp, "public_key"), e.to_string());
-                            None
-                        }
-                    },
-                }
-            }
-        };
-        if let Some(verifier) = verifier {
-            keys.push(Key {
-                id: k.id.clone(),
-                alg: k.alg,
-                not_before: k.not_before,
-                not_after: k.not_after,
-                verifier,
-            });
+    for (i, k) in inputs.iter().enumerate() {
+        if let Some(key) = compile_key(k, &index(keys_path, i), env, errs) {
+            keys.push(key);
         }
     }
+    keys
+}
 
-    let comp_path = join(path, "components");
-    if input.components.is_empty() {
-        errs.push(&comp_path, "at least one component must be required");
+/// One entry of `keys` at `kp` (e.g. `policies.p.signature.keys[0]`). Every problem is reported, and a
+/// key whose verifier could be built is returned even when its id or window is wrong (the section then
+/// fails as a whole).
+fn compile_key(k: &KeyInput, kp: &str, env: &dyn Env, errs: &mut Errors) -> Option<Key> {
+    if k.id.is_empty() {
+        errs.push(join(kp, "id"), "key id must not be empty");
+    } else if k.id.bytes().any(|c| !(0x20..=0x7e).contains(&c)) {
+        errs.push(join(kp, "id"), "key id must be printable ASCII");
+    }
+    if let (Some(nb), Some(na)) = (k.not_before, k.not_after) {
+        if nb > na {
+            errs.push(kp, format!("not_before ({nb}) is after not_after ({na})"));
+        }
+    }
+    let verifier = match k.alg {
+        Alg::HmacSha256 => hmac_verifier(k, kp, env, errs),
+        Alg::Ed25519 => ed25519_verifier(k, kp, errs),
+    }?;
+    Some(Key {
+        id: k.id.clone(),
+        alg: k.alg,
+        not_before: k.not_before,
+        not_after: k.not_after,
+        verifier,
+    })
+}
+
+/// An hmac-sha256 key: a `secret` (at least [`MIN_HMAC_SECRET`] bytes), pre-keyed once.
+fn hmac_verifier(k: &KeyInput, kp: &str, env: &dyn Env, errs: &mut Errors) -> Option<Verifier> {
+    if k.public_key.is_some() {
+        errs.push(
+            join(kp, "public_key"),
+            "hmac-sha256 keys take `secret`, not `public_key`",
+        );
+    }
+    let Some(s) = &k.secret else {
+        errs.push(join(kp, "secret"), "hmac-sha256 keys need a `secret`");
+        return None;
+    };
+    match s.resolve(&join(kp, "secret"), env, MIN_HMAC_SECRET) {
+        Err(e) => {
+            errs.add(e);
+            None
+        }
+        Ok(secret) => match Hmac::<Sha256>::new_from_slice(secret.bytes()) {
+            Ok(m) => Some(Verifier::Hmac(m)),
+            Err(_) => {
+                errs.push(join(kp, "secret"), "secret cannot key HMAC-SHA256");
+                None
+            }
+        },
+    }
+}
+
+/// An ed25519 key: a `public_key` only (the edge never holds a client's private key).
+fn ed25519_verifier(k: &KeyInput, kp: &str, errs: &mut Errors) -> Option<Verifier> {
+    if k.secret.is_some() {
+        errs.push(
+            join(kp, "secret"),
+            "ed25519 keys take only `public_key`; the edge never holds a client's private key",
+        );
+    }
+    let Some(pk) = &k.public_key else {
+        errs.push(join(kp, "public_key"), "ed25519 keys need a `public_key`");
+        return None;
+    };
+    match parse_public_key(pk) {
+        Ok(vk) => Some(Verifier::Ed25519(vk)),
+        Err(e) => {
+            errs.push(join(kp, "public_key"), e.to_string());
+            None
+        }
+    }
+}
+
+/// `components`: the components every signature must cover, at least one, each once.
+fn compile_components(inputs: &[String], comp_path: &str, errs: &mut Errors) -> Vec<ComponentId> {
+    if inputs.is_empty() {
+        errs.push(comp_path, "at least one component must be required");
     }
     let mut components: Vec<ComponentId> = Vec::new();
-    for (i, c) in input.components.iter().enumerate() {
+    for (i, c) in inputs.iter().enumerate() {
         match ComponentId::parse_config(c) {
             Ok(id) if components.iter().any(|x| x.same_as(&id)) => {
-                errs.push(index(&comp_path, i), format!("{c:?} is listed twice"))
+                errs.push(index(comp_path, i), format!("{c:?} is listed twice"))
             }
             Ok(id) => components.push(id),
-            Err(e) => errs.push(index(&comp_path, i), e.to_string()),
+            Err(e) => errs.push(index(comp_path, i), e.to_string()),
         }
     }
+    components
+}
+
+/// Freshness (`max_age_s`, `clock_skew_s`) and the held body's bound (`max_body_bytes`).
+fn check_bounds(input: &SignatureInput, path: &str, errs: &mut Errors) {
     if input.max_age_s == 0 {
         errs.push(join(path, "max_age_s"), "must be greater than 0");
     }
@@ -431,7 +455,11 @@ fn compile_inner(
     if input.max_body_bytes == 0 {
         errs.push(join(path, "max_body_bytes"), "must be greater than 0");
     }
-    if let Some(l) = &input.label {
+}
+
+/// `label`: an RFC 8941 key, as it appears in `Signature-Input`.
+fn check_label(label: Option<&str>, path: &str, errs: &mut Errors) {
+    if let Some(l) = label {
         if !sfv::is_key(l) {
             errs.push(
                 join(path, "label"),
@@ -439,11 +467,11 @@ fn compile_inner(
             );
         }
     }
-    if !errs.is_empty() {
-        return None;
-    }
+}
 
-    // RFC 9421 §5.1: tell the client what to cover; boolean params mean "include this parameter".
+/// RFC 9421 §5.1: the `Accept-Signature` value that tells a client what to cover; boolean parameters mean
+/// "include this parameter".
+fn accept_signature(input: &SignatureInput, components: &[ComponentId]) -> String {
     let mut accept = String::new();
     accept.push_str(input.label.as_deref().unwrap_or("sig1"));
     accept.push_str("=(");
@@ -458,17 +486,7 @@ fn compile_inner(
         accept.push_str(";nonce");
     }
     accept.push_str(";keyid");
-
-    Some(SignaturePolicy {
-        keys,
-        components,
-        max_age_s: input.max_age_s,
-        clock_skew_s: input.clock_skew_s,
-        nonce_required: input.nonce == NonceMode::Required,
-        max_body_bytes: input.max_body_bytes,
-        label: input.label.clone(),
-        accept_signature: accept,
-    })
+    accept
 }
 
 /// Field lines of `name` joined as RFC 9110 §5.3 combines them; `None` when absent.
