@@ -237,7 +237,7 @@ pub fn valid_authority(authority: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{Headers, Peer};
+    use crate::testkit::TestRequest;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -247,22 +247,19 @@ mod tests {
         Https::compile(&input, "policies.p.https", &mut errs).ok_or_else(|| errs.into_vec())
     }
 
-    fn head<'a>(
-        method: &'a str,
-        authority: &'a str,
-        path: &'a str,
+    /// A request from 127.0.0.1.
+    fn request(
+        method: &str,
+        authority: &str,
+        path: &str,
         tls: Option<TlsVersion>,
-        h: &'a [(String, String)],
-    ) -> RequestHead<'a> {
-        RequestHead {
-            method,
-            authority,
-            path,
-            route_name: None,
-            tls,
-            peer: Peer::Ip([127, 0, 0, 1].into()),
-            headers: Headers::new(h),
-        }
+        headers: &[(String, String)],
+    ) -> TestRequest {
+        let mut r = TestRequest::new(method, authority, path)
+            .tls(tls)
+            .peer([127, 0, 0, 1].into());
+        r.headers = headers.to_vec();
+        r
     }
 
     fn location(r: &Reply) -> &str {
@@ -274,7 +271,7 @@ mod tests {
         let h = compile(r#"{"action":"redirect"}"#).unwrap();
         let r = h
             .check(
-                &head("GET", "a.example:8080", "/x/y?q=1&r=%2F", None, &[]),
+                &request("GET", "a.example:8080", "/x/y?q=1&r=%2F", None, &[]).head(),
                 false,
             )
             .unwrap_err();
@@ -284,12 +281,12 @@ mod tests {
         );
         assert_eq!(location(&r), "https://a.example/x/y?q=1&r=%2F");
         let r = h
-            .check(&head("HEAD", "a.example", "/", None, &[]), false)
+            .check(&request("HEAD", "a.example", "/", None, &[]).head(), false)
             .unwrap_err();
         assert_eq!(r.status, 301);
         for m in ["POST", "PUT", "DELETE", "PATCH"] {
             assert_eq!(
-                h.check(&head(m, "a.example", "/", None, &[]), false)
+                h.check(&request(m, "a.example", "/", None, &[]).head(), false)
                     .unwrap_err()
                     .status,
                 308
@@ -301,7 +298,7 @@ mod tests {
     fn redirect_non_default_port_and_fixed_status() {
         let h = compile(r#"{"https_port":8443,"redirect_status":307}"#).unwrap();
         let r = h
-            .check(&head("GET", "[::1]:80", "/p", None, &[]), false)
+            .check(&request("GET", "[::1]:80", "/p", None, &[]).head(), false)
             .unwrap_err();
         assert_eq!(r.status, 307);
         assert_eq!(location(&r), "https://[::1]:8443/p");
@@ -311,7 +308,10 @@ mod tests {
     fn https_passes() {
         let h = compile(r#"{}"#).unwrap();
         assert!(h
-            .check(&head("GET", "a", "/", Some(TlsVersion::V1_2), &[]), true)
+            .check(
+                &request("GET", "a", "/", Some(TlsVersion::V1_2), &[]).head(),
+                true
+            )
             .is_ok());
     }
 
@@ -319,7 +319,7 @@ mod tests {
     fn reject_403_and_426() {
         let r = compile(r#"{"action":"reject"}"#)
             .unwrap()
-            .check(&head("GET", "a", "/", None, &[]), false)
+            .check(&request("GET", "a", "/", None, &[]).head(), false)
             .unwrap_err();
         assert_eq!(
             (r.status, r.decision, r.reason),
@@ -328,7 +328,7 @@ mod tests {
         assert!(r.headers.is_empty());
         let r = compile(r#"{"action":"reject","reject_status":426}"#)
             .unwrap()
-            .check(&head("GET", "a", "/", None, &[]), false)
+            .check(&request("GET", "a", "/", None, &[]).head(), false)
             .unwrap_err();
         assert_eq!(r.status, 426);
         assert!(r
@@ -341,18 +341,30 @@ mod tests {
     fn min_tls_version() {
         let h = compile(r#"{"min_tls_version":"1.3"}"#).unwrap();
         let r = h
-            .check(&head("GET", "a", "/", Some(TlsVersion::V1_2), &[]), true)
+            .check(
+                &request("GET", "a", "/", Some(TlsVersion::V1_2), &[]).head(),
+                true,
+            )
             .unwrap_err();
         assert_eq!((r.status, r.reason), (426, Reason::TlsVersionTooLow));
         assert!(h
-            .check(&head("GET", "a", "/", Some(TlsVersion::V1_3), &[]), true)
+            .check(
+                &request("GET", "a", "/", Some(TlsVersion::V1_3), &[]).head(),
+                true
+            )
             .is_ok());
         let h = compile(r#"{"min_tls_version":"1.2"}"#).unwrap();
         assert!(h
-            .check(&head("GET", "a", "/", Some(TlsVersion::V1_2), &[]), true)
+            .check(
+                &request("GET", "a", "/", Some(TlsVersion::V1_2), &[]).head(),
+                true
+            )
             .is_ok());
         assert!(h
-            .check(&head("GET", "a", "/", Some(TlsVersion::V1_1), &[]), true)
+            .check(
+                &request("GET", "a", "/", Some(TlsVersion::V1_1), &[]).head(),
+                true
+            )
             .is_err());
     }
 
@@ -403,7 +415,8 @@ mod tests {
     #[test]
     fn forwarded_proto_only_from_trusted_peer() {
         let xfp = vec![("x-forwarded-proto".to_string(), "https".to_string())];
-        let h = head("GET", "a", "/", None, &xfp);
+        let r = request("GET", "a", "/", None, &xfp);
+        let h = r.head();
         assert!(
             !arrived_over_https(&h, false),
             "spoofed XFP from untrusted peer must not count"
@@ -414,16 +427,16 @@ mod tests {
             ("x-forwarded-proto".to_string(), "https".to_string()),
         ];
         assert!(!arrived_over_https(
-            &head("GET", "a", "/", None, &two),
+            &request("GET", "a", "/", None, &two).head(),
             true
         ));
         let http = vec![("x-forwarded-proto".to_string(), "http".to_string())];
         assert!(!arrived_over_https(
-            &head("GET", "a", "/", None, &http),
+            &request("GET", "a", "/", None, &http).head(),
             true
         ));
         assert!(arrived_over_https(
-            &head("GET", "a", "/", Some(TlsVersion::V1_3), &[]),
+            &request("GET", "a", "/", Some(TlsVersion::V1_3), &[]).head(),
             false
         ));
     }
@@ -446,7 +459,8 @@ mod tests {
             assert_eq!(valid_authority(authority), ok, "{authority:?}");
             if ok {
                 // The host that route selection sees is the bracketed literal alone.
-                let h = head("GET", authority, "/", None, &[]);
+                let r = request("GET", authority, "/", None, &[]);
+                let h = r.head();
                 let host = crate::route::normalize_host(h.host());
                 assert!(host.starts_with('[') && host.ends_with(']'), "{host}");
                 assert!(authority.starts_with(host.as_ref()), "{authority:?}");

@@ -80,24 +80,18 @@ pub fn counters(doc: &Document, ev: &Evaluation) -> [Option<usize>; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{Headers, Peer, RequestHead};
     use crate::secret::NoEnv;
     use crate::store::MemoryStore;
+    use crate::testkit::TestRequest;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn name_of(doc: &Document, authority: &str, path: &str, tls: bool) -> Vec<String> {
         let names = names(doc);
-        let head = RequestHead {
-            method: "GET",
-            authority,
-            path,
-            route_name: None,
-            tls: tls.then_some(crate::request::TlsVersion::V1_3),
-            peer: Peer::Ip([127, 0, 0, 1].into()),
-            headers: Headers::new(&[]),
-        };
-        let ev = doc.evaluate_head(&head, 0, &mut MemoryStore::new());
+        let r = TestRequest::get(authority, path)
+            .tls(tls.then_some(crate::request::TlsVersion::V1_3))
+            .peer([127, 0, 0, 1].into());
+        let ev = doc.evaluate_head(&r.head(), 0, &mut MemoryStore::new());
         counters(doc, &ev)
             .iter()
             .flatten()

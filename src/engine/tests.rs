@@ -1,7 +1,8 @@
 use super::*;
-use crate::request::{Headers, Peer, TlsVersion};
+use crate::request::{Peer, TlsVersion};
 use crate::secret::NoEnv;
 use crate::store::MemoryStore;
+use crate::testkit::TestRequest;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -19,37 +20,25 @@ const DOC: &str = r#"{
   ]
 }"#;
 
-struct Req<'a> {
-    route: Option<&'a str>,
-    authority: &'a str,
-    path: &'a str,
-    tls: bool,
-    peer: [u8; 4],
-    headers: Vec<(String, String)>,
+/// A GET as most tests here send it: plain HTTP, from 127.0.0.1.
+fn req(authority: &str, path: &str) -> TestRequest {
+    TestRequest::get(authority, path)
+        .tls(None)
+        .peer([127, 0, 0, 1].into())
 }
 
-impl<'a> Req<'a> {
-    fn new(authority: &'a str, path: &'a str) -> Self {
-        Req {
-            route: None,
-            authority,
-            path,
-            tls: false,
-            peer: [127, 0, 0, 1],
-            headers: Vec::new(),
-        }
-    }
+trait Eval {
+    /// The head's evaluation at a fixed time, with a fresh store.
+    fn eval(&self, doc: &Document) -> Evaluation;
+}
+
+impl Eval for TestRequest {
     fn eval(&self, doc: &Document) -> Evaluation {
-        let head = RequestHead {
-            method: "GET",
-            authority: self.authority,
-            path: self.path,
-            route_name: self.route,
-            tls: self.tls.then_some(TlsVersion::V1_3),
-            peer: Peer::Ip(self.peer.into()),
-            headers: Headers::new(&self.headers),
-        };
-        doc.evaluate_head(&head, 1_700_000_000_000_000_000, &mut MemoryStore::new())
+        doc.evaluate_head(
+            &self.head(),
+            1_700_000_000_000_000_000,
+            &mut MemoryStore::new(),
+        )
     }
 }
 
@@ -123,8 +112,8 @@ fn route_selection_through_the_engine() {
         ),
     ];
     for (route, authority, path, policy, status, reason) in cases {
-        let mut r = Req::new(authority, path);
-        r.route = *route;
+        let mut r = req(authority, path);
+        r.route = route.map(String::from);
         let ev = r.eval(&d);
         assert_eq!(
             policy_name(&d, &ev).as_deref(),
@@ -139,27 +128,14 @@ fn route_selection_through_the_engine() {
 #[test]
 fn shadow_mode_records_but_lets_through() {
     let d = doc();
-    let mut r = Req::new("x.test", "/p");
-    r.route = Some("partner-api");
+    let mut r = req("x.test", "/p");
+    r.route = Some("partner-api".into());
     let ev = r.eval(&d);
     assert_eq!(ev.decision(), Decision::Allow);
     assert_eq!(ev.status(), 200);
     let shadow = ev.shadow.as_ref().expect("shadow outcome recorded");
     assert_eq!((shadow.status, shadow.reason), (403, Reason::HttpsRequired));
-    let record = ev.record(
-        &d,
-        &RequestHead {
-            method: "GET",
-            authority: "x.test",
-            path: "/p",
-            route_name: Some("partner-api"),
-            tls: None,
-            peer: Peer::Ip([127, 0, 0, 1].into()),
-            headers: Headers::new(&[]),
-        },
-        200,
-        0,
-    );
+    let record = ev.record(&d, &r.head(), 200, 0);
     let v: serde_json::Value = serde_json::from_str(&record).unwrap();
     assert_eq!(v["mode"], "shadow");
     assert_eq!(v["decision"], "allow");
@@ -199,7 +175,7 @@ fn forwarding_headers_follow_upstream_xff() {
                 &NoEnv,
             )
             .unwrap();
-            let mut r = Req::new("a.test", "/");
+            let mut r = req("a.test", "/");
             assert_eq!(
                 r.eval(&doc).upstream,
                 Upstream::default(),
@@ -228,7 +204,7 @@ fn client_sent_internal_headers_are_refused() {
         ("nowhere.test", "/"),
     ] {
         for name in ["x-edgeward-key-id", "X-Edgeward-Other", "x-EDGEWARD-"] {
-            let mut r = Req::new(authority, path);
+            let mut r = req(authority, path);
             r.headers = vec![
                 ("x-other".into(), "kept".into()),
                 (name.into(), "admin".into()),
@@ -241,7 +217,7 @@ fn client_sent_internal_headers_are_refused() {
             );
             assert_eq!(ev.upstream, Upstream::default());
         }
-        let mut r = Req::new(authority, path);
+        let mut r = req(authority, path);
         r.headers = vec![("x-edgeward".into(), "not the prefix".into())];
         assert_ne!(r.eval(&d).reason(), Some(Reason::ReservedHeader));
     }
@@ -257,7 +233,7 @@ fn bad_host_is_400_before_any_policy() {
         "admin.example.com:99999",
         "a\r\nb",
     ] {
-        let ev = Req::new(authority, "/").eval(&d);
+        let ev = req(authority, "/").eval(&d);
         assert_eq!(
             (ev.status(), ev.reason()),
             (400, Some(Reason::BadHost)),
@@ -269,11 +245,11 @@ fn bad_host_is_400_before_any_policy() {
 #[test]
 fn ip_check_runs_on_the_resolved_client() {
     let d = doc();
-    let mut r = Req::new("admin.example.com", "/admin/");
-    r.peer = [10, 1, 2, 3];
+    let mut r = req("admin.example.com", "/admin/");
+    r.peer = Peer::Ip([10, 1, 2, 3].into());
     let ev = r.eval(&d);
     assert_eq!((ev.status(), ev.reason()), (403, Some(Reason::IpDenied)));
-    r.peer = [127, 0, 0, 9];
+    r.peer = Peer::Ip([127, 0, 0, 9].into());
     assert_eq!(r.eval(&d).status(), 200);
 }
 
@@ -284,11 +260,11 @@ fn hsts_only_over_https() {
         &NoEnv,
     )
     .unwrap();
-    let mut r = Req::new("a.test", "/");
+    let mut r = req("a.test", "/");
     let ev = r.eval(&d);
     assert_eq!(ev.status(), 301);
     assert!(ev.response_headers.is_empty(), "no HSTS over plain HTTP");
-    r.tls = true;
+    r.tls = Some(TlsVersion::V1_3);
     let ev = r.eval(&d);
     assert_eq!(ev.status(), 200);
     assert_eq!(
@@ -389,16 +365,8 @@ fn one_limit_doc(limit: u32, extra: &str) -> Document {
 }
 
 fn allowed_from(doc: &Document, peer: [u8; 4], store: &mut MemoryStore) -> bool {
-    let head = RequestHead {
-        method: "GET",
-        authority: "api.example.com",
-        path: "/",
-        route_name: None,
-        tls: Some(TlsVersion::V1_3),
-        peer: Peer::Ip(peer.into()),
-        headers: Headers::new(&[]),
-    };
-    doc.evaluate_head(&head, 1_700_000_000_000_000_000, store)
+    let r = TestRequest::get("api.example.com", "/").peer(peer.into());
+    doc.evaluate_head(&r.head(), 1_700_000_000_000_000_000, store)
         .reason()
         .is_none()
 }
@@ -470,16 +438,8 @@ fn rls_doc(failure_mode: &str) -> Document {
 }
 
 fn eval_with(doc: &Document, authority: &str, store: &mut MemoryStore) -> Evaluation {
-    let head = RequestHead {
-        method: "GET",
-        authority,
-        path: "/",
-        route_name: None,
-        tls: None,
-        peer: Peer::Ip([192, 0, 2, 7].into()),
-        headers: Headers::new(&[]),
-    };
-    doc.evaluate_head(&head, 1_700_000_000_000_000_000, store)
+    let r = TestRequest::get(authority, "/").tls(None);
+    doc.evaluate_head(&r.head(), 1_700_000_000_000_000_000, store)
 }
 
 fn response(code: i32, headers: &[(&str, &str)]) -> Vec<u8> {

@@ -579,7 +579,8 @@ pub fn signature_base(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{Peer, TlsVersion};
+    use crate::request::TlsVersion;
+    use crate::testkit::TestRequest;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -588,22 +589,16 @@ mod tests {
         "/../shared/vectors/rfc9421/component-values.json"
     ));
 
-    fn head<'a>(
-        method: &'a str,
-        authority: &'a str,
-        path: &'a str,
+    fn request(
+        method: &str,
+        authority: &str,
+        path: &str,
         tls: bool,
-        headers: &'a [(String, String)],
-    ) -> RequestHead<'a> {
-        RequestHead {
-            method,
-            authority,
-            path,
-            route_name: None,
-            tls: tls.then_some(TlsVersion::V1_3),
-            peer: Peer::Invalid,
-            headers: Headers::new(headers),
-        }
+        headers: &[(String, String)],
+    ) -> TestRequest {
+        let mut r = TestRequest::new(method, authority, path).tls(tls.then_some(TlsVersion::V1_3));
+        r.headers = headers.to_vec();
+        r
     }
 
     /// Parses "Name: value" lines with obs-fold continuation kept raw (as a CRLF + the indent).
@@ -623,11 +618,11 @@ mod tests {
         out
     }
 
-    fn line(id: &str, h: &RequestHead) -> Option<String> {
+    fn line(id: &str, r: &TestRequest) -> Option<String> {
         let c = ComponentId::parse_config(id).unwrap();
         let mut s = String::new();
         c.write(&mut s);
-        Some(format!("{s}: {}", c.value(h)?))
+        Some(format!("{s}: {}", c.value(&r.head())?))
     }
 
     fn str_vec(v: &serde_json::Value) -> Vec<&str> {
@@ -643,7 +638,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
         let f = &v["http_fields_2_1"];
         let hs = fields(&str_vec(&f["message_fragment_lines"]));
-        let h = head("GET", "www.example.com", "/", false, &hs);
+        let h = request("GET", "www.example.com", "/", false, &hs);
         let names = [
             "host",
             "date",
@@ -656,7 +651,7 @@ mod tests {
             assert_eq!(line(name, &h).as_deref(), Some(expected), "{name}");
         }
         let hs = fields(&[f["empty_field"]["message_line"].as_str().unwrap()]);
-        let h = head("GET", "a", "/", false, &hs);
+        let h = request("GET", "a", "/", false, &hs);
         assert_eq!(
             line("x-empty-header", &h).as_deref(),
             f["empty_field"]["base_line"].as_str()
@@ -670,7 +665,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
         let sf = &v["sf_param_2_1_1"];
         let hs = fields(&[sf["field"].as_str().unwrap()]);
-        let h = head("GET", "a", "/", false, &hs);
+        let h = request("GET", "a", "/", false, &hs);
         assert_eq!(
             line("example-dict", &h).as_deref(),
             sf["base_line_without_sf"].as_str()
@@ -682,7 +677,7 @@ mod tests {
 
         let kp = &v["key_param_2_1_2"];
         let hs = fields(&[kp["field"].as_str().unwrap()]);
-        let h = head("GET", "a", "/", false, &hs);
+        let h = request("GET", "a", "/", false, &hs);
         for (k, expected) in ["a", "d", "b", "c"].iter().zip(str_vec(&kp["base_lines"])) {
             assert_eq!(
                 line(&format!("example-dict;key=\"{k}\""), &h).as_deref(),
@@ -694,8 +689,8 @@ mod tests {
         let bs = &v["bs_param_2_1_3"];
         let two = fields(&str_vec(&bs["two_lines"]));
         let one = fields(&[bs["one_line"].as_str().unwrap()]);
-        let h2 = head("GET", "a", "/", false, &two);
-        let h1 = head("GET", "a", "/", false, &one);
+        let h2 = request("GET", "a", "/", false, &two);
+        let h1 = request("GET", "a", "/", false, &one);
         let plain = bs["base_line_plain_either_case"].as_str();
         assert_eq!(line("example-header", &h2).as_deref(), plain);
         assert_eq!(line("example-header", &h1).as_deref(), plain);
@@ -734,7 +729,7 @@ mod tests {
                 let a = if m == "CONNECT" { p } else { "www.example.com" };
                 (m, if m == "CONNECT" { "" } else { p }, a)
             };
-            let h = head(method, authority, path, tls, &none);
+            let h = request(method, authority, path, tls, &none);
             assert_eq!(
                 line(comp, &h).as_deref(),
                 Some(expected),
@@ -753,7 +748,7 @@ mod tests {
             ("https://h.example/p/q?z", "/p/q", "?z"),
         ];
         for (target, path, query) in cases {
-            let h = head("GET", "h.example", target, true, &none);
+            let h = request("GET", "h.example", target, true, &none);
             assert_eq!(line("@path", &h).unwrap(), format!("\"@path\": {path}"));
             assert_eq!(line("@query", &h).unwrap(), format!("\"@query\": {query}"));
         }
@@ -771,10 +766,14 @@ mod tests {
             ("[::1]:443", true, "[::1]"),
         ];
         for (a, tls, expected) in cases {
-            let h = head("GET", a, "/", tls, &none);
-            assert_eq!(normalized_authority(&h).as_deref(), Some(expected), "{a}");
+            let h = request("GET", a, "/", tls, &none);
+            assert_eq!(
+                normalized_authority(&h.head()).as_deref(),
+                Some(expected),
+                "{a}"
+            );
         }
-        let h = head("GET", "", "/", false, &none);
+        let h = request("GET", "", "/", false, &none);
         assert_eq!(line("@authority", &h), None);
     }
 
@@ -846,10 +845,10 @@ mod tests {
     #[test]
     fn line_breaks_in_values_are_rejected() {
         let hs = vec![("x".to_string(), "a\nb".to_string())];
-        let h = head("GET", "a", "/", false, &hs);
+        let h = request("GET", "a", "/", false, &hs);
         assert_eq!(line("x", &h), None);
         let hs = vec![("x".to_string(), "caf\u{e9}".to_string())];
-        let h = head("GET", "a", "/", false, &hs);
+        let h = request("GET", "a", "/", false, &hs);
         assert_eq!(line("x", &h), None);
     }
 
