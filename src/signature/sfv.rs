@@ -4,6 +4,9 @@
 //! keeps the last), because in signature metadata an ambiguous parameter is an attack, not a typo.
 //! Dictionaries keep repeated keys in order so that callers can reject them (`has_duplicate_keys`); the
 //! RFC's "last value wins, first position kept" rule (`dedup`) is kept for the tests only.
+//!
+//! `sfv/differential.rs` holds the parser to the `sfv` crate: the same verdicts and canonical text on
+//! every input, this one difference named.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
@@ -58,6 +61,11 @@ type PResult<T> = Result<T, ParseError>;
 struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
+    /// RFC 8941's rule for a parameter key given twice (the last value wins, at the first position)
+    /// in place of refusing it: only the differential tests ask for it.
+    keep_last_param: bool,
+    /// A parameter key was given twice (and `keep_last_param` kept the last).
+    repeated_param: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -65,6 +73,8 @@ impl<'a> Parser<'a> {
         Parser {
             s: input.as_bytes(),
             pos: 0,
+            keep_last_param: false,
+            repeated_param: false,
         }
     }
 
@@ -137,10 +147,14 @@ impl<'a> Parser<'a> {
             } else {
                 BareItem::Boolean(true)
             };
-            if params.iter().any(|(k, _)| *k == key) {
-                return Err(ParseError);
+            match params.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) if self.keep_last_param => {
+                    self.repeated_param = true;
+                    slot.1 = value;
+                }
+                Some(_) => return Err(ParseError),
+                None => params.push((key, value)),
             }
-            params.push((key, value));
         }
         Ok(params)
     }
@@ -353,7 +367,10 @@ fn trim_sp(input: &str) -> &str {
 
 /// Parses a dictionary field value. Repeated keys are kept (callers decide).
 pub fn parse_dictionary(input: &str) -> Result<Dictionary, ParseError> {
-    let mut p = Parser::new(trim_sp(input));
+    dictionary(&mut Parser::new(trim_sp(input)))
+}
+
+fn dictionary(p: &mut Parser) -> PResult<Dictionary> {
     p.members(|p| {
         let key = p.key()?;
         let member = if p.eat(b'=') {
@@ -371,13 +388,15 @@ pub fn parse_dictionary(input: &str) -> Result<Dictionary, ParseError> {
 
 /// Parses a list field value.
 pub fn parse_list(input: &str) -> Result<Vec<Member>, ParseError> {
-    let mut p = Parser::new(trim_sp(input));
-    p.members(|p| p.member())
+    Parser::new(trim_sp(input)).members(|p| p.member())
 }
 
 /// Parses an item field value.
 pub fn parse_item(input: &str) -> Result<Item, ParseError> {
-    let mut p = Parser::new(trim_sp(input));
+    whole_item(&mut Parser::new(trim_sp(input)))
+}
+
+fn whole_item(p: &mut Parser) -> PResult<Item> {
     let item = p.item()?;
     p.skip_sp();
     if p.at_end() {
@@ -652,6 +671,10 @@ mod tests {
         assert!(!is_key("a b"));
     }
 }
+
+/// The `sfv` crate as the reference: agreement but for one difference by name.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod differential;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod proptests {
