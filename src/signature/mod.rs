@@ -21,7 +21,7 @@ use crate::decision::{Reason, Reply};
 use crate::error::{index, join, Errors};
 use crate::request::RequestHead;
 use crate::secret::{decode_base64, Env, SecretInput};
-// tests.rs decodes PEM with the `pkcs8` crate too (enabled for tests only, as a dev-dependency feature).
+// tests.rs decodes public keys with the `pkcs8` crate too.
 #[cfg(test)]
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
 use ed25519_dalek::VerifyingKey;

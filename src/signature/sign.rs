@@ -107,7 +107,9 @@ impl SigningKey {
         Ok(SigningKey::Hmac(secret.to_vec()))
     }
 
-    /// An ed25519 private key from PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+    /// An ed25519 private key from PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). Not in the plugin, which
+    /// never holds a private key.
+    #[cfg(not(all(target_arch = "wasm32", target_os = "wasi")))]
     pub fn ed25519_from_pem(pem: &str) -> Result<SigningKey, SignError> {
         super::pem::ed25519_signing_key_from_pem(pem)
             .map(|k| SigningKey::Ed25519(Box::new(k)))
