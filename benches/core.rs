@@ -1,4 +1,4 @@
-//! Microbenchmarks of the pure core (issue 9), natively: ns per operation for route selection, IP lookup
+//! Microbenchmarks of the pure core, natively: ns per operation for route selection, IP lookup
 //! (10, 10k, 100k prefixes), signature verification (hmac-sha256 over a ~256-byte base, ed25519) through
 //! `SignaturePolicy::verify_head`, Content-Digest (1 KiB, 64 KiB), a rate-limit decision (two limits,
 //! `MemoryStore`), building the log record, and the whole allow path of the benchmark's policy D.

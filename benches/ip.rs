@@ -1,5 +1,5 @@
 //! IP table benchmark: compile time, lookup cost and memory for 10, 10k and 100k random prefixes.
-//! Budget (issue 5): 100k prefixes compile in < 100 ms natively, a lookup costs within 10% of a
+//! Budget: 100k prefixes compile in < 100 ms natively, a lookup costs within 10% of a
 //! 10-prefix table's, the table takes < 2 MB. Run with `cargo bench --bench ip`.
 //!
 //! Prefix lengths mimic real block lists: IPv4 /16../32, IPv6 /32../128. Lookups use 64K addresses, half

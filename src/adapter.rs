@@ -712,9 +712,8 @@ impl EdgewardHttp {
         let parse = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u16>().ok();
         // One call per header (replace, or add for a name's later values: see pairs::header_writes),
         // then `:status` (for the record). Reading the whole map and writing it back is two host calls
-        // instead of four for three headers, but Envoy rebuilds the map on the write: measured side by
-        // side (benches/host-calls-filter, 6 rounds) that costs ~4 µs of CPU per request more than the
-        // single calls.
+        // instead of four for three headers, but Envoy rebuilds the map on the write, which costs more
+        // CPU per request (~4 µs, benches/host-calls-filter) than the single calls.
         for (k, v, first) in crate::pairs::header_writes(&adds) {
             let _ = if first {
                 host::set_header(host::RESPONSE_HEADERS, k, Some(v))

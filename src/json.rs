@@ -1,4 +1,4 @@
-//! The policy document's JSON reader (RFC 8259), in place of serde and serde_json.
+//! The policy document's JSON reader (RFC 8259).
 //!
 //! The document is read once, at load, straight into the input types (no intermediate tree: a
 //! 100,000-entry `ip_lists` list is parsed entry by entry into its tables, and wasm memory never
@@ -8,9 +8,9 @@
 //! is not echoed into Envoy's log or `edgeward check`'s output. Keys are quoted (they are names, not
 //! values).
 //!
-//! Strict where serde was lenient by accident: a struct written as an array and an enum written as a
-//! one-key object are errors. As before, a key given twice is an error in every object, and `null`
-//! stands for "absent" only where a field is optional.
+//! Strict: a struct written as an array and an enum written as a one-key object are errors, a key
+//! given twice is an error in every object, and `null` stands for "absent" only where a field is
+//! optional.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ use crate::error::ConfigError;
 
 pub type Result<T> = std::result::Result<T, ConfigError>;
 
-/// Deeper nesting is refused (the input types nest seven levels; serde_json's limit was 128).
+/// Deeper nesting is refused (the input types nest seven levels), which bounds the reader's recursion.
 const MAX_DEPTH: usize = 64;
 
 /// A type read from the document.
@@ -695,7 +695,7 @@ impl<'a, T: FromJson<'a>> FromJson<'a> for BTreeMap<String, T> {
 #[cfg(test)]
 mod tests;
 
-/// Differential tests against serde_json (the parser this reader replaced): on generated documents and on
+/// Differential tests against serde_json: on generated documents and on
 /// every one-character mutation of them, the reader never accepts what serde_json refuses, never reads a
 /// different value, and refuses only for its documented strictness (a key given twice, a number that is
 /// not a non-negative integer). No input panics.

@@ -1,5 +1,5 @@
-//! Requests for tests and benchmarks: one builder for a [`RequestHead`] (and a signed one), instead of a
-//! copy per test module. The plugin never calls it (the linker drops it from the .wasm).
+//! Requests for tests and benchmarks: the one builder of a [`RequestHead`] (and of a signed one) that
+//! they share. The plugin never calls it (the linker drops it from the .wasm).
 
 use crate::http1::ParsedRequest;
 use crate::request::{Headers, Peer, RequestHead, TlsVersion};

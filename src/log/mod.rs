@@ -94,7 +94,8 @@ pub struct LogInput {
     pub headers: Option<Vec<String>>,
     /// Query parameter names whose values are logged as sent (`"*"`: all); every other value is redacted.
     pub keep_query: Option<Vec<String>>,
-    /// The field of earlier versions (a deny-list); refused with a pointer to `keep_query`.
+    /// A deny-list of query names: refused, with a pointer to `keep_query` (query values are private by
+    /// default).
     pub redact_query: Option<Vec<String>>,
     pub upstream_xff: Option<UpstreamXff>,
     /// Also set each record field as its own filter-state property.

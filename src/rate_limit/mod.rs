@@ -196,7 +196,7 @@ pub enum Verdict {
     Unavailable,
 }
 
-/// Where buckets live: the local shared-data table now, a remote rate limit service later.
+/// Where buckets live and tokens are taken: the local backend (`local.rs`, proxy-wasm shared data).
 pub trait BucketBackend {
     /// Takes one token for `keys[i]` from every `limits[i]`, or from none when any bucket is empty.
     fn take(&mut self, limits: &[Limit], keys: &[KeyValue<'_>], now_ns: u64) -> Verdict;

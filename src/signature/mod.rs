@@ -30,7 +30,7 @@ use sfv::{BareItem, Item, Member};
 use sha2::Sha256;
 use std::fmt;
 
-/// Minimum HMAC secret length after decoding (the issue: ≥ 32 bytes).
+/// Minimum HMAC secret length after decoding: 32 bytes, SHA-256's output length (RFC 2104 §3).
 pub const MIN_HMAC_SECRET: usize = 32;
 /// More labels than this in one request are refused outright (bounds the work per request).
 const MAX_SIGNATURES: usize = 8;
