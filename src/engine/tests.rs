@@ -1140,7 +1140,7 @@ fn dot_segments_with_parameters_are_refused() {
         "/..;",
         "/a/.;x",
     ] {
-        let ev = Req::new("open.example.com", path).eval(&d);
+        let ev = req("open.example.com", path).eval(&d);
         assert_eq!(
             (ev.status(), ev.reason()),
             (400, Some(Reason::BadPath)),
@@ -1154,7 +1154,7 @@ fn dot_segments_with_parameters_are_refused() {
         "/a/b?q=/..;/",
         "/a/...;/b",
     ] {
-        let ev = Req::new("open.example.com", path).eval(&d);
+        let ev = req("open.example.com", path).eval(&d);
         assert_ne!(ev.reason(), Some(Reason::BadPath), "{path}");
     }
 }
