@@ -390,7 +390,7 @@ struct RequestData {
 impl RequestData {
     /// The request head over `slices`, this request's [`HeaderText::slices`].
     fn head<'a>(&'a self, slices: &'a [(&'a str, &'a str)]) -> RequestHead<'a> {
-        let headers = Headers::from_slices(slices);
+        let headers = Headers::from_text(slices, self.headers.raw());
         let value = |i: usize| headers.pair(i).map_or("", |(_, v)| v);
         RequestHead {
             method: value(self.method),

@@ -71,8 +71,10 @@ pub fn decode_text(bytes: &[u8]) -> Option<HeaderText> {
     let mut fits = true;
     for_each_pair(bytes, |k, v| {
         // Valid UTF-8 (the usual case) is checked the quicker way; the rest converted lossily.
+        // A value that is not UTF-8 keeps its bytes too (`;bs` signs them, RFC 9421 §2.1.3).
         let pushed = match (std::str::from_utf8(k), std::str::from_utf8(v)) {
             (Ok(k), Ok(v)) => out.push(k, v),
+            (Ok(k), Err(_)) => out.push_bytes(k, v),
             _ => out.push(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v)),
         };
         fits &= pushed.is_some();

@@ -67,7 +67,7 @@ impl fmt::Debug for Peer {
 /// Pseudo-headers (`:authority`, ...) may be present and are ignored by header lookups of regular names.
 /// Borrowed from owned (name, value) pairs or from slices of a [`HeaderText`] (the plugin's form).
 #[derive(Clone, Copy)]
-pub struct Headers<'a>(Repr<'a>);
+pub struct Headers<'a>(Repr<'a>, &'a [(u32, Vec<u8>)]);
 
 #[derive(Clone, Copy)]
 enum Repr<'a> {
@@ -82,6 +82,9 @@ pub struct HeaderText {
     text: String,
     /// Per header: name start, name end (= value start), value end (byte offsets into `text`).
     spans: Vec<[u32; 3]>,
+    /// The bytes of values that are not UTF-8 (by header index): `text` holds them converted lossily,
+    /// and `;bs` signature components read these.
+    raw: Vec<(u32, Vec<u8>)>,
 }
 
 impl HeaderText {
@@ -89,6 +92,7 @@ impl HeaderText {
         HeaderText {
             text: String::with_capacity(bytes),
             spans: Vec::with_capacity(headers),
+            raw: Vec::new(),
         }
     }
 
@@ -101,6 +105,19 @@ impl HeaderText {
         self.text.push_str(value);
         self.spans.push([n0, n1, v1]);
         Some(())
+    }
+
+    /// Appends a header whose value is not UTF-8: converted lossily, its bytes kept.
+    pub fn push_bytes(&mut self, name: &str, value: &[u8]) -> Option<()> {
+        let index = u32::try_from(self.spans.len()).ok()?;
+        self.push(name, &String::from_utf8_lossy(value))?;
+        self.raw.push((index, value.to_vec()));
+        Some(())
+    }
+
+    /// The bytes of the values that are not UTF-8, for [`Headers::from_text`].
+    pub fn raw(&self) -> &[(u32, Vec<u8>)] {
+        &self.raw
     }
 
     /// The bytes of every name and value together (Envoy's `byteSize()` of the same map).
@@ -153,12 +170,33 @@ impl fmt::Debug for HeaderText {
 impl<'a> Headers<'a> {
     /// Headers borrowed from (name, value) pairs.
     pub fn new(pairs: &'a [(String, String)]) -> Self {
-        Headers(Repr::Owned(pairs))
+        Headers(Repr::Owned(pairs), &[])
     }
 
     /// Headers borrowed from (name, value) slices ([`HeaderText::slices`]).
     pub fn from_slices(pairs: &'a [(&'a str, &'a str)]) -> Self {
-        Headers(Repr::Slices(pairs))
+        Headers(Repr::Slices(pairs), &[])
+    }
+
+    /// Headers over a [`HeaderText`]'s slices, with the bytes of its values that are not UTF-8.
+    pub fn from_text(pairs: &'a [(&'a str, &'a str)], raw: &'a [(u32, Vec<u8>)]) -> Self {
+        Headers(Repr::Slices(pairs), raw)
+    }
+
+    /// Every value of a header as the bytes the host delivered (values that are not UTF-8 included).
+    pub fn get_all_bytes<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
+        let raw = self.1;
+        self.iter()
+            .enumerate()
+            .filter(move |(_, (k, _))| k.eq_ignore_ascii_case(name))
+            .map(move |(i, (_, v))| {
+                raw.iter()
+                    .find(|(at, _)| *at as usize == i)
+                    .map_or(v.as_bytes(), |(_, b)| b.as_slice())
+            })
     }
 
     pub fn len(&self) -> usize {

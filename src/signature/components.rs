@@ -228,6 +228,15 @@ impl ComponentId {
         })
     }
 
+    /// Whether the component's value holds the request's path (`@path`, `@target-uri`,
+    /// `@request-target`).
+    pub fn covers_path(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Derived(Derived::Path | Derived::TargetUri | Derived::RequestTarget)
+        )
+    }
+
     /// Same component: same name and the same parameters in any order.
     pub fn same_as(&self, other: &ComponentId) -> bool {
         self.name == other.name
@@ -362,10 +371,15 @@ fn push_derived(d: Derived, params: &Params, head: &RequestHead, out: &mut Strin
             if !head.path.starts_with('/') && head.path != "*" && head.path.contains("://") {
                 out.push_str(head.path);
             } else {
-                let authority = normalized_authority(head)?;
+                // The URI as the request carries it (RFC 9421 §2.2.2 prescribes no normalization; only
+                // @authority is normalized): `https://EXAMPLE.com:443/p` stays as it is.
+                let authority = head.authority.trim();
+                if authority.is_empty() {
+                    return None;
+                }
                 out.push_str(scheme(head));
                 out.push_str("://");
-                out.push_str(&authority);
+                out.push_str(authority);
                 out.push_str(if pq == "*" { "" } else { pq });
             }
         }
@@ -510,6 +524,18 @@ fn clean_line(v: &str) -> String {
     out.trim_matches([' ', '\t']).to_string()
 }
 
+fn trim_bytes(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t'))
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
+    b.get(start..end).unwrap_or_default()
+}
+
 /// §2.1: all field lines of `name`, cleaned, joined with ", "; then the `sf`/`key`/`bs` transforms.
 pub fn field_value(
     headers: Headers,
@@ -519,9 +545,11 @@ pub fn field_value(
     bs: bool,
 ) -> Option<String> {
     if bs {
+        // The bytes of each field line as received (RFC 9421 §2.1.3: the case `bs` exists for is a value
+        // that is not text), without leading and trailing spaces and tabs.
         let parts: Vec<String> = headers
-            .get_all(name)
-            .map(|l| format!(":{}:", STANDARD.encode(clean_line(l).as_bytes())))
+            .get_all_bytes(name)
+            .map(|l| format!(":{}:", STANDARD.encode(trim_bytes(l))))
             .collect();
         return (!parts.is_empty()).then(|| parts.join(", "));
     }
@@ -543,7 +571,9 @@ pub fn field_value(
     if sf {
         // The field's type is not known here; a dictionary and a list of the same text serialize alike,
         // and an item serializes as a one-member list, so dictionary-then-list covers all three. Text
-        // that parses as a dictionary only with a repeated key is taken as a list (or refused).
+        // that parses as a dictionary only with a repeated key is serialized as the list it also is
+        // (`a, a`: every member is covered, so nothing unsigned can win), or is unavailable when it is
+        // no list (`a=1, a=2`).
         let mut out = String::new();
         match sfv::parse_dictionary(&joined) {
             Ok(d) if !sfv::has_duplicate_keys(&d) => sfv::write_dictionary(&mut out, &d),

@@ -645,11 +645,34 @@ impl SignaturePolicy {
         sfv::write_member(&mut params_value, input);
         let base = components::signature_base(head, &covered, &params_value).ok_or(INVALID)?;
 
-        let authentic = self
-            .keys
-            .iter()
-            .filter(usable)
-            .any(|k| k.verify(base.as_bytes(), sig_bytes));
+        let verifies = |base: &str| {
+            self.keys
+                .iter()
+                .filter(usable)
+                .any(|k| k.verify(base.as_bytes(), sig_bytes))
+        };
+        let mut authentic = verifies(&base);
+        // Envoy's normalize_path decodes percent-encoded unreserved characters before any filter runs,
+        // and the path as the client sent it is not available to filters (checked on 1.36-1.40). `~` is
+        // the unreserved character encoders commonly encode (`%7E`: Java's URLEncoder, Python's quote
+        // before 3.7): when the path as seen does not verify, it is tried with every `~` written
+        // `%7E`, then `%7e`. Each try is another base, charged to the same budget.
+        if !authentic && head.path.contains('~') && covered.iter().any(ComponentId::covers_path) {
+            for encoded in ["%7E", "%7e"] {
+                let path = head.path.replace('~', encoded);
+                let alt = RequestHead {
+                    path: &path,
+                    ..*head
+                };
+                *budget = budget.checked_sub(cost).ok_or(INVALID)?;
+                let base =
+                    components::signature_base(&alt, &covered, &params_value).ok_or(INVALID)?;
+                if verifies(&base) {
+                    authentic = true;
+                    break;
+                }
+            }
+        }
         if !authentic {
             return Err(INVALID);
         }

@@ -1263,8 +1263,12 @@ fn repeated_dictionary_keys_in_a_covered_field_are_refused() {
         ("example-list;sf", "a, b", "a, b", true),
         ("example-list;sf", "a, b", "a;admin, b, a", false),
         ("example-list;sf", "a, b", "a, b, a", false),
-        // A list that repeats a member is a list: it verifies as sent.
+        // A list that repeats a member is a list: it verifies as sent, every member covered.
         ("example-list;sf", "a, a", "a, a", true),
+        ("example-list;sf", "a;x=1, a;x=2", "a;x=1, a;x=2", true),
+        // A dictionary with a repeated key that is no list: the component is unavailable.
+        ("example-dict;sf", "x=2", "x=1, x=2", false),
+        ("example-dict;sf", "x=1, y=2", "x=1, y=2", true),
         // A dictionary: a prepended duplicate (first-wins recipients would read 5) is refused.
         ("example-dict;sf", "x=1, y=2", "x=5, x=1, y=2", false),
         ("example-dict;key=\"x\"", "x=1, y=2", "x=1, y=2", true),
@@ -1355,4 +1359,132 @@ fn the_bases_of_one_request_read_a_bounded_number_of_bytes() {
         verify(&pol, &out, NOW).err(),
         Some(Reason::SignatureInvalid)
     );
+}
+
+// --- Interop (issue 21): what independent implementations sign and Envoy delivers. ---
+
+/// Envoy's normalize_path turns `/a/%7Euser` into `/a/~user` before the plugin sees it: a signature over
+/// the path as sent (`%7E` or `%7e`) still verifies; other encodings of unreserved characters do not.
+#[test]
+fn a_path_signed_with_an_encoded_tilde_verifies_on_the_decoded_path() {
+    let pol = policy(json!({
+        "keys": [{"id": "k1", "alg": "hmac-sha256", "secret": {"base64": SECRET_B64}}],
+        "components": ["@method", "@path", "@query"]
+    }));
+    for (sent, seen, ok) in [
+        ("/a/%7Euser?x=1", "/a/~user?x=1", true),
+        ("/a/%7euser/%7Eb", "/a/~user/~b", false),
+        ("/a/%7euser/%7eb", "/a/~user/~b", true),
+        ("/a/~user", "/a/~user", true),
+        ("/a/%41dmin", "/a/Admin", false),
+        ("/a/%7Euser", "/a/%7Euser", true),
+    ] {
+        let r = signed(
+            &req(&format!(
+                "GET {sent} HTTP/1.1\r\nHost: api.example.com\r\n\r\n"
+            )),
+            &{
+                let mut p = hmac_params(NOW);
+                p.components = vec!["@method".into(), "@path".into(), "@query".into()];
+                p
+            },
+        );
+        let mut as_seen = r.clone();
+        as_seen.target = seen.to_string();
+        assert_eq!(
+            verify(&pol, &as_seen, NOW).is_ok(),
+            ok,
+            "{sent} seen as {seen}"
+        );
+    }
+}
+
+/// `@target-uri` is the URI as the request carries it (RFC 9421 §2.2.2): case and default port kept;
+/// only `@authority` is normalized.
+#[test]
+fn target_uri_is_the_uri_as_received() {
+    for (authority, tls, want_uri, want_authority) in [
+        (
+            "EXAMPLE.com",
+            true,
+            "https://EXAMPLE.com/p?q=1",
+            "example.com",
+        ),
+        (
+            "example.com:443",
+            true,
+            "https://example.com:443/p?q=1",
+            "example.com",
+        ),
+        (
+            "example.com:80",
+            false,
+            "http://example.com:80/p?q=1",
+            "example.com",
+        ),
+        (
+            "example.com:8443",
+            true,
+            "https://example.com:8443/p?q=1",
+            "example.com:8443",
+        ),
+    ] {
+        let r = req(&format!("GET /p?q=1 HTTP/1.1\r\nHost: {authority}\r\n\r\n"));
+        let a = r.authority();
+        let head = r.head(&a, tls.then_some(TlsVersion::V1_3), Peer::Invalid);
+        let uri = ComponentId::parse_config("@target-uri").unwrap();
+        let auth = ComponentId::parse_config("@authority").unwrap();
+        assert_eq!(uri.value(&head).as_deref(), Some(want_uri), "{authority}");
+        assert_eq!(
+            auth.value(&head).as_deref(),
+            Some(want_authority),
+            "{authority}"
+        );
+    }
+}
+
+/// `;bs` signs the bytes of each field line (RFC 9421 §2.1.3), also when they are not UTF-8: the plugin
+/// keeps the bytes the host delivered.
+#[test]
+fn bs_covers_a_value_that_is_not_utf8() {
+    use crate::request::{HeaderText, Headers};
+    let mut text = HeaderText::default();
+    text.push("x-ok", "plain").unwrap();
+    text.push_bytes("x-bin", b"  \xff\xfe caf\xe9\t").unwrap();
+    text.push_bytes("x-bin", b"\x80").unwrap();
+    let slices = text.slices();
+    let headers = Headers::from_text(&slices, text.raw());
+    let v = components::field_value(headers, "x-bin", false, None, true);
+    assert_eq!(v.as_deref(), Some("://4gY2Fm6Q==:, :gA==:"));
+    assert_eq!(
+        components::field_value(headers, "x-ok", false, None, true).as_deref(),
+        Some(":cGxhaW4=:")
+    );
+    // Without `bs` the lossy text is not ASCII: the component is unavailable, never a wrong value.
+    let plain = ComponentId::parse_config("x-bin").unwrap();
+    let head = RequestHead {
+        method: "GET",
+        authority: "a",
+        path: "/",
+        route_name: None,
+        tls: None,
+        peer: Peer::Invalid,
+        headers,
+    };
+    assert_eq!(plain.value(&head), None);
+    let bs = ComponentId::parse_config("x-bin;bs").unwrap();
+    assert_eq!(bs.value(&head).as_deref(), Some("://4gY2Fm6Q==:, :gA==:"));
+}
+
+/// A dictionary with a repeated key that is no list cannot even be signed: the component is unavailable.
+#[test]
+fn a_repeated_dictionary_key_is_unavailable_to_sign() {
+    let r = req("GET /x HTTP/1.1\r\nHost: a\r\nexample-dict: x=1, x=2\r\n\r\n");
+    let mut p = hmac_params(NOW);
+    p.components = vec!["@method".into(), "example-dict;sf".into()];
+    assert!(sign_request(&r, &p).is_err());
+    let a = r.authority();
+    let head = r.head(&a, None, Peer::Invalid);
+    let id = ComponentId::parse_config("example-dict;sf").unwrap();
+    assert_eq!(id.value(&head), None);
 }
