@@ -428,3 +428,218 @@ fn compose_stack_runs_the_demo() {
 fn path_text(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
+
+/// Media types the Wasm image fetchers of Istio and Envoy Gateway accept for the "compat" image (see
+/// scripts/oci-image.sh): a Docker manifest with a Docker layer, or an OCI manifest with an OCI layer.
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// Removes the given image tags when dropped.
+struct Images(Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for image in &self.0 {
+            let _ = docker::docker(&["image", "rm", image], Duration::from_secs(60));
+        }
+    }
+}
+
+/// A local registry (Debian's docker-registry) on a free loopback port, killed (by pid) when dropped.
+struct Registry {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: support::TempDir,
+}
+
+impl Registry {
+    fn start(binary: &Path) -> Registry {
+        let dir = support::TempDir::new("registry").unwrap();
+        let port = support::free_port(false).unwrap();
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{ level: warn }}\nstorage:\n  filesystem: {{ rootdirectory: {} }}\n\
+                 http:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut registry = Registry {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while registry.get("/v2/", &[]).map(|r| r.status) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not answer on {addr}"
+            );
+            if let Ok(Some(status)) = registry.child.try_wait() {
+                panic!("the registry exited: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        registry
+    }
+
+    fn get(&self, path: &str, accept: &[&str]) -> Option<support::Response> {
+        let mut req = Req::get(path).authority(&self.addr.to_string());
+        for a in accept {
+            req = req.header("accept", a);
+        }
+        Client::h1().send_blocking(self.addr, &req).ok()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The entries of a tar file, and the content of its `plugin.wasm` (GNU tar; `gzip` for a .tar.gz).
+fn tar_contents(tar: &Path, gzip: bool) -> (Vec<String>, Vec<u8>) {
+    let flag = |f: &str| {
+        if gzip {
+            format!("-z{f}")
+        } else {
+            format!("-{f}")
+        }
+    };
+    let list = docker::run(
+        Command::new("tar").arg(flag("tf")).arg(tar),
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let names = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let wasm = docker::run(
+        Command::new("tar")
+            .arg(flag("xOf"))
+            .arg(tar)
+            .arg("plugin.wasm"),
+        Duration::from_secs(60),
+    )
+    .map(|o| o.stdout)
+    .unwrap_or_default();
+    (names, wasm)
+}
+
+#[test]
+fn plugin_image_has_the_layout_istio_and_envoy_gateway_pull() {
+    const TEST: &str = "plugin_image_has_the_layout_istio_and_envoy_gateway_pull";
+    let Some(_docker) = docker::docker_or_skip(TEST) else {
+        return;
+    };
+    let Some(registry_bin) = docker::tool_or_skip(TEST, "docker-registry", "docker-registry")
+    else {
+        return;
+    };
+    let wasm_path = support::wasm_path();
+    let wasm = std::fs::read(&wasm_path).unwrap();
+    let image = format!("edgeward-wasm-test:{}", std::process::id());
+    let mut images = Images(vec![image.clone()]);
+
+    // Built by the shipped script.
+    let out = docker::run(
+        Command::new("bash")
+            .arg(support::repo_root().join("scripts").join("oci-image.sh"))
+            .arg(&image)
+            .env("EDGEWARD_WASM", &wasm_path),
+        Duration::from_secs(300),
+    )
+    .unwrap_or_else(|e| panic!("scripts/oci-image.sh: {e}"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image);
+
+    // As stored: `docker save`, one layer holding only plugin.wasm, byte for byte the plugin.
+    let dir = support::TempDir::new("oci-save").unwrap();
+    let saved = dir.path().join("image.tar");
+    docker::docker(
+        &["save", "-o", &path_text(&saved), &image],
+        Duration::from_secs(120),
+    )
+    .unwrap();
+    let unpacked = dir.path().join("image");
+    std::fs::create_dir(&unpacked).unwrap();
+    docker::run(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&saved)
+            .arg("-C")
+            .arg(&unpacked),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
+    let layers = manifest[0]["Layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "docker save manifest: {manifest}");
+    let (names, content) = tar_contents(&unpacked.join(layers[0].as_str().unwrap()), false);
+    assert_eq!(names, ["plugin.wasm"]);
+    assert!(
+        content == wasm,
+        "the layer's plugin.wasm differs from {}",
+        wasm_path.display()
+    );
+    let config: Value = serde_json::from_slice(
+        &std::fs::read(unpacked.join(manifest[0]["Config"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // As a fetcher sees it: pushed to a registry, then the manifest and the layer read back over the
+    // registry API with the media types the fetchers check.
+    let registry = Registry::start(&registry_bin);
+    let pushed = format!("{}/edgeward-wasm:test", registry.addr);
+    images.0.push(pushed.clone());
+    docker::docker(&["tag", &image, &pushed], Duration::from_secs(30)).unwrap();
+    docker::docker(&["push", &pushed], Duration::from_secs(120)).unwrap();
+    let resp = registry
+        .get(
+            "/v2/edgeward-wasm/manifests/test",
+            &[DOCKER_MANIFEST, OCI_MANIFEST],
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let manifest = resp.json();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "{manifest}");
+    let want_layer = match manifest["mediaType"].as_str() {
+        Some(DOCKER_MANIFEST) => DOCKER_LAYER,
+        Some(OCI_MANIFEST) => OCI_LAYER,
+        other => panic!("manifest media type {other:?}: {manifest}"),
+    };
+    assert_eq!(layers[0]["mediaType"], want_layer, "{manifest}");
+    let digest = layers[0]["digest"].as_str().unwrap();
+    let blob = registry
+        .get(&format!("/v2/edgeward-wasm/blobs/{digest}"), &[])
+        .unwrap();
+    assert_eq!(blob.status, 200);
+    let layer_file = dir.path().join("layer.tar.gz");
+    std::fs::write(&layer_file, &blob.body).unwrap();
+    let (names, content) = tar_contents(&layer_file, true);
+    assert_eq!(names, ["plugin.wasm"]);
+    assert!(content == wasm, "the pushed layer's plugin.wasm differs");
+}

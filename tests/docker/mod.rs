@@ -77,6 +77,25 @@ pub fn docker_or_skip(test: &str) -> Option<Docker> {
     }
 }
 
+/// `tool` for `test` when it is installed, else None after the same skip-or-fail as `docker_or_skip`.
+pub fn tool_or_skip(test: &str, tool: &str, package: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        let why = format!("`{tool}` is not installed (Debian package {package})");
+        if std::env::var(REQUIRE_VAR).is_ok_and(|v| v == "1") {
+            panic!("{test}: {why} ({REQUIRE_VAR}=1)");
+        }
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "\n{test}: SKIPPED ({why})\n  set {REQUIRE_VAR}=1 to fail instead; scripts/test.sh does"
+        );
+    }
+    found
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
