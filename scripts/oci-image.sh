@@ -51,8 +51,10 @@ if docker buildx version >/dev/null 2>&1 && [ "${DOCKER_BUILDKIT:-1}" != 0 ]; th
 fi
 log "building $image from $wasm ($(wc -c < "$wasm") bytes)"
 "${build[@]}" "$ctx" >/dev/null
+echo "$image"
 if [ "$push" = "--push" ]; then
   log "pushing $image"
   docker push --quiet "$image" >&2
+  # The reference by digest, to pin in the recipes (Istio: oci://<it>; Envoy Gateway: code.image.url).
+  docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$image" | grep -F "${image%:*}@" || true
 fi
-echo "$image"

@@ -502,6 +502,7 @@ fn npm_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
     let tag: String = format!("{ISTIO_MODELS}-{TYPESCRIPT}")
+        .trim_start_matches('@')
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' {
