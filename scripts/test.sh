@@ -20,6 +20,15 @@ export EDGEWARD_WASM="$ROOT/dist/edgeward.wasm"
 check_envoy "$ENVOY_BIN"
 log "Envoy: $("$ENVOY_BIN" --version | tr -s ' ' | cut -c1-100)"
 
+# tests/e2e_docker.rs runs envoy/docker-compose.yml for real: Docker and compose are installed (apt) and
+# dockerd started here when missing and running as root, and the dockerd started here is stopped on exit.
+# Where Docker still cannot run, the test fails (EDGEWARD_REQUIRE_DOCKER=1); EDGEWARD_REQUIRE_DOCKER=0 makes
+# it skip instead, saying why.
+source "$ROOT/scripts/docker.sh"
+trap stop_docker EXIT
+ensure_docker
+export EDGEWARD_REQUIRE_DOCKER="${EDGEWARD_REQUIRE_DOCKER:-1}"
+
 log "the development rate limit service (rls-dev/, its own workspace): fmt, unit tests"
 (cd rls-dev && cargo fmt -- --check && CARGO_TARGET_DIR="$CACHE/rls-dev-target" cargo test --quiet --locked 2>&1)
 
