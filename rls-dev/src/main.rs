@@ -138,7 +138,9 @@ async fn limiter(redis: Option<&str>) -> Result<Limiter, String> {
             )))
         }
         #[cfg(not(feature = "redis"))]
-        Some(_) => Err("--redis needs a build with `--features redis`".to_string()),
+        Some(_) => Err(
+            "--redis needs a build with Redis storage (bash rls-dev/build-redis.sh)".to_string(),
+        ),
     }
 }
 
