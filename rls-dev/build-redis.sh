@@ -29,8 +29,9 @@ version=$(awk '/^name = "limitador"$/ { getline; gsub(/[^0-9.]/, ""); print; exi
     "the new version builds redis_storage alone and update this script" >&2
   exit 1
 }
-"$cargo" fetch --locked --quiet
-registry_src=$("$cargo" metadata --locked --offline --format-version 1 |
+host=$(rustc -vV | sed -n 's/^host: //p')
+# Downloads the crate when missing (and what else metadata needs, for this host only).
+registry_src=$("$cargo" metadata --locked --quiet --filter-platform "$host" --format-version 1 |
   grep -o "\"manifest_path\":\"[^\"]*/limitador-$version/Cargo.toml\"" | head -n 1 |
   sed -e 's/^"manifest_path":"//' -e 's#/Cargo.toml"$##')
 [ -d "$registry_src" ] || { echo "build-redis.sh: limitador $version not found in Cargo's registry" >&2; exit 1; }
