@@ -101,6 +101,21 @@ YAML
   rm -f "$cfg"
 }
 
+# redis-server (Debian's package) for the Redis-backed rate limit test: installed with apt-get when
+# missing and running as root (as CI does), else a message saying how.
+ensure_redis_server() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing redis-server (apt-get)"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
+  else
+    echo "redis-server is needed by the Redis-backed rate limit test (tests/e2e_rls.rs): install it," \
+      "e.g. sudo apt-get install redis-server (it need not run: the test starts its own)" >&2
+    exit 1
+  fi
+}
+
 # The plugin: release build for wasm32-wasip1, optimized with wasm-opt when binaryen is installed.
 build_wasm() {
   log "building the plugin (wasm32-wasip1, release)"

@@ -53,15 +53,15 @@ fn get(envoy: &Envoy, path: &str) -> Response {
         .unwrap()
 }
 
-/// `n` concurrent requests, alternating between two addresses.
-fn burst(addrs: [SocketAddr; 2], n: usize) -> Vec<Response> {
+/// `n` concurrent requests for `path`, alternating between two addresses.
+fn burst(addrs: [SocketAddr; 2], n: usize, path: &'static str) -> Vec<Response> {
     support::block_on(async {
         let tasks: Vec<_> = (0..n)
             .map(|i| {
                 let addr = addrs[i % 2];
                 tokio::spawn(async move {
                     Client::h1()
-                        .send(addr, &Req::get("/burst").authority("api.test"))
+                        .send(addr, &Req::get(path).authority("api.test"))
                         .await
                 })
             })
@@ -97,7 +97,7 @@ fn two_envoys_share_one_budget() {
     let a = start_envoy(upstream.addr(), &policy, rls.addr().port(), true);
     let b = start_envoy(upstream.addr(), &policy, rls.addr().port(), true);
     // 3×limit concurrent requests, alternating between the two Envoys (each with 2 workers).
-    let responses = burst([a.http_addr(), b.http_addr()], 3 * LIMIT);
+    let responses = burst([a.http_addr(), b.http_addr()], 3 * LIMIT, "/burst");
     let ok: Vec<&Response> = responses.iter().filter(|r| r.status == 200).collect();
     let limited: Vec<&Response> = responses.iter().filter(|r| r.status == 429).collect();
     assert_eq!(
@@ -388,68 +388,125 @@ fn eval_shows_the_descriptors_for_the_engine_config() {
     assert!(v["rate_limit_service"].is_null(), "{v}");
 }
 
-/// A private redis-server (Debian's), killed by pid on drop.
-struct Redis(std::process::Child);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A private redis-server (Debian's) on a free loopback port, killed by pid on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
 }
 
-/// The Redis variant of the dev server: two dev servers sharing counters in one Redis, each behind
-/// its own Envoy. Needs redis-server and `rls-dev --features redis` (clang, libclang-dev; RocksDB
-/// makes the cold build long), so it is not part of the default run:
-/// `cargo test --test e2e_rls -- --ignored`.
-///
-/// Requests go one at a time: Limitador 0.14's Redis storages check, then update (two round trips,
-/// not atomic), so a concurrent burst overshoots the limit (seen: 17 of 18 passed a limit of 6).
-#[test]
-#[ignore = "needs redis-server and rls-dev built with --features redis (slow cold build)"]
-fn two_dev_servers_share_one_budget_through_redis() {
-    const LIMIT: usize = 6;
-    let bin = support::rls::rls_dev_redis_bin();
-    let port = support::free_port(false).unwrap();
-    let redis = Redis(
-        std::process::Command::new("redis-server")
+impl Redis {
+    fn start() -> Redis {
+        let port = support::free_port(false).unwrap();
+        let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
             .spawn()
-            .expect("redis-server (apt-get install redis-server)"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
+            .expect("redis-server (scripts/test.sh installs it: apt-get install redis-server)");
+        let redis = Redis { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        redis
     }
-    let url = format!("redis://127.0.0.1:{port}");
-    let limits = limitador("cluster-total", LIMIT as u64, 300);
-    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let rls1 = RlsServer::start_with(&bin, &limits, any, 0, &["--redis", &url]).unwrap();
-    let rls2 = RlsServer::start_with(&bin, &limits, any, 0, &["--redis", &url]).unwrap();
-    let upstream = echo_server();
-    let policy = doc(
-        r#"{"cluster": "ratelimit", "domain": "edgeward", "timeout_ms": 5000}"#,
-        r#"[{"name": "cluster-total", "key": "route", "limit": 6, "window_s": 300, "backend": "rls"}]"#,
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How many of `responses` have each status: (200s, 429s).
+fn passed_and_limited(responses: &[Response]) -> (usize, usize) {
+    let count = |status| responses.iter().filter(|r| r.status == status).count();
+    (count(200), count(429))
+}
+
+/// The Redis variant of the dev server (`rls-dev/build-redis.sh`: Limitador's Redis storage, without
+/// RocksDB), in a private redis-server (scripts/test.sh installs Debian's). Each dev server sits
+/// behind its own Envoy; every pair shares counters through the one Redis.
+///
+/// - Limitador's default admission (`check_rate_limited_and_update`, as limitador-server answers):
+///   requests one at a time, alternating between the two Envoys, share one budget exactly. (Not
+///   under concurrency: it reads, then increments, two round trips to Redis, so a burst overshoots.)
+/// - `--atomic` (Limitador's `reserve`, one Lua script in Redis): a concurrent burst over both
+///   Envoys gets exactly the limit through, and a limit of 1 (a nonce's "once per window") exactly
+///   one of 20 simultaneous identical requests.
+#[test]
+fn two_dev_servers_share_one_budget_through_redis() {
+    const LIMIT: usize = 6;
+    let bin = support::rls::rls_dev_redis_bin();
+    let redis = Redis::start();
+    let url = redis.url();
+    // One limit per path, so each part has its own counter.
+    let parts = [("seq", LIMIT), ("burst", LIMIT), ("once", 1)];
+    let limits: Vec<String> = parts
+        .iter()
+        .map(|(name, max)| {
+            let list = limitador(name, *max as u64, 300);
+            list.trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        })
+        .collect();
+    let limits = format!("[{}]", limits.join(","));
+    let policies: Vec<String> = parts
+        .iter()
+        .map(|(name, max)| {
+            format!(r#""{name}": {{"rate_limits": [{{"name": "{name}", "key": "route", "limit": {max}, "window_s": 300, "backend": "rls"}}]}}"#)
+        })
+        .collect();
+    let routes: Vec<String> = parts
+        .iter()
+        .map(|(name, _)| format!(r#"{{"path_prefix": "/{name}", "policy": "{name}"}}"#))
+        .collect();
+    let policy = format!(
+        r#"{{"rls": {{"cluster": "ratelimit", "domain": "edgeward", "timeout_ms": 5000}},
+            "policies": {{{}}}, "routes": [{}]}}"#,
+        policies.join(","),
+        routes.join(",")
     );
+    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let server = |extra: &[&str]| {
+        let args: Vec<&str> = ["--redis", url.as_str()]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        RlsServer::start_with(&bin, &limits, any, 0, &args).unwrap()
+    };
+    let upstream = echo_server();
+
+    // Check, then update: sequential requests share the budget.
+    let (rls1, rls2) = (server(&[]), server(&[]));
     let a = start_envoy(upstream.addr(), &policy, rls1.addr().port(), true);
     let b = start_envoy(upstream.addr(), &policy, rls2.addr().port(), true);
     let statuses: Vec<u16> = (0..3 * LIMIT)
         .map(|i| get(if i % 2 == 0 { &a } else { &b }, "/seq").status)
         .collect();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        LIMIT,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 429).count(),
-        2 * LIMIT,
-        "{statuses:?}"
-    );
+    let count = |status| statuses.iter().filter(|s| **s == status).count();
+    assert_eq!((count(200), count(429)), (LIMIT, 2 * LIMIT), "{statuses:?}");
     assert_eq!(upstream.requests(), LIMIT as u64);
+    drop((a, b, rls1, rls2));
+
+    // Atomic: concurrent requests too.
+    let (rls1, rls2) = (server(&["--atomic"]), server(&["--atomic"]));
+    let a = start_envoy(upstream.addr(), &policy, rls1.addr().port(), true);
+    let b = start_envoy(upstream.addr(), &policy, rls2.addr().port(), true);
+    let addrs = [a.http_addr(), b.http_addr()];
+    let responses = burst(addrs, 3 * LIMIT, "/burst");
+    assert_eq!(passed_and_limited(&responses), (LIMIT, 2 * LIMIT));
+    let responses = burst(addrs, 20, "/once");
+    assert_eq!(passed_and_limited(&responses), (1, 19));
+    assert_eq!(upstream.requests(), (2 * LIMIT + 1) as u64);
     drop(redis);
 }
 

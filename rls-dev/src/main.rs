@@ -7,9 +7,19 @@
 //! descriptors are bound as the CEL list `descriptors` (each one a map of its entries), so a limit's
 //! conditions and variables read e.g. `descriptors[0].limit` and `descriptors[0].key`.
 //!
-//! Usage: `edgeward-rls-dev --limits FILE [--listen 127.0.0.1:8081] [--delay-ms N] [--redis URL]`.
-//! FILE is a JSON list of Limitador limits (the schema of limitador-server's limits file; JSON is
-//! also YAML, so the same file works there). Prints `listening on ADDR` once bound (port 0 picks one).
+//! Usage: `edgeward-rls-dev --limits FILE [--listen 127.0.0.1:8081] [--delay-ms N] [--redis URL]
+//! [--atomic]`. FILE is a JSON list of Limitador limits (the schema of limitador-server's limits
+//! file; JSON is also YAML, so the same file works there). Prints `listening on ADDR` once bound
+//! (port 0 picks one).
+//!
+//! Admission: by default `check_rate_limited_and_update`, as limitador-server answers
+//! `ShouldRateLimit`: it reads the counters, then increments them (in Redis: two round trips, so
+//! concurrent requests through several servers can all pass the read and overshoot the limit).
+//! `--atomic` admits through Limitador's `reserve` instead, an atomic check-and-hold (in Redis one Lua
+//! script, `SCRIPT_RESERVE`; in memory under one lock), and never commits: each admitted request's
+//! hold lasts until its counter's window ends, so the holds are the count and no burst, on any
+//! number of servers sharing one Redis, gets more than the limit through. Servers sharing a Redis
+//! must all use the same mode (check-and-update reads the counter only, not the holds).
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
@@ -18,7 +28,8 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use limitador::limit::{Context, Limit, Namespace};
-use limitador::{AsyncRateLimiter, CheckResult, RateLimiter};
+use limitador::reservation::ReservationLimits;
+use limitador::{AsyncRateLimiter, RateLimiter, RateLimiterBuilder};
 use std::collections::HashMap;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -32,6 +43,8 @@ enum Limiter {
 
 struct Service {
     limiter: Limiter,
+    /// Admit with `reserve` (atomic) rather than `check_rate_limited_and_update`.
+    atomic: bool,
     /// Answers this much later (tests use it to prove that nothing reaches the upstream meanwhile).
     delay: Duration,
 }
@@ -57,22 +70,37 @@ impl RateLimitService for Service {
         // Limitador panics when a limit's expression fails to evaluate (e.g. `descriptors[1]` on a
         // request with one descriptor): answer an error instead of dropping the stream.
         let hint = "limit evaluation failed (an index past the last descriptor? guard it with size(descriptors) > i)";
-        let checked = match &self.limiter {
-            Limiter::Memory(l) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                l.check_rate_limited_and_update(&namespace, &ctx, hits)
-            }))
-            .map_err(|_| Status::internal(hint))?,
-            Limiter::Redis(l) => {
-                l.check_rate_limited_and_update(&namespace, &ctx, hits)
-                    .await
+        // `reserve` with no ttl holds for ReservationLimits::max_ttl (the longest window, see
+        // `limiter`), which Limitador cuts to the end of each counter's window.
+        let checked = match (&self.limiter, self.atomic) {
+            (Limiter::Memory(l), false) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    l.check_rate_limited_and_update(&namespace, &ctx, hits)
+                        .map(|mut r| (r.limited, r.response_header()))
+                }))
+                .map_err(|_| Status::internal(hint))?
             }
+            (Limiter::Memory(l), true) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    l.reserve(&namespace, &ctx, hits, None)
+                        .map(|mut r| (r.limited, r.response_header()))
+                }))
+                .map_err(|_| Status::internal(hint))?
+            }
+            (Limiter::Redis(l), false) => l
+                .check_rate_limited_and_update(&namespace, &ctx, hits)
+                .await
+                .map(|mut r| (r.limited, r.response_header())),
+            (Limiter::Redis(l), true) => l
+                .reserve(&namespace, &ctx, hits, None)
+                .await
+                .map(|mut r| (r.limited, r.response_header())),
         };
-        let mut result: CheckResult = checked.map_err(|e| Status::unavailable(e.to_string()))?;
+        let (limited, headers) = checked.map_err(|e| Status::unavailable(e.to_string()))?;
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        let mut headers: Vec<HeaderValue> = result
-            .response_header()
+        let mut headers: Vec<HeaderValue> = headers
             .into_iter()
             .map(|(key, value)| HeaderValue {
                 key,
@@ -81,11 +109,7 @@ impl RateLimitService for Service {
             })
             .collect();
         headers.sort_by(|a, b| a.key.cmp(&b.key));
-        let code = if result.limited {
-            Code::OverLimit
-        } else {
-            Code::Ok
-        };
+        let code = if limited { Code::OverLimit } else { Code::Ok };
         Ok(Response::new(RateLimitResponse {
             overall_code: code as i32,
             response_headers_to_add: headers,
@@ -99,6 +123,7 @@ struct Args {
     limits: String,
     delay_ms: u64,
     redis: Option<String>,
+    atomic: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -107,6 +132,7 @@ fn parse_args() -> Result<Args, String> {
         limits: String::new(),
         delay_ms: 0,
         redis: None,
+        atomic: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -116,6 +142,7 @@ fn parse_args() -> Result<Args, String> {
             "--limits" => args.limits = value()?,
             "--delay-ms" => args.delay_ms = value()?.parse().map_err(|e| format!("{e}"))?,
             "--redis" => args.redis = Some(value()?),
+            "--atomic" => args.atomic = true,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
@@ -125,32 +152,58 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-async fn limiter(redis: Option<&str>) -> Result<Limiter, String> {
+/// Reservation limits for `--atomic`: a hold may take a whole counter (the default fraction, 1.0)
+/// and may last as long as the longest window (Limitador's default ceiling is 60 s, after which a
+/// hold would lapse inside a longer window and let another request through).
+fn reservation_limits(limits: &[Limit]) -> ReservationLimits {
+    let longest = limits.iter().map(Limit::seconds).max().unwrap_or(1).max(1);
+    ReservationLimits {
+        max_fraction: 1.0,
+        max_ttl: Duration::from_secs(longest),
+    }
+}
+
+async fn limiter(redis: Option<&str>, reservations: ReservationLimits) -> Result<Limiter, String> {
     match redis {
-        None => Ok(Limiter::Memory(RateLimiter::new(100_000))),
+        None => Ok(Limiter::Memory(
+            RateLimiterBuilder::new(100_000)
+                .reservation_limits(reservations)
+                .build(),
+        )),
         #[cfg(feature = "redis")]
         Some(url) => {
+            // The uncached AsyncRedisStorage: every call reads and writes Redis (CachedRedisStorage
+            // counts locally and flushes in the background, and keeps its reservations in memory).
             let storage = limitador::storage::redis::AsyncRedisStorage::new(url)
                 .await
                 .map_err(|e| format!("redis {url}: {e}"))?;
-            Ok(Limiter::Redis(AsyncRateLimiter::new_with_storage(
-                Box::new(storage),
-            )))
+            let storage = limitador::storage::AsyncStorage::with_counter_storage(Box::new(storage));
+            Ok(Limiter::Redis(
+                limitador::AsyncRateLimiterBuilder::new(storage)
+                    .reservation_limits(reservations)
+                    .build(),
+            ))
         }
         #[cfg(not(feature = "redis"))]
-        Some(_) => Err("--redis needs a build with `--features redis`".to_string()),
+        Some(_) => {
+            let _ = reservations;
+            Err(
+                "--redis needs a build with Redis storage (bash rls-dev/build-redis.sh)"
+                    .to_string(),
+            )
+        }
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = parse_args()
-        .map_err(|e| format!("{e}\nusage: edgeward-rls-dev --limits FILE [--listen ADDR] [--delay-ms N] [--redis URL]"))?;
+        .map_err(|e| format!("{e}\nusage: edgeward-rls-dev --limits FILE [--listen ADDR] [--delay-ms N] [--redis URL] [--atomic]"))?;
     let text =
         std::fs::read_to_string(&args.limits).map_err(|e| format!("{}: {e}", args.limits))?;
     let limits: Vec<Limit> =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", args.limits))?;
-    let limiter = limiter(args.redis.as_deref()).await?;
+    let limiter = limiter(args.redis.as_deref(), reservation_limits(&limits)).await?;
     let count = limits.len();
     match &limiter {
         Limiter::Memory(l) => l.configure_with(limits),
@@ -161,9 +214,15 @@ async fn main() -> Result<(), String> {
         .await
         .map_err(|e| format!("{}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("edgeward-rls-dev (DEVELOPMENT server): {count} limits; listening on {addr}");
+    let admission = if args.atomic {
+        "atomic (reserve)"
+    } else {
+        "check, then update"
+    };
+    println!("edgeward-rls-dev (DEVELOPMENT server): {count} limits, admission {admission}; listening on {addr}");
     let service = Service {
         limiter,
+        atomic: args.atomic,
         delay: Duration::from_millis(args.delay_ms),
     };
     tonic::transport::Server::builder()
@@ -180,11 +239,18 @@ mod tests {
     use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 
     fn service(limits: &str) -> Service {
+        service_with(limits, false)
+    }
+
+    fn service_with(limits: &str, atomic: bool) -> Service {
         let limits: Vec<Limit> = serde_json::from_str(limits).unwrap();
-        let l = RateLimiter::new(1000);
+        let l = RateLimiterBuilder::new(1000)
+            .reservation_limits(reservation_limits(&limits))
+            .build();
         l.configure_with(limits).unwrap();
         Service {
             limiter: Limiter::Memory(l),
+            atomic,
             delay: Duration::ZERO,
         }
     }
@@ -239,6 +305,71 @@ mod tests {
         assert_eq!(ask(&s, &[("a", "k1")]), ok);
         assert_eq!(ask(&s, &[("a", "k1")]), over);
         assert_eq!(ask(&s, &[("a", "k2")]), ok);
+    }
+
+    #[test]
+    fn atomic_admission_counts_like_check_and_update() {
+        // Same answers and headers in both modes, sequentially; a second window is 1 s away.
+        let limits = r#"[
+          {"namespace": "edgeward", "max_value": 2, "seconds": 1,
+           "conditions": ["descriptors[0].limit == 'a'"], "variables": ["descriptors[0].key"]},
+          {"namespace": "edgeward", "max_value": 3, "seconds": 300,
+           "conditions": ["descriptors[0].limit == 'b'"], "variables": ["descriptors[0].key"]}
+        ]"#;
+        let ok = Code::Ok as i32;
+        let over = Code::OverLimit as i32;
+        for atomic in [false, true] {
+            let s = service_with(limits, atomic);
+            let remaining = |descs: &[(&str, &str)]| {
+                let r = call(&s, descs).unwrap().into_inner();
+                let h = r
+                    .response_headers_to_add
+                    .iter()
+                    .find(|h| h.key == "X-RateLimit-Remaining")
+                    .map(|h| h.value.clone());
+                (r.overall_code, h)
+            };
+            assert_eq!(remaining(&[("b", "k")]), (ok, Some("2".into())), "{atomic}");
+            assert_eq!(remaining(&[("b", "k")]), (ok, Some("1".into())), "{atomic}");
+            assert_eq!(remaining(&[("b", "k")]), (ok, Some("0".into())), "{atomic}");
+            assert_eq!(remaining(&[("b", "k")]).0, over, "{atomic}");
+            assert_eq!(ask(&s, &[("a", "k")]), ok);
+            assert_eq!(ask(&s, &[("a", "k")]), ok);
+            assert_eq!(ask(&s, &[("a", "k")]), over);
+            std::thread::sleep(Duration::from_millis(1100));
+            assert_eq!(ask(&s, &[("a", "k")]), ok, "a new window, {atomic}");
+            assert_eq!(ask(&s, &[("b", "k")]), over, "{atomic}");
+        }
+    }
+
+    #[test]
+    fn atomic_admission_is_exact_under_a_concurrent_burst() {
+        // "One per window" (e.g. a nonce): of many simultaneous identical requests exactly one
+        // passes, and exactly LIMIT of a larger limit.
+        for limit in [1usize, 5] {
+            let s = service_with(
+                &format!(
+                    r#"[{{"namespace": "edgeward", "max_value": {limit}, "seconds": 60,
+                    "conditions": ["descriptors[0].limit == 'n'"], "variables": ["descriptors[0].key"]}}]"#
+                ),
+                true,
+            );
+            let start = std::sync::Barrier::new(16);
+            let passed: usize = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..16)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            (0..4)
+                                .filter(|_| ask(&s, &[("n", "nonce-1")]) == Code::Ok as i32)
+                                .count()
+                        })
+                    })
+                    .collect();
+                workers.into_iter().map(|w| w.join().unwrap()).sum()
+            });
+            assert_eq!(passed, limit);
+        }
     }
 
     #[test]
