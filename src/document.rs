@@ -309,6 +309,14 @@ impl Document {
                 .signature
                 .as_ref()
                 .and_then(|sig| signature::compile(sig, &join(&path, "signature"), env, &mut errs));
+            if p.signature.as_ref().is_some_and(|s| {
+                s.nonce_scope == signature::NonceScope::Cluster && input.rls.is_none()
+            }) {
+                errs.push(
+                    join(&join(&path, "signature"), "nonce_scope"),
+                    "\"cluster\" needs the document-level \"rls\" section (cluster, domain): the rate limit service remembers the nonces",
+                );
+            }
             if let Some(sig) = &signature {
                 if usize::try_from(sig.max_body_bytes).map_or(true, |n| n > held_bodies.max_bytes) {
                     errs.push(

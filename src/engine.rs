@@ -121,8 +121,11 @@ pub struct Evaluation {
 /// A pending call to the rate limit service (`ShouldRateLimit`).
 #[derive(Debug)]
 pub struct RemoteCall {
-    /// The serialized `RateLimitRequest` (one descriptor per remote limit).
+    /// The serialized `RateLimitRequest` (the nonce's descriptor first, when checked cluster-wide, then
+    /// one per remote limit).
     pub message: Vec<u8>,
+    /// Its first descriptor is the nonce's.
+    pub nonce: bool,
 }
 
 impl RemoteCall {
@@ -431,6 +434,7 @@ impl Evaluation {
                 }
             }
         }
+        let mut cluster_nonce = None;
         if let (Some(hold), Some(sig)) = (nonce, &policy.signature) {
             let outcome = check_nonce(
                 store,
@@ -443,6 +447,9 @@ impl Evaluation {
                 now_ns / 1_000_000_000,
             );
             if outcome == NonceOutcome::Fresh {
+                if sig.nonce_cluster {
+                    cluster_nonce = Some((hold.key_id.clone(), hold.nonce.clone()));
+                }
                 self.nonce = Some(hold);
             } else if let Some(reply) = sig.nonce_reply(outcome) {
                 // A replay (or a nonce that cannot be vouched for) takes no token either.
@@ -453,12 +460,18 @@ impl Evaluation {
                 return;
             }
         }
-        if let Some(message) = doc
-            .rls
+        let nonce = cluster_nonce
             .as_ref()
-            .and_then(|rls| policy.rate_limits.remote_message(rls, &policy.name, &keys))
-        {
-            self.remote = Some(RemoteCall { message });
+            .map(|(key_id, nonce)| remote::NonceDescriptor { key_id, nonce });
+        if let Some(message) = doc.rls.as_ref().and_then(|rls| {
+            policy
+                .rate_limits
+                .remote_message(rls, &policy.name, nonce, &keys)
+        }) {
+            self.remote = Some(RemoteCall {
+                message,
+                nonce: nonce.is_some(),
+            });
         }
     }
 
@@ -473,18 +486,21 @@ impl Evaluation {
         answer: Option<&[u8]>,
         store: &mut dyn SharedStore,
     ) {
-        if self.remote.take().is_none() {
+        let Some(call) = self.remote.take() else {
             return;
-        }
+        };
         let (Some(policy), Some(rls)) = (self.policy(doc), &doc.rls) else {
             return;
         };
         let limits = &policy.rate_limits;
+        let offset = usize::from(call.nonce);
         let mut answer = answer.map_or(RemoteAnswer::Unavailable, |bytes| {
-            remote::read_response(bytes, limits.remote().len())
+            remote::read_response(bytes, offset + limits.remote().len())
         });
-        // `"headers": false` on every remote limit: the engine's headers stay away from clients.
-        if !limits.remote().iter().any(|l| l.headers) {
+        // `"headers": false` on every remote limit: the engine's headers stay away from clients. Nor
+        // do they reach clients when the call checked a nonce: the engine describes its most
+        // restrictive limit, which would be the nonce's (1 per window, none left).
+        if call.nonce || !limits.remote().iter().any(|l| l.headers) {
             if let RemoteAnswer::Allowed { headers } | RemoteAnswer::OverLimit { headers, .. } =
                 &mut answer
             {
@@ -498,8 +514,28 @@ impl Evaluation {
                 retry_after_s,
                 descriptor,
             } => {
-                let reply = limits.remote_limited(descriptor, retry_after_s, headers);
-                self.refuse_after_head(doc, reply, true, store);
+                // The nonce's descriptor over its limit of 1: another Envoy saw it first. Its local
+                // record stays (the nonce is used); the tokens are given back, as for any replay. An
+                // engine that does not say which descriptor is over (no per-descriptor statuses) leaves
+                // it open: a replay when the nonce is all the call checks, else a rate limit.
+                let replayed = call.nonce
+                    && match descriptor {
+                        Some(i) => i == 0,
+                        None => limits.remote().is_empty(),
+                    };
+                if replayed {
+                    if let Some(sig) = &policy.signature {
+                        let reply = sig.unauthorized_reply(Reason::SignatureReplayed);
+                        if self.mode == Mode::Enforce {
+                            self.refund_tokens(policy, store);
+                        }
+                        self.fail(reply);
+                    }
+                } else {
+                    let descriptor = descriptor.and_then(|i| i.checked_sub(offset));
+                    let reply = limits.remote_limited(descriptor, retry_after_s, headers);
+                    self.refuse_after_head(doc, reply, true, store);
+                }
             }
             RemoteAnswer::Unavailable => match rls.failure_mode {
                 FailureMode::Allow => self.remote_failed_open = true,

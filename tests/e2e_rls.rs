@@ -613,3 +613,144 @@ fn two_configurations_in_one_vm_get_their_own_answers() {
         0
     );
 }
+
+/// A signed request to `path`, signed now by `partner-a` (SECRET) with `nonce`, over method, authority,
+/// path and query.
+fn signed_get(path: &str, nonce: &str) -> Req {
+    use edgeward::http1::parse_http_request;
+    use edgeward::signature::{sign_request, SignParams, SigningKey};
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+    let parsed = parse_http_request(raw.as_bytes()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut params = SignParams::new("partner-a", SigningKey::hmac(SECRET).unwrap(), now);
+    params.nonce = Some(nonce.to_string());
+    params.components = ["@method", "@authority", "@path", "@query"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut req = Req::get(path).authority("api.example.com");
+    for (k, v) in sign_request(&parsed, &params).unwrap().headers() {
+        req = req.header(&k, &v);
+    }
+    req
+}
+
+const SECRET: &[u8; 32] = b"fleet-e2e-hmac-secret-32-bytes!!";
+
+/// The nonce's limit (1 per key id and nonce, for the signature's max_age_s) and a remote rate limit
+/// on the second descriptor, as a user deploys them in Limitador.
+fn nonce_limits(max_age_s: u64) -> String {
+    format!(
+        r#"[{{"namespace": "{DOMAIN}", "name": "edgeward.nonce", "max_value": 1, "seconds": {max_age_s},
+             "conditions": ["descriptors[0].limit == 'edgeward.nonce'"],
+             "variables": ["descriptors[0].key", "descriptors[0].nonce"]}},
+            {{"namespace": "{DOMAIN}", "name": "per-partner", "max_value": 1000, "seconds": 60,
+             "conditions": ["size(descriptors) > 1 && descriptors[1].limit == 'per-partner'"],
+             "variables": ["descriptors[1].key"]}}]"#
+    )
+}
+
+fn nonce_doc(timeout_ms: u64, failure_mode: &str) -> String {
+    format!(
+        r#"{{"rls": {{"cluster": "ratelimit", "domain": "{DOMAIN}", "timeout_ms": {timeout_ms}, "failure_mode": "{failure_mode}"}},
+            "policies": {{"partner": {{
+              "signature": {{
+                "keys": [{{"id": "partner-a", "alg": "hmac-sha256", "secret": {{"base64": "{}"}}}}],
+                "nonce": "required", "nonce_scope": "cluster", "max_age_s": 300
+              }},
+              "rate_limits": [{{"name": "per-partner", "key": "key_id", "limit": 1000, "window_s": 60, "backend": "rls"}}]
+            }}}},
+            "routes": [{{"policy": "partner"}}]}}"#,
+        {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(SECRET)
+        }
+    )
+}
+
+/// Replay protection across Envoys (`nonce_scope: "cluster"`): two Envoys, each with its own replay
+/// table, share one development rate limit service on Redis (`--atomic`). A signed request accepted by
+/// Envoy 1 is refused by Envoy 2 as replayed; 20 simultaneous copies of one signed request spread over
+/// both get exactly one through; the replay to the same Envoy never reaches the service.
+#[test]
+fn a_nonce_is_used_once_across_envoys_through_the_service() {
+    let bin = support::rls::rls_dev_redis_bin();
+    let redis = Redis::start();
+    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let rls = RlsServer::start_with(
+        &bin,
+        &nonce_limits(300),
+        any,
+        0,
+        &["--redis", &redis.url(), "--atomic"],
+    )
+    .unwrap();
+    let upstream = echo_server();
+    let policy = nonce_doc(5000, "deny");
+    let a = start_envoy(upstream.addr(), &policy, rls.addr().port(), true);
+    let b = start_envoy(upstream.addr(), &policy, rls.addr().port(), true);
+    let send =
+        |envoy: &Envoy, req: &Req| Client::h1().send_blocking(envoy.http_addr(), req).unwrap();
+
+    let first = signed_get("/orders/1", "fleet-n1");
+    let ok = send(&a, &first);
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.echo().header("x-edgeward-key-id"), Some("partner-a"));
+    let replay = send(&b, &first);
+    assert_eq!(replay.status, 401, "Envoy 2: {}", replay.text());
+    let record = b.access_log_record("/orders/1", |v| v["path"] == "/orders/1");
+    assert_eq!(record["reason"], "signature_replayed", "{record}");
+    // A replay to the Envoy that saw it: its own table answers.
+    assert_eq!(send(&a, &first).status, 401);
+
+    // 20 simultaneous copies of one signed request, alternating between the two Envoys.
+    let copy = signed_get("/orders/2", "fleet-n2");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let (envoy, copy) = (if i % 2 == 0 { &a } else { &b }, &copy);
+                s.spawn(move || send(envoy, copy).status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let passed = statuses.iter().filter(|&&s| s == 200).count();
+    let replayed = statuses.iter().filter(|&&s| s == 401).count();
+    assert_eq!((passed, replayed), (1, 19), "{statuses:?}");
+    drop(redis);
+}
+
+/// The service down: the configured failure mode within the timeout (`deny`: 503; `allow`: through,
+/// counted), and the local table still catches a replay to the same Envoy.
+#[test]
+fn the_nonce_service_down_follows_the_failure_mode() {
+    const TIMEOUT_MS: u64 = 300;
+    // A port nobody listens on.
+    let dead = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let upstream = echo_server();
+    let deny = start_envoy(upstream.addr(), &nonce_doc(TIMEOUT_MS, "deny"), port, true);
+    let allow = start_envoy(upstream.addr(), &nonce_doc(TIMEOUT_MS, "allow"), port, true);
+    let send = |envoy: &Envoy, req: &Req| {
+        let started = Instant::now();
+        let resp = Client::h1().send_blocking(envoy.http_addr(), req).unwrap();
+        (resp, started.elapsed())
+    };
+    let (resp, took) = send(&deny, &signed_get("/down/1", "down-1"));
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert!(took < Duration::from_millis(TIMEOUT_MS + 2500), "{took:?}");
+    let req = signed_get("/down/2", "down-2");
+    let (resp, _) = send(&allow, &req);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(failed_open(&allow, 1), 1);
+    let (again, _) = send(&allow, &req);
+    assert_eq!(
+        again.status, 401,
+        "the local table still refuses the replay"
+    );
+}

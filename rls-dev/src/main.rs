@@ -12,6 +12,11 @@
 //! file; JSON is also YAML, so the same file works there). Prints `listening on ADDR` once bound
 //! (port 0 picks one).
 //!
+//! Statuses: an over-limit answer carries one status per descriptor, OVER_LIMIT on the descriptor
+//! whose limit was exceeded (the one its conditions index, `descriptors[N]`), as envoyproxy/ratelimit
+//! answers; limitador-server leaves them empty. edgeward tells a replayed nonce from a rate limit by
+//! them.
+//!
 //! Admission: by default `check_rate_limited_and_update`, as limitador-server answers
 //! `ShouldRateLimit`: it reads the counters, then increments them (in Redis: two round trips, so
 //! concurrent requests through several servers can all pass the read and overshoot the limit).
@@ -23,6 +28,7 @@
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::DescriptorStatus;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::{
     RateLimitService, RateLimitServiceServer,
 };
@@ -47,6 +53,32 @@ struct Service {
     atomic: bool,
     /// Answers this much later (tests use it to prove that nothing reaches the upstream meanwhile).
     delay: Duration,
+    /// Each named limit's descriptor position (the largest `descriptors[N]` its conditions read).
+    positions: HashMap<String, usize>,
+}
+
+/// The descriptor a limit reads: the largest `N` of `descriptors[N]` in its conditions.
+fn descriptor_position(limit: &Limit) -> Option<usize> {
+    limit
+        .conditions()
+        .iter()
+        .flat_map(|c| {
+            c.match_indices("descriptors[")
+                .filter_map(|(i, m)| {
+                    let rest = c.get(i + m.len()..)?;
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    digits.parse::<usize>().ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .max()
+}
+
+fn positions(limits: &[Limit]) -> HashMap<String, usize> {
+    limits
+        .iter()
+        .filter_map(|l| Some((l.name()?.to_string(), descriptor_position(l)?)))
+        .collect()
 }
 
 #[tonic::async_trait]
@@ -56,6 +88,7 @@ impl RateLimitService for Service {
         request: Request<RateLimitRequest>,
     ) -> Result<Response<RateLimitResponse>, Status> {
         let req = request.into_inner();
+        let descriptors = req.descriptors.len();
         let namespace = Namespace::from(req.domain);
         let mut ctx = Context::default();
         ctx.list_binding(
@@ -76,27 +109,41 @@ impl RateLimitService for Service {
             (Limiter::Memory(l), false) => {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     l.check_rate_limited_and_update(&namespace, &ctx, hits)
-                        .map(|mut r| (r.limited, r.response_header()))
+                        .map(|mut r| (r.limited, r.response_header(), r.limit_name.take()))
                 }))
                 .map_err(|_| Status::internal(hint))?
             }
             (Limiter::Memory(l), true) => {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     l.reserve(&namespace, &ctx, hits, None)
-                        .map(|mut r| (r.limited, r.response_header()))
+                        .map(|mut r| (r.limited, r.response_header(), r.limit_name.take()))
                 }))
                 .map_err(|_| Status::internal(hint))?
             }
             (Limiter::Redis(l), false) => l
                 .check_rate_limited_and_update(&namespace, &ctx, hits)
                 .await
-                .map(|mut r| (r.limited, r.response_header())),
+                .map(|mut r| (r.limited, r.response_header(), r.limit_name.take())),
             (Limiter::Redis(l), true) => l
                 .reserve(&namespace, &ctx, hits, None)
                 .await
-                .map(|mut r| (r.limited, r.response_header())),
+                .map(|mut r| (r.limited, r.response_header(), r.limit_name.take())),
         };
-        let (limited, headers) = checked.map_err(|e| Status::unavailable(e.to_string()))?;
+        let (limited, headers, limit_name) =
+            checked.map_err(|e| Status::unavailable(e.to_string()))?;
+        let over = limit_name
+            .filter(|_| limited)
+            .and_then(|name| self.positions.get(&name).copied())
+            .filter(|&i| i < descriptors);
+        let statuses = match over {
+            Some(over) => (0..descriptors)
+                .map(|i| DescriptorStatus {
+                    code: if i == over { Code::OverLimit } else { Code::Ok } as i32,
+                    ..Default::default()
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -112,6 +159,7 @@ impl RateLimitService for Service {
         let code = if limited { Code::OverLimit } else { Code::Ok };
         Ok(Response::new(RateLimitResponse {
             overall_code: code as i32,
+            statuses,
             response_headers_to_add: headers,
             ..Default::default()
         }))
@@ -204,6 +252,7 @@ async fn main() -> Result<(), String> {
     let limits: Vec<Limit> =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", args.limits))?;
     let limiter = limiter(args.redis.as_deref(), reservation_limits(&limits)).await?;
+    let positions = positions(&limits);
     let count = limits.len();
     match &limiter {
         Limiter::Memory(l) => l.configure_with(limits),
@@ -224,6 +273,7 @@ async fn main() -> Result<(), String> {
         limiter,
         atomic: args.atomic,
         delay: Duration::from_millis(args.delay_ms),
+        positions,
     };
     tonic::transport::Server::builder()
         .add_service(RateLimitServiceServer::new(service))
@@ -247,11 +297,13 @@ mod tests {
         let l = RateLimiterBuilder::new(1000)
             .reservation_limits(reservation_limits(&limits))
             .build();
+        let positions = positions(&limits);
         l.configure_with(limits).unwrap();
         Service {
             limiter: Limiter::Memory(l),
             atomic,
             delay: Duration::ZERO,
+            positions,
         }
     }
 
@@ -370,6 +422,33 @@ mod tests {
             });
             assert_eq!(passed, limit);
         }
+    }
+
+    /// An over-limit answer says which descriptor is over (as envoyproxy/ratelimit does), so that
+    /// edgeward can tell a replayed nonce (first descriptor) from a rate limit.
+    #[test]
+    fn over_limit_answers_carry_per_descriptor_statuses() {
+        let s = service(
+            r#"[
+              {"namespace": "edgeward", "name": "n", "max_value": 1, "seconds": 60,
+               "conditions": ["descriptors[0].limit == 'n'"], "variables": ["descriptors[0].key"]},
+              {"namespace": "edgeward", "name": "b", "max_value": 2, "seconds": 60,
+               "conditions": ["size(descriptors) > 1 && descriptors[1].limit == 'b'"],
+               "variables": ["descriptors[1].key"]}
+            ]"#,
+        );
+        let statuses = |descs: &[(&str, &str)]| {
+            let r = call(&s, descs).unwrap().into_inner();
+            let codes: Vec<i32> = r.statuses.iter().map(|d| d.code).collect();
+            (r.overall_code, codes)
+        };
+        let (ok, over) = (Code::Ok as i32, Code::OverLimit as i32);
+        assert_eq!(statuses(&[("n", "x1"), ("b", "u")]), (ok, vec![]));
+        // The nonce again: its descriptor (0) is over.
+        assert_eq!(statuses(&[("n", "x1"), ("b", "u")]), (over, vec![over, ok]));
+        assert_eq!(statuses(&[("n", "x2"), ("b", "u")]), (ok, vec![]));
+        // The second limit is spent: descriptor 1 is over.
+        assert_eq!(statuses(&[("n", "x3"), ("b", "u")]), (over, vec![ok, over]));
     }
 
     #[test]

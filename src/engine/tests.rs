@@ -1158,3 +1158,199 @@ fn dot_segments_with_parameters_are_refused() {
         assert_ne!(ev.reason(), Some(Reason::BadPath), "{path}");
     }
 }
+
+// --- Replay protection across Envoys: the nonce through the rate limit service ---
+
+const CLUSTER_NONCE_DOC: &str = r#"{
+  "rate_limit_slots": 64,
+  "rls": { "cluster": "ratelimit", "domain": "d" },
+  "policies": { "p": {
+    "signature": {
+      "keys": [{ "id": "k1", "alg": "hmac-sha256",
+                 "secret": { "base64": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" } }],
+      "components": ["@method", "@authority", "@path", "@query"],
+      "nonce": "required",
+      "nonce_scope": "cluster"
+    },
+    "rate_limits": [
+      { "name": "local", "key": "key_id", "limit": 2, "window_s": 3600 }
+      REMOTE
+    ]
+  } },
+  "routes": [{ "policy": "p" }]
+}"#;
+
+fn cluster_doc(remote: bool) -> Document {
+    let remote = if remote {
+        r#", { "name": "per-key", "key": "key_id", "limit": 100, "window_s": 60, "backend": "rls" }"#
+    } else {
+        ""
+    };
+    let mut d = Document::from_json(&CLUSTER_NONCE_DOC.replace("REMOTE", remote), &NoEnv).unwrap();
+    d.nonce_table.buckets = 4;
+    d
+}
+
+fn with_statuses(code: i32, statuses: &[i32]) -> Vec<u8> {
+    use prost::Message;
+    remote::RateLimitResponse {
+        overall_code: code,
+        statuses: statuses
+            .iter()
+            .map(|c| remote::DescriptorStatus {
+                code: *c,
+                ..Default::default()
+            })
+            .collect(),
+        response_headers_to_add: vec![remote::HeaderValue {
+            key: "x-ratelimit-remaining".into(),
+            value: "0".into(),
+            raw_value: Vec::new(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn nonce_head(nonce: &str) -> TestRequest {
+    TestRequest::get("api.example.com", "/x").signed_hmac(
+        "k1",
+        b"0123456789abcdef0123456789abcdef",
+        SIGNED_NOW,
+        &["@method", "@authority", "@path", "@query"],
+        Some(nonce),
+    )
+}
+
+#[test]
+fn a_cluster_nonce_goes_first_in_the_one_call() {
+    let d = cluster_doc(true);
+    let mut store = MemoryStore::new();
+    d.prepare(&mut store).unwrap();
+    let r = nonce_head("n-1");
+    let ev = d.evaluate_head(&r.head(), SIGNED_NOW * 1_000_000_000, &mut store);
+    let call = ev.remote.as_ref().expect("one call");
+    assert!(call.nonce);
+    let (domain, descriptors) = call.describe().unwrap();
+    assert_eq!(domain, "d");
+    assert_eq!(
+        descriptors,
+        vec![
+            vec![
+                ("limit".to_string(), "edgeward.nonce".to_string()),
+                ("key".to_string(), "k1".to_string()),
+                ("nonce".to_string(), "n-1".to_string()),
+            ],
+            vec![
+                ("limit".to_string(), "per-key".to_string()),
+                ("key".to_string(), "k1".to_string()),
+            ],
+        ]
+    );
+    // A replay to the same Envoy is caught by the local table: no call at all.
+    let again = d.evaluate_head(&r.head(), SIGNED_NOW * 1_000_000_000, &mut store);
+    assert_eq!(again.reason(), Some(Reason::SignatureReplayed));
+    assert!(again.remote.is_none());
+    // A policy without remote limits calls for the nonce alone.
+    let d = cluster_doc(false);
+    let mut store = MemoryStore::new();
+    d.prepare(&mut store).unwrap();
+    let ev = d.evaluate_head(
+        &nonce_head("n-2").head(),
+        SIGNED_NOW * 1_000_000_000,
+        &mut store,
+    );
+    assert_eq!(ev.remote.as_ref().unwrap().describe().unwrap().1.len(), 1);
+}
+
+/// The service's answer: the nonce's descriptor over its limit is a replay (401, tokens back), another
+/// descriptor a rate limit (429); without per-descriptor statuses a nonce-only call is a replay and a
+/// mixed one a rate limit. The engine's headers never reach the client when the call checked a nonce.
+#[test]
+fn the_service_tells_a_replay_from_a_rate_limit() {
+    const OK: i32 = remote::CODE_OK;
+    const OVER: i32 = remote::CODE_OVER_LIMIT;
+    let cases: &[(bool, Vec<u8>, Option<(u16, Reason)>)] = &[
+        (true, with_statuses(OK, &[OK, OK]), None),
+        (
+            true,
+            with_statuses(OVER, &[OVER, OK]),
+            Some((401, Reason::SignatureReplayed)),
+        ),
+        (
+            true,
+            with_statuses(OVER, &[OK, OVER]),
+            Some((429, Reason::RateLimited)),
+        ),
+        (
+            true,
+            with_statuses(OVER, &[OVER, OVER]),
+            Some((401, Reason::SignatureReplayed)),
+        ),
+        (
+            true,
+            with_statuses(OVER, &[]),
+            Some((429, Reason::RateLimited)),
+        ),
+        (
+            false,
+            with_statuses(OVER, &[]),
+            Some((401, Reason::SignatureReplayed)),
+        ),
+        (
+            false,
+            with_statuses(OVER, &[OVER]),
+            Some((401, Reason::SignatureReplayed)),
+        ),
+    ];
+    for (i, (remote_limits, answer, want)) in cases.iter().enumerate() {
+        let d = cluster_doc(*remote_limits);
+        let mut store = MemoryStore::new();
+        d.prepare(&mut store).unwrap();
+        let r = nonce_head(&format!("case-{i}"));
+        let mut ev = d.evaluate_head(&r.head(), SIGNED_NOW * 1_000_000_000, &mut store);
+        ev.apply_remote(&d, Some(answer), &mut store);
+        assert_eq!(
+            ev.reply.as_ref().map(|r| (r.status, r.reason)),
+            *want,
+            "case {i}"
+        );
+        assert!(
+            !ev.response_headers
+                .iter()
+                .chain(ev.reply.iter().flat_map(|r| r.headers.iter()))
+                .any(|(k, _)| k.eq_ignore_ascii_case("x-ratelimit-remaining")),
+            "case {i}: the engine's headers reached the client"
+        );
+        // A denied request gave its local token back: two more requests fit the local limit of 2.
+        if want.is_some() {
+            for n in ["again-a", "again-b"] {
+                let other = nonce_head(&format!("{n}-{i}"));
+                let ev = d.evaluate_head(&other.head(), SIGNED_NOW * 1_000_000_000, &mut store);
+                assert_eq!(ev.reply, None, "case {i}: {n}");
+            }
+        }
+    }
+}
+
+#[test]
+fn nonce_scope_cluster_needs_the_rls_section() {
+    let json = CLUSTER_NONCE_DOC
+        .replace(r#""rls": { "cluster": "ratelimit", "domain": "d" },"#, "")
+        .replace("REMOTE", "");
+    let errs = Document::from_json(&json, &NoEnv).unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "policies.p.signature.nonce_scope"),
+        "{errs:?}"
+    );
+    let named = CLUSTER_NONCE_DOC.replace(
+        "REMOTE",
+        r#", { "name": "edgeward.nonce", "key": "route", "limit": 1, "window_s": 1, "backend": "rls" }"#,
+    );
+    let errs = Document::from_json(&named, &NoEnv).unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "policies.p.rate_limits[1].name"),
+        "{errs:?}"
+    );
+}

@@ -272,7 +272,15 @@ fn compile_one(
         errs.push(join(p, field), reason);
         ok = false;
     };
-    if !valid_name(&input.name) {
+    if input.name == remote::NONCE_LIMIT {
+        bad(
+            "name",
+            format!(
+                "{:?} is the name of the nonce's descriptor (nonce_scope \"cluster\"); choose another",
+                input.name
+            ),
+        );
+    } else if !valid_name(&input.name) {
         bad(
             "name",
             format!(
@@ -514,15 +522,17 @@ impl RateLimits {
         &self,
         rls: &RlsConfig,
         policy_name: &str,
+        nonce: Option<remote::NonceDescriptor<'_>>,
         keys: &KeyInputs<'_>,
     ) -> Option<Vec<u8>> {
-        if self.remote.is_empty() {
+        if self.remote.is_empty() && nonce.is_none() {
             return None;
         }
         let values: Vec<KeyValue<'_>> = self.remote.iter().map(|l| l.key_value(keys)).collect();
         Some(remote::request_message(
             &rls.domain,
             policy_name,
+            nonce,
             &self.remote,
             &values,
         ))

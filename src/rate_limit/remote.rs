@@ -287,27 +287,46 @@ pub fn key_text(limit: &Limit, key: &KeyValue<'_>, policy: &str) -> String {
 }
 
 /// The serialized `RateLimitRequest` for a request's remote limits (`keys[i]` for `limits[i]`).
+/// The `limit` entry of the descriptor that checks a nonce cluster-wide (`nonce_scope: "cluster"`); no
+/// limit of a document may have this name.
+pub const NONCE_LIMIT: &str = "edgeward.nonce";
+
+/// A nonce to check through the service: the verified key id and the signature's nonce.
+#[derive(Debug, Clone, Copy)]
+pub struct NonceDescriptor<'a> {
+    pub key_id: &'a str,
+    pub nonce: &'a str,
+}
+
+/// The `RateLimitRequest`: the nonce's descriptor first when there is one
+/// (`[("limit", "edgeward.nonce"), ("key", key id), ("nonce", nonce)]`), then one descriptor per remote
+/// limit in document order (`[("limit", name), ("key", key text)]`).
 pub fn request_message(
     domain: &str,
     policy: &str,
+    nonce: Option<NonceDescriptor<'_>>,
     limits: &[Limit],
     keys: &[KeyValue<'_>],
 ) -> Vec<u8> {
-    let descriptors = limits
-        .iter()
-        .zip(keys)
-        .map(|(l, k)| RateLimitDescriptor {
+    let entry = |key: &str, value: &str| Entry {
+        key: key.to_string(),
+        value: value.to_string(),
+    };
+    let nonce = nonce.map(|n| RateLimitDescriptor {
+        entries: vec![
+            entry("limit", NONCE_LIMIT),
+            entry("key", n.key_id),
+            entry("nonce", n.nonce),
+        ],
+    });
+    let descriptors = nonce
+        .into_iter()
+        .chain(limits.iter().zip(keys).map(|(l, k)| RateLimitDescriptor {
             entries: vec![
-                Entry {
-                    key: "limit".to_string(),
-                    value: l.name.clone(),
-                },
-                Entry {
-                    key: "key".to_string(),
-                    value: key_text(l, k, policy),
-                },
+                entry("limit", &l.name),
+                entry("key", &key_text(l, k, policy)),
             ],
-        })
+        }))
         .collect();
     RateLimitRequest {
         domain: domain.to_string(),

@@ -126,8 +126,21 @@ pub struct SignatureInput {
     pub max_age_s: u64,
     pub clock_skew_s: u64,
     pub nonce: NonceMode,
+    /// Where nonces are remembered: this Envoy, or every Envoy through the rate limit service.
+    pub nonce_scope: NonceScope,
     pub max_body_bytes: u64,
     pub label: Option<String>,
+}
+
+/// Where a policy's nonces are remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonceScope {
+    /// This Envoy's replay table (shared by its workers).
+    #[default]
+    Local,
+    /// Also the document's rate limit service, as a limit of 1 per key id and nonce: shared by every
+    /// Envoy that calls it (the local table stays the first, free check).
+    Cluster,
 }
 
 impl Default for SignatureInput {
@@ -138,6 +151,7 @@ impl Default for SignatureInput {
             max_age_s: default_max_age(),
             clock_skew_s: default_skew(),
             nonce: NonceMode::Optional,
+            nonce_scope: NonceScope::Local,
             max_body_bytes: default_max_body(),
             label: None,
         }
@@ -147,6 +161,11 @@ impl Default for SignatureInput {
 crate::json::json_choice!(Alg {
     "hmac-sha256" => Alg::HmacSha256,
     "ed25519" => Alg::Ed25519,
+});
+
+crate::json::json_choice!(NonceScope {
+    "local" => NonceScope::Local,
+    "cluster" => NonceScope::Cluster,
 });
 
 crate::json::json_choice!(NonceMode {
@@ -169,6 +188,7 @@ crate::json::json_object!(SignatureInput {
     max_age_s: "max_age_s" => read_or(default_max_age()),
     clock_skew_s: "clock_skew_s" => read_or(default_skew()),
     nonce: "nonce" => read,
+    nonce_scope: "nonce_scope" => read,
     max_body_bytes: "max_body_bytes" => read_or(default_max_body()),
     label: "label" => read,
 });
@@ -217,6 +237,8 @@ pub struct SignaturePolicy {
     pub max_age_s: u64,
     pub clock_skew_s: u64,
     pub nonce_required: bool,
+    /// Nonces are also checked by the rate limit service (shared by every Envoy).
+    pub nonce_cluster: bool,
     /// The largest body held for a Content-Digest check (larger: 413 `body_too_large`).
     pub max_body_bytes: u64,
     pub label: Option<String>,
@@ -236,6 +258,7 @@ impl fmt::Debug for SignaturePolicy {
             .field("max_age_s", &self.max_age_s)
             .field("clock_skew_s", &self.clock_skew_s)
             .field("nonce_required", &self.nonce_required)
+            .field("nonce_cluster", &self.nonce_cluster)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish()
     }
@@ -327,6 +350,7 @@ pub fn compile(
         max_age_s: input.max_age_s,
         clock_skew_s: input.clock_skew_s,
         nonce_required: input.nonce == NonceMode::Required,
+        nonce_cluster: input.nonce_scope == NonceScope::Cluster,
         max_body_bytes: input.max_body_bytes,
         label: input.label.clone(),
     })

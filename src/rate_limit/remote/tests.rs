@@ -174,7 +174,7 @@ fn one_descriptor_per_remote_limit_with_the_documented_shape() {
             key_id: *key_id,
             headers: Headers::new(hdrs),
         };
-        let msg = rl.remote_message(&config(), "pol", &keys).unwrap();
+        let msg = rl.remote_message(&config(), "pol", None, &keys).unwrap();
         let req = RateLimitRequest::decode(msg.as_slice()).unwrap();
         assert_eq!(req.domain, "edgeward");
         assert_eq!(req.hits_addend, 1);
@@ -204,7 +204,7 @@ fn one_descriptor_per_remote_limit_with_the_documented_shape() {
         headers: Headers::new(&empty),
     };
     let req = RateLimitRequest::decode(
-        rl.remote_message(&config(), "pol", &keys)
+        rl.remote_message(&config(), "pol", None, &keys)
             .unwrap()
             .as_slice(),
     )
@@ -217,7 +217,9 @@ fn one_descriptor_per_remote_limit_with_the_documented_shape() {
     assert_eq!(req.descriptors[2].entries[1].value, "-");
     // Without remote limits there is no call.
     let local = remote_limits(r#"[{"name": "l", "key": "route", "limit": 5, "window_s": 1}]"#);
-    assert!(local.remote_message(&config(), "pol", &keys).is_none());
+    assert!(local
+        .remote_message(&config(), "pol", None, &keys)
+        .is_none());
 }
 
 #[test]
@@ -232,7 +234,7 @@ fn request_wire_bytes_use_the_rls_field_numbers() {
     };
     let mut cfg = config();
     cfg.domain = "d".into();
-    let msg = rl.remote_message(&cfg, "k", &keys).unwrap();
+    let msg = rl.remote_message(&cfg, "k", None, &keys).unwrap();
     let mut want = vec![0x0a, 1, b'd', 0x12, 22];
     want.extend_from_slice(&[0x0a, 10, 0x0a, 5]);
     want.extend_from_slice(b"limit");
