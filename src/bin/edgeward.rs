@@ -1,17 +1,17 @@
 //! `edgeward`: validate policy documents, evaluate a request offline exactly as the plugin would, and
 //! sign requests (RFC 9421). Runs the same core as the plugin.
 
-use std::process::ExitCode;
-
+#[cfg(not(target_arch = "wasm32"))]
 mod cli;
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match cli::run(&args) {
-        Ok(code) => code,
-        Err(msg) => {
-            eprintln!("edgeward: {msg}");
-            ExitCode::from(2)
-        }
-    }
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
+
+/// The command is native only (its argument parser is not built for wasm32); the plugin is the library.
+#[cfg(target_arch = "wasm32")]
+fn main() -> std::process::ExitCode {
+    eprintln!("edgeward: the command runs natively; the plugin is the library's .wasm");
+    std::process::ExitCode::from(2)
 }

@@ -49,6 +49,8 @@ pub enum SignError {
     },
     /// Not 1 to 256 printable ASCII characters.
     Nonce,
+    /// Empty, or not printable ASCII.
+    Tag,
     Component(ComponentError),
     /// The same component listed twice (as written).
     ComponentTwice(String),
@@ -78,6 +80,7 @@ impl fmt::Display for SignError {
                 key.as_str()
             ),
             SignError::Nonce => f.write_str("the nonce must be 1-256 printable ASCII characters"),
+            SignError::Tag => f.write_str("the tag must be non-empty printable ASCII"),
             SignError::Component(e) => fmt::Display::fmt(e, f),
             SignError::ComponentTwice(name) => write!(f, "component {name:?} is listed twice"),
             SignError::MissingComponents(names) => write!(
@@ -152,6 +155,8 @@ pub struct SignParams {
     pub created: u64,
     pub expires: Option<u64>,
     pub nonce: Option<String>,
+    /// The `tag` parameter (RFC 9421 §2.3): an application-specific label a verifier can select on.
+    pub tag: Option<String>,
     /// Compute and add `Content-Digest`. When `content-digest` is covered and the request has none, sha-256
     /// is added even without this.
     pub content_digest: Option<DigestAlg>,
@@ -160,7 +165,7 @@ pub struct SignParams {
 }
 
 impl SignParams {
-    /// Parameters with the defaults (`sig1`, default components, no expires/nonce/alg, https).
+    /// Parameters with the defaults (`sig1`, default components, no expires/nonce/alg/tag, https).
     pub fn new(key_id: impl Into<String>, key: SigningKey, created: u64) -> SignParams {
         SignParams {
             key_id: key_id.into(),
@@ -171,6 +176,7 @@ impl SignParams {
             created,
             expires: None,
             nonce: None,
+            tag: None,
             content_digest: None,
             https: true,
         }
@@ -222,6 +228,11 @@ pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHe
     if let Some(n) = &params.nonce {
         if n.is_empty() || n.len() > super::MAX_NONCE_LEN || !printable(n) {
             return Err(SignError::Nonce);
+        }
+    }
+    if let Some(t) = &params.tag {
+        if t.is_empty() || !printable(t) {
+            return Err(SignError::Tag);
         }
     }
     let names: Vec<String> = if params.components.is_empty() {
@@ -285,6 +296,10 @@ pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHe
         sig_params.push(("alg".into(), BareItem::String(a.as_str().into())));
     }
     sig_params.push(("keyid".into(), BareItem::String(params.key_id.clone())));
+    // Last, in the order RFC 9421 §2.3 lists the parameters.
+    if let Some(t) = &params.tag {
+        sig_params.push(("tag".into(), BareItem::String(t.clone())));
+    }
     let items = covered
         .iter()
         .map(|c| Item {
@@ -316,5 +331,82 @@ fn int(v: u64) -> Result<BareItem, SignError> {
     match i64::try_from(v) {
         Ok(i) if i <= 999_999_999_999_999 => Ok(BareItem::Integer(i)),
         _ => Err(SignError::Timestamp(v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Errors;
+    use crate::http1::parse_http_request;
+    use crate::secret::NoEnv;
+    use crate::signature::{compile, SignatureInput};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const NOW: u64 = 1_700_000_000;
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const GET: &str = "GET /x?a=1 HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
+
+    fn params() -> SignParams {
+        SignParams::new("k1", SigningKey::hmac(SECRET).unwrap(), NOW)
+    }
+
+    #[test]
+    fn tag_is_the_last_signature_parameter() {
+        let r = parse_http_request(GET.as_bytes()).unwrap();
+        let mut p = params();
+        p.tag = Some("app \"x\"".into());
+        let h = sign_request(&r, &p).unwrap();
+        assert_eq!(
+            h.signature_input,
+            format!(
+                r#"sig1=("@method" "@authority" "@path" "@query");created={NOW};keyid="k1";tag="app \"x\"""#
+            )
+        );
+        p.expires = Some(NOW + 10);
+        p.nonce = Some("n".into());
+        p.alg = Some(Alg::HmacSha256);
+        p.tag = Some("t".into());
+        let h = sign_request(&r, &p).unwrap();
+        assert!(
+            h.signature_input.ends_with(&format!(
+                r#";created={NOW};expires={};nonce="n";alg="hmac-sha256";keyid="k1";tag="t""#,
+                NOW + 10
+            )),
+            "{}",
+            h.signature_input
+        );
+        // The tag is signed: the verifier accepts the signature with it (and so covers it in
+        // @signature-params).
+        let input: SignatureInput = crate::json::from_value(serde_json::json!({
+            "keys": [{"id": "k1", "alg": "hmac-sha256", "secret": {"base64": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}}],
+            "components": ["@method", "@authority", "@path", "@query"]
+        }))
+        .unwrap();
+        let mut errs = Errors::default();
+        let policy = compile(&input, "p", &NoEnv, &mut errs).unwrap();
+        let mut signed = r.clone();
+        for (name, value) in h.headers() {
+            signed.headers.push((name.to_ascii_lowercase(), value));
+        }
+        let authority = signed.authority();
+        let head = signed.head(&authority, Some(TlsVersion::V1_3), Peer::Invalid);
+        assert!(policy.verify_head(&head, NOW).is_ok());
+        let tampered = h.signature_input.replace(r#"tag="t""#, r#"tag="u""#);
+        signed.headers.retain(|(k, _)| k != "signature-input");
+        signed.headers.push(("signature-input".into(), tampered));
+        let head = signed.head(&authority, Some(TlsVersion::V1_3), Peer::Invalid);
+        assert!(policy.verify_head(&head, NOW).is_err());
+    }
+
+    #[test]
+    fn tag_must_be_printable_and_non_empty() {
+        let r = parse_http_request(GET.as_bytes()).unwrap();
+        for bad in ["", "a\nb", "caf\u{e9}"] {
+            let mut p = params();
+            p.tag = Some(bad.into());
+            assert_eq!(sign_request(&r, &p), Err(SignError::Tag), "{bad:?}");
+        }
     }
 }

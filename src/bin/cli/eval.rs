@@ -1,30 +1,97 @@
 //! `edgeward eval`: one raw HTTP/1.1 request through the core, exactly as the plugin would see it.
 
-use super::{flag_value, parse_flags, read_input, USAGE};
+use super::{read_input, unix_now, usage_error, Failure, Scheme};
+use clap::error::ErrorKind;
+use clap::{Args, ValueEnum};
 use edgeward::document::Document;
 use edgeward::http1::parse_http_request;
 use edgeward::request::{Headers, Peer, RequestHead, TlsVersion};
 use edgeward::store::MemoryStore;
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const FLAGS: &[&str] = &[
-    "--request",
-    "--route",
-    "--client-ip",
-    "--scheme",
-    "--tls-version",
-    "--now",
-];
+const AFTER_HELP: &str = "\
+Prints one JSON object: {\"policy\", \"mode\", \"decision\", \"status\", \"reason\", \"shadow\",
+\"response_headers\", \"upstream_headers\", \"rate_limit_service\", \"log\"} (status 200: forwarded upstream;
+upstream_headers maps a header to its new value, or null when it is removed).
 
-pub fn eval(args: &[String]) -> Result<ExitCode, String> {
-    let (positional, flags) = parse_flags(args, FLAGS, &[])?;
-    let [doc_path] = positional.as_slice() else {
-        return Err(USAGE.to_string());
+The request is seen as Envoy's filter sees it with envoy/envoy.yaml: Host becomes :authority,
+X-Forwarded-Proto is set from the scheme, the client address is appended to X-Forwarded-For. Each run is a
+fresh process: rate limits and nonces start empty. Secrets written as {\"env\": NAME} are read from this
+command's environment.
+
+Exit status: 0 evaluated, whatever the decision; 2 usage error, a document with errors, or a request that
+cannot be read or parsed.";
+
+/// Evaluate one raw HTTP/1.1 request exactly as the plugin would; print the outcome as JSON
+#[derive(Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct EvalArgs {
+    /// The policy document (JSON)
+    #[arg(value_name = "POLICY")]
+    policy: PathBuf,
+    /// The raw HTTP/1.1 request (head and body); - reads standard input
+    #[arg(long, value_name = "FILE|-")]
+    request: String,
+    /// The Envoy route name the request matched (for documents that select by route)
+    #[arg(long, value_name = "NAME")]
+    route: Option<String>,
+    /// The client's address (the connection's peer)
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    client_ip: IpAddr,
+    /// The connection's scheme [default: https with --tls-version, else http]
+    #[arg(long, value_enum)]
+    scheme: Option<Scheme>,
+    /// The connection's TLS version (implies --scheme https) [default with --scheme https: 1.3]
+    #[arg(long, value_enum, value_name = "VERSION")]
+    tls_version: Option<TlsArg>,
+    /// The time to evaluate at [default: now]
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    now: Option<u64>,
+}
+
+/// `--tls-version`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TlsArg {
+    #[value(name = "1.0")]
+    V1_0,
+    #[value(name = "1.1")]
+    V1_1,
+    #[value(name = "1.2")]
+    V1_2,
+    #[value(name = "1.3")]
+    V1_3,
+}
+
+impl From<TlsArg> for TlsVersion {
+    fn from(v: TlsArg) -> TlsVersion {
+        match v {
+            TlsArg::V1_0 => TlsVersion::V1_0,
+            TlsArg::V1_1 => TlsVersion::V1_1,
+            TlsArg::V1_2 => TlsVersion::V1_2,
+            TlsArg::V1_3 => TlsVersion::V1_3,
+        }
+    }
+}
+
+pub fn eval(args: &EvalArgs) -> Result<ExitCode, Failure> {
+    let tls_flag = args.tls_version.map(TlsVersion::from);
+    let tls = match args.scheme {
+        Some(Scheme::Https) => Some(tls_flag.unwrap_or(TlsVersion::V1_3)),
+        Some(Scheme::Http) if tls_flag.is_some() => {
+            return Err(usage_error(
+                "eval",
+                ErrorKind::ArgumentConflict,
+                "--tls-version needs --scheme https (or no --scheme)",
+            ))
+        }
+        Some(Scheme::Http) | None => tls_flag,
     };
-    let request_path = flag_value(&flags, "--request").ok_or("eval needs --request FILE|-")?;
-    let text = std::fs::read_to_string(doc_path).map_err(|e| format!("{doc_path}: {e}"))?;
+    let doc_path = args.policy.display();
+    let request_path = args.request.as_str();
+    let text = std::fs::read_to_string(&args.policy).map_err(|e| format!("{doc_path}: {e}"))?;
     let env = |name: &str| std::env::var(name).ok();
     let doc = Document::from_json(&text, &env).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| format!("{doc_path}: {e}")).collect();
@@ -32,34 +99,8 @@ pub fn eval(args: &[String]) -> Result<ExitCode, String> {
     })?;
     let raw = read_input(request_path)?;
     let req = parse_http_request(&raw).map_err(|e| format!("{request_path}: {e}"))?;
-
-    let client: IpAddr = match flag_value(&flags, "--client-ip") {
-        Some(s) => s
-            .parse()
-            .map_err(|_| format!("--client-ip {s:?} is not an IP address"))?,
-        None => IpAddr::from([127, 0, 0, 1]),
-    };
-    let tls_flag = match flag_value(&flags, "--tls-version") {
-        Some(v @ ("1.0" | "1.1" | "1.2" | "1.3")) => TlsVersion::parse(v),
-        Some(v) => return Err(format!("--tls-version {v:?}: use 1.2 or 1.3")),
-        None => None,
-    };
-    let tls = match flag_value(&flags, "--scheme") {
-        Some("https") => Some(tls_flag.unwrap_or(TlsVersion::V1_3)),
-        Some("http") if tls_flag.is_some() => {
-            return Err("--tls-version needs --scheme https".into())
-        }
-        Some("http") | None => tls_flag,
-        Some(s) => return Err(format!("--scheme {s:?}: use http or https")),
-    };
-    let now_s: u64 = match flag_value(&flags, "--now") {
-        Some(s) => s
-            .parse()
-            .map_err(|_| format!("--now {s:?} is not unix seconds"))?,
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    };
+    let client = args.client_ip;
+    let now_s = args.now.unwrap_or_else(unix_now);
     let now_ns = now_s.saturating_mul(1_000_000_000);
 
     // The headers as Envoy's filter sees them with envoy/envoy.yaml (use_remote_address: true): Host
@@ -89,7 +130,7 @@ pub fn eval(args: &[String]) -> Result<ExitCode, String> {
         method: &req.method,
         authority: &authority,
         path: req.path(),
-        route_name: flag_value(&flags, "--route"),
+        route_name: args.route.as_deref(),
         tls,
         peer: Peer::Ip(client.to_canonical()),
         headers: Headers::new(&headers),

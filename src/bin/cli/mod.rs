@@ -1,36 +1,113 @@
-//! Command-line parsing and the subcommands.
+//! Command-line parsing (clap) and the subcommands.
 
+mod check;
 mod eval;
 mod sign;
 
-use edgeward::document::Document;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
+use std::fmt;
 use std::process::ExitCode;
 
-pub const USAGE: &str = "usage:
-  edgeward check [--strict] FILE...
-  edgeward eval POLICY --request FILE|- [--route NAME] [--client-ip IP] [--scheme http|https]
-                [--tls-version 1.2|1.3] [--now UNIX_SECONDS]
-  edgeward sign --key-id ID (--secret-base64 B64 | --secret-env VAR | --private-key-file PEM)
-                [--alg hmac-sha256|ed25519] [--label sig1] [--components c1,c2,...] [--created UNIX]
-                [--expires UNIX] [--nonce N | --random-nonce] [--content-digest sha-256|sha-512]
-                [--scheme https|http] [--print request|headers] --request FILE|-";
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  success: check: every document is valid; eval: evaluated, whatever the decision; sign: printed
+  1  check: a document has errors or cannot be read (with --strict: or has warnings)
+  2  usage error (unknown or missing option, bad value); eval, sign: a document with errors, a request
+     or key that cannot be read or used";
 
-/// Runs one subcommand; `Err` is a usage error (exit 2).
-pub fn run(args: &[String]) -> Result<ExitCode, String> {
-    match args.first().map(String::as_str) {
-        Some("check") => check(&args[1..]),
-        Some("eval") => eval::eval(&args[1..]),
-        Some("sign") => sign::sign(&args[1..]),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            Ok(ExitCode::SUCCESS)
-        }
-        _ => Err(USAGE.to_string()),
+/// Check policy documents, evaluate a request as the edgeward plugin would, and sign requests (RFC 9421).
+#[derive(Parser)]
+#[command(
+    name = "edgeward",
+    version,
+    arg_required_else_help = true,
+    after_help = EXIT_STATUS
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Check(check::CheckArgs),
+    Eval(eval::EvalArgs),
+    Sign(sign::SignArgs),
+}
+
+/// Why a subcommand stopped (exit 2): a usage error clap did not catch, or input it cannot use.
+pub enum Failure {
+    Usage(clap::Error),
+    Input(String),
+}
+
+impl From<String> for Failure {
+    fn from(msg: String) -> Failure {
+        Failure::Input(msg)
     }
 }
 
-fn env_lookup(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+impl From<&str> for Failure {
+    fn from(msg: &str) -> Failure {
+        Failure::Input(msg.to_string())
+    }
+}
+
+/// A usage error of subcommand `sub`, reported as clap reports its own (with that subcommand's usage).
+pub fn usage_error(sub: &str, kind: ErrorKind, msg: impl fmt::Display) -> Failure {
+    let mut cmd = Cli::command();
+    cmd.build();
+    Failure::Usage(match cmd.find_subcommand_mut(sub) {
+        Some(s) => s.error(kind, msg),
+        None => cmd.error(kind, msg),
+    })
+}
+
+pub fn main() -> ExitCode {
+    // Help and --version exit 0 here, usage errors exit 2.
+    let cli = Cli::try_parse().unwrap_or_else(|e| with_usage(e).exit());
+    let result = match cli.command {
+        Command::Check(args) => check::check(&args),
+        Command::Eval(args) => eval::eval(&args),
+        Command::Sign(args) => sign::sign(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Usage(e)) => {
+            // Nothing more to say if stderr is gone.
+            let _ = e.print();
+            ExitCode::from(2)
+        }
+        Err(Failure::Input(msg)) => {
+            eprintln!("edgeward: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// clap leaves the usage out of errors about a value (`--scheme ftp`, `--request` without one); every usage
+/// error shows it here, the named subcommand's.
+fn with_usage(mut e: clap::Error) -> clap::Error {
+    if !e.use_stderr() || e.get(ContextKind::Usage).is_some() {
+        return e;
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    let sub = std::env::args_os().nth(1);
+    let usage = match sub.and_then(|s| cmd.find_subcommand_mut(s)) {
+        Some(s) => s.render_usage(),
+        None => cmd.render_usage(),
+    };
+    e.insert(ContextKind::Usage, ContextValue::StyledStr(usage));
+    e
+}
+
+/// `--scheme`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scheme {
+    Http,
+    Https,
 }
 
 /// Reads a file, or standard input for `-`.
@@ -45,88 +122,9 @@ pub fn read_input(path: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Validates each file: errors on stdout (exit 1), warnings on stderr (exit 0, or 1 with `--strict`).
-fn check(args: &[String]) -> Result<ExitCode, String> {
-    let (files, flags) = parse_flags(args, &[], &["--strict"])?;
-    let strict = flag_value(&flags, "--strict").is_some();
-    if files.is_empty() {
-        return Err(USAGE.to_string());
-    }
-    let mut ok = true;
-    for f in &files {
-        let text = match std::fs::read_to_string(f) {
-            Ok(t) => t,
-            Err(e) => {
-                println!("{f}: cannot read: {e}");
-                ok = false;
-                continue;
-            }
-        };
-        if let Ok(input) = edgeward::document::parse(&text) {
-            for w in edgeward::lint::lint(&input) {
-                eprintln!("{f}: {}: warning: {} ({})", w.path, w.what, w.why);
-                ok &= !strict;
-            }
-        }
-        match Document::from_json(&text, &env_lookup) {
-            Ok(_) => {}
-            Err(errors) => {
-                ok = false;
-                for e in errors {
-                    let path = if e.path.is_empty() {
-                        "(document)".to_string()
-                    } else {
-                        e.path
-                    };
-                    println!("{f}: {path}: {}", e.reason);
-                }
-            }
-        }
-    }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-/// Positional arguments and `(flag, value)` pairs.
-pub type Parsed = (Vec<String>, Vec<(String, String)>);
-
-/// Splits arguments into positionals and `--flag value` pairs (`switches` take no value).
-pub fn parse_flags(args: &[String], flags: &[&str], switches: &[&str]) -> Result<Parsed, String> {
-    let mut positional = Vec::new();
-    let mut out: Vec<(String, String)> = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (a.as_str(), None),
-        };
-        if switches.contains(&name) {
-            out.push((name.to_string(), String::new()));
-        } else if flags.contains(&name) {
-            let value = match inline {
-                Some(v) => v,
-                None => it.next().ok_or(format!("{name} needs a value"))?.clone(),
-            };
-            if out.iter().any(|(k, _)| k == name) {
-                return Err(format!("{name} given twice"));
-            }
-            out.push((name.to_string(), value));
-        } else if name.starts_with("--") {
-            return Err(format!("unknown option {name}\n{USAGE}"));
-        } else {
-            positional.push(a.clone());
-        }
-    }
-    Ok((positional, out))
-}
-
-/// The value of a flag, if given.
-pub fn flag_value<'a>(flags: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    flags
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+/// The current time in unix seconds (0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

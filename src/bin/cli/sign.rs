@@ -1,134 +1,207 @@
 //! `edgeward sign`: the client side. Adds RFC 9421 `Signature-Input`/`Signature` (and RFC 9530
 //! `Content-Digest`) to a raw HTTP/1.1 request and prints it.
 
-use super::{flag_value, parse_flags, read_input, USAGE};
+use super::{read_input, unix_now, Failure, Scheme};
 use base64::Engine as _;
+use clap::{ArgGroup, Args, ValueEnum};
 use edgeward::http1::{parse_http_request, render};
-use edgeward::signature::{sign_request, Alg, DigestAlg, SignParams, SigningKey};
+use edgeward::signature::{sign_request, Alg, ComponentId, DigestAlg, SignParams, SigningKey};
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const FLAGS: &[&str] = &[
-    "--key-id",
-    "--secret-base64",
-    "--secret-env",
-    "--private-key-file",
-    "--alg",
-    "--label",
-    "--components",
-    "--created",
-    "--expires",
-    "--nonce",
-    "--content-digest",
-    "--request",
-    "--scheme",
-    "--print",
-];
-const SWITCHES: &[&str] = &["--random-nonce"];
+/// What `sign_request` covers when no components are given (and `content-digest` when there is a body).
+const DEFAULT_COMPONENTS: [&str; 4] = ["@method", "@authority", "@path", "@query"];
 
-fn unix(flag: &str, v: Option<&str>) -> Result<Option<u64>, String> {
-    v.map(|s| {
-        s.parse::<u64>()
-            .map_err(|_| format!("{flag} {s:?} is not unix seconds"))
-    })
-    .transpose()
+const AFTER_HELP: &str = "\
+Prints the request with Signature-Input and Signature added (and Content-Digest when --content-digest is
+given, or when content-digest is covered and the request has none: sha-256). A Content-Digest that
+edgeward adds is always covered by the signature.
+
+Exit status: 0 printed; 2 usage error, or a request or key that cannot be read or used.";
+
+/// Sign a raw HTTP/1.1 request (RFC 9421 HTTP Message Signatures) and print it
+#[derive(Args)]
+#[command(
+    after_help = AFTER_HELP,
+    group(ArgGroup::new("key").required(true).args(["secret_base64", "secret_env", "private_key_file"]))
+)]
+pub struct SignArgs {
+    /// The key id the verifier knows the key by (the keyid parameter)
+    #[arg(long, value_name = "ID")]
+    key_id: String,
+    /// HMAC-SHA256 secret, base64 (at least 32 bytes)
+    #[arg(long, value_name = "B64")]
+    secret_base64: Option<String>,
+    /// HMAC-SHA256 secret, base64, read from this environment variable
+    #[arg(long, value_name = "VAR")]
+    secret_env: Option<String>,
+    /// ed25519 private key, PKCS#8 PEM (as `openssl genpkey -algorithm ed25519` writes it)
+    #[arg(long, value_name = "PEM")]
+    private_key_file: Option<PathBuf>,
+    /// Emit the alg parameter (it must match the key)
+    #[arg(long, value_enum)]
+    alg: Option<AlgArg>,
+    /// The signature label
+    #[arg(long, default_value = "sig1")]
+    label: String,
+    /// Covered components, comma-separated, in order
+    /// [default: @method,@authority,@path,@query, and content-digest for a request with a body]
+    #[arg(long, value_name = "c1,c2,...")]
+    components: Option<String>,
+    /// The created parameter [default: now]
+    #[arg(long, value_name = "UNIX")]
+    created: Option<u64>,
+    /// The expires parameter
+    #[arg(long, value_name = "UNIX")]
+    expires: Option<u64>,
+    /// The nonce parameter
+    #[arg(long, value_name = "N", conflicts_with = "random_nonce")]
+    nonce: Option<String>,
+    /// A random nonce (16 bytes from /dev/urandom, base64url)
+    #[arg(long)]
+    random_nonce: bool,
+    /// The tag parameter (RFC 9421 §2.3: an application-specific label)
+    #[arg(long, value_name = "TAG")]
+    tag: Option<String>,
+    /// Compute Content-Digest with this algorithm (replacing one the request has) and cover it
+    /// (content-digest is added to --components if they do not list it)
+    #[arg(long, value_enum, value_name = "ALG")]
+    content_digest: Option<DigestArg>,
+    /// The scheme the request will be sent with (@scheme, @target-uri, @authority's default port)
+    #[arg(long, value_enum, default_value_t = Scheme::Https)]
+    scheme: Scheme,
+    /// Print the signed request, or only the added header lines (`Name: value`, e.g. for curl -H)
+    #[arg(long, value_enum, default_value_t = Print::Request)]
+    print: Print,
+    /// The raw HTTP/1.1 request (head and body); - reads standard input
+    #[arg(long, value_name = "FILE|-")]
+    request: String,
 }
 
-pub fn sign(args: &[String]) -> Result<ExitCode, String> {
-    let (positional, flags) = parse_flags(args, FLAGS, SWITCHES)?;
-    if !positional.is_empty() {
-        return Err(USAGE.to_string());
+/// `--alg`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AlgArg {
+    #[value(name = "hmac-sha256")]
+    HmacSha256,
+    #[value(name = "ed25519")]
+    Ed25519,
+}
+
+impl From<AlgArg> for Alg {
+    fn from(a: AlgArg) -> Alg {
+        match a {
+            AlgArg::HmacSha256 => Alg::HmacSha256,
+            AlgArg::Ed25519 => Alg::Ed25519,
+        }
     }
-    let key_id = flag_value(&flags, "--key-id").ok_or("sign needs --key-id")?;
-    let request_path = flag_value(&flags, "--request").ok_or("sign needs --request FILE|-")?;
-    let key = match (
-        flag_value(&flags, "--secret-base64"),
-        flag_value(&flags, "--secret-env"),
-        flag_value(&flags, "--private-key-file"),
-    ) {
-        (Some(b64), None, None) => SigningKey::hmac(
-            &edgeward::secret::decode_base64(b64).ok_or("--secret-base64 is not valid base64")?,
-        )
-        .map_err(|e| e.to_string())?,
-        (None, Some(var), None) => {
-            let value =
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?;
-            let bytes = edgeward::secret::decode_base64(&value)
-                .ok_or(format!("environment variable {var} is not valid base64"))?;
-            SigningKey::hmac(&bytes).map_err(|e| e.to_string())?
+}
+
+/// `--content-digest`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DigestArg {
+    #[value(name = "sha-256")]
+    Sha256,
+    #[value(name = "sha-512")]
+    Sha512,
+}
+
+impl From<DigestArg> for DigestAlg {
+    fn from(a: DigestArg) -> DigestAlg {
+        match a {
+            DigestArg::Sha256 => DigestAlg::Sha256,
+            DigestArg::Sha512 => DigestAlg::Sha512,
         }
-        (None, None, Some(file)) => {
-            let pem = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
-            SigningKey::ed25519_from_pem(&pem).map_err(|e| e.to_string())?
+    }
+}
+
+/// `--print`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Print {
+    Request,
+    Headers,
+}
+
+fn signing_key(args: &SignArgs) -> Result<SigningKey, String> {
+    // clap's group "key" guarantees exactly one of the three.
+    if let Some(b64) = &args.secret_base64 {
+        let bytes =
+            edgeward::secret::decode_base64(b64).ok_or("--secret-base64 is not valid base64")?;
+        return SigningKey::hmac(&bytes).map_err(|e| e.to_string());
+    }
+    if let Some(var) = &args.secret_env {
+        let value =
+            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?;
+        let bytes = edgeward::secret::decode_base64(&value)
+            .ok_or(format!("environment variable {var} is not valid base64"))?;
+        return SigningKey::hmac(&bytes).map_err(|e| e.to_string());
+    }
+    let file = args
+        .private_key_file
+        .as_ref()
+        .ok_or("give one of --secret-base64, --secret-env, --private-key-file")?;
+    let pem = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    SigningKey::ed25519_from_pem(&pem).map_err(|e| e.to_string())
+}
+
+/// The covered components: as given (empty: the library's defaults), plus `content-digest` when
+/// `--content-digest` asks for the header and nothing else covers it.
+fn components(args: &SignArgs) -> Vec<String> {
+    let mut out: Vec<String> = args
+        .components
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if args.content_digest.is_some() {
+        if out.is_empty() {
+            out = DEFAULT_COMPONENTS.iter().map(|s| s.to_string()).collect();
         }
-        _ => {
-            return Err(
-                "give exactly one of --secret-base64, --secret-env, --private-key-file".into(),
-            )
+        let covered = out
+            .iter()
+            .any(|c| ComponentId::parse_config(c).is_ok_and(|id| id.is_content_digest()));
+        if !covered {
+            out.push("content-digest".into());
         }
-    };
-    let alg = match flag_value(&flags, "--alg") {
-        Some(a) => {
-            let alg = Alg::parse(a).ok_or(format!("--alg {a:?}: use hmac-sha256 or ed25519"))?;
-            if alg != key.alg() {
-                return Err(format!("--alg {a} does not match the key given"));
-            }
-            Some(alg)
+    }
+    out
+}
+
+pub fn sign(args: &SignArgs) -> Result<ExitCode, Failure> {
+    let key = signing_key(args)?;
+    let alg = args.alg.map(Alg::from);
+    if let Some(a) = alg {
+        if a != key.alg() {
+            return Err(format!("--alg {} does not match the key given", a.as_str()).into());
         }
-        None => None,
-    };
-    let created = match unix("--created", flag_value(&flags, "--created"))? {
-        Some(c) => c,
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    };
-    let mut params = SignParams::new(key_id, key, created);
+    }
+    let mut params = SignParams::new(&args.key_id, key, args.created.unwrap_or_else(unix_now));
     params.alg = alg;
-    if let Some(label) = flag_value(&flags, "--label") {
-        params.label = label.to_string();
-    }
-    if let Some(c) = flag_value(&flags, "--components") {
-        params.components = c
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-    }
-    params.expires = unix("--expires", flag_value(&flags, "--expires"))?;
-    params.nonce = match (
-        flag_value(&flags, "--nonce"),
-        flags.iter().any(|(k, _)| k == "--random-nonce"),
-    ) {
-        (Some(n), false) => Some(n.to_string()),
+    params.label = args.label.clone();
+    params.components = components(args);
+    params.expires = args.expires;
+    params.nonce = match (&args.nonce, args.random_nonce) {
+        (Some(n), _) => Some(n.clone()),
         (None, true) => Some(random_nonce()?),
         (None, false) => None,
-        (Some(_), true) => return Err("give --nonce or --random-nonce, not both".into()),
     };
-    params.content_digest = match flag_value(&flags, "--content-digest") {
-        Some(a) => Some(
-            DigestAlg::parse(a).ok_or(format!("--content-digest {a:?}: use sha-256 or sha-512"))?,
-        ),
-        None => None,
-    };
-    params.https = match flag_value(&flags, "--scheme") {
-        Some("http") => false,
-        Some("https") | None => true,
-        Some(s) => return Err(format!("--scheme {s:?}: use http or https")),
-    };
+    params.tag = args.tag.clone();
+    params.content_digest = args.content_digest.map(DigestAlg::from);
+    params.https = args.scheme == Scheme::Https;
+    let request_path = args.request.as_str();
     let raw = read_input(request_path)?;
     let req = parse_http_request(&raw).map_err(|e| format!("{request_path}: {e}"))?;
     let signed = sign_request(&req, &params).map_err(|e| e.to_string())?;
-    let out = match flag_value(&flags, "--print") {
-        Some("request") | None => render(&req, &signed.headers()),
-        // One `Name: value` line per added header, e.g. for curl's -H.
-        Some("headers") => signed
+    let out = match args.print {
+        Print::Request => render(&req, &signed.headers()),
+        Print::Headers => signed
             .headers()
             .iter()
             .map(|(k, v)| format!("{k}: {v}\n"))
             .collect::<String>()
             .into_bytes(),
-        Some(p) => return Err(format!("--print {p:?}: use request or headers")),
     };
     std::io::stdout()
         .write_all(&out)

@@ -1,0 +1,293 @@
+//! `edgeward sign`: what it covers and prints (`Signature-Input` read with the `sfv` crate), and its
+//! signatures checked by `edgeward eval` against policies/examples/signature.json.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+const SECRET_B64: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const CREATED: u64 = 1_700_000_000;
+const GET: &str = "GET /orders?id=7 HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
+const POST: &str = "POST /orders?id=7 HTTP/1.1\r\nHost: api.example.com\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"qty\": 1000}";
+
+/// Runs `edgeward ARGS` with `stdin`, the partner keys in the environment.
+fn edgeward(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgeward"))
+        .args(args)
+        .env("PARTNER_A_KEY", SECRET_B64)
+        .env("PARTNER_A_KEY_NEXT", SECRET_B64)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that stops before reading its input closes the pipe: not a test failure.
+    if let Err(e) = child.stdin.take().unwrap().write_all(stdin) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `edgeward sign` as partner-a (HMAC) on `raw` read from stdin; returns stdout.
+fn sign(raw: &str, extra: &[&str]) -> String {
+    let created = CREATED.to_string();
+    let mut args = vec![
+        "sign",
+        "--key-id",
+        "partner-a",
+        "--secret-env",
+        "PARTNER_A_KEY",
+        "--created",
+        &created,
+        "--request",
+        "-",
+    ];
+    args.extend_from_slice(extra);
+    let out = edgeward(&args, raw.as_bytes());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "sign {extra:?}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A header's value in a printed request or header list (first match, name case-insensitive).
+fn header<'a>(printed: &'a str, name: &str) -> Option<&'a str> {
+    printed
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+/// The `sig1` member of a Signature-Input: (covered component names, signature parameters as text).
+fn signature_input(printed: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let value = header(printed, "signature-input").expect("a Signature-Input header");
+    let dict = sfv::Parser::new(value)
+        .parse::<sfv::Dictionary>()
+        .unwrap_or_else(|e| panic!("{value}: {e}"));
+    let (label, member) = dict.iter().next().unwrap();
+    assert_eq!(label.as_str(), "sig1");
+    let sfv::ListEntry::InnerList(list) = member else {
+        panic!("{value}: not an inner list");
+    };
+    let components = list
+        .items
+        .iter()
+        .map(|i| i.bare_item.as_string().unwrap().as_str().to_string())
+        .collect();
+    let params = list
+        .params
+        .iter()
+        .map(|(k, v)| {
+            let v = match v.as_string() {
+                Some(s) => s.as_str().to_string(),
+                None => v.as_integer().map(|i| i.to_string()).unwrap(),
+            };
+            (k.as_str().to_string(), v)
+        })
+        .collect();
+    (components, params)
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// `edgeward eval` of `signed` against policies/examples/signature.json just after `CREATED`.
+fn eval(signed: &str) -> serde_json::Value {
+    let doc = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/examples/signature.json"
+    );
+    let now = (CREATED + 1).to_string();
+    let out = edgeward(
+        &[
+            "eval",
+            doc,
+            "--request",
+            "-",
+            "--route",
+            "partner-api",
+            "--scheme",
+            "https",
+            "--now",
+            &now,
+        ],
+        signed.as_bytes(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn content_digest_is_covered_when_asked_for() {
+    let defaults = ["@method", "@authority", "@path", "@query"];
+    // No body, no --components: the defaults, then content-digest.
+    let out = sign(GET, &["--content-digest", "sha-256", "--print", "headers"]);
+    let (components, _) = signature_input(&out);
+    let mut want = strings(&defaults);
+    want.push("content-digest".into());
+    assert_eq!(components, want);
+    assert!(header(&out, "content-digest")
+        .unwrap()
+        .starts_with("sha-256=:"));
+    // Given components without it: added last.
+    let out = sign(
+        GET,
+        &[
+            "--content-digest",
+            "sha-512",
+            "--components",
+            "@method,@path",
+        ],
+    );
+    let (components, _) = signature_input(&out);
+    assert_eq!(components, strings(&["@method", "@path", "content-digest"]));
+    assert!(header(&out, "content-digest")
+        .unwrap()
+        .starts_with("sha-512=:"));
+    // Given components with it: kept as given.
+    let out = sign(
+        POST,
+        &[
+            "--content-digest",
+            "sha-256",
+            "--components",
+            "content-digest, @method",
+        ],
+    );
+    let (components, _) = signature_input(&out);
+    assert_eq!(components, strings(&["content-digest", "@method"]));
+    // Without --content-digest, components without it add no header (as before).
+    let out = sign(POST, &["--components", "@method,@path"]);
+    assert_eq!(header(&out, "content-digest"), None);
+    // A body and no --components: the library's defaults already cover it, so asking for sha-256 changes
+    // nothing (this also keeps the command's copy of the defaults in step with the library's).
+    let implicit = sign(POST, &["--nonce", "n"]);
+    let explicit = sign(POST, &["--nonce", "n", "--content-digest", "sha-256"]);
+    assert_eq!(implicit, explicit);
+    let (components, _) = signature_input(&implicit);
+    assert_eq!(components, want);
+}
+
+#[test]
+fn tag_is_a_signed_parameter() {
+    let out = sign(POST, &["--tag", "edgeward-test", "--nonce", "n1"]);
+    let (_, params) = signature_input(&out);
+    let names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["created", "nonce", "keyid", "tag"]);
+    assert_eq!(params[3].1, "edgeward-test");
+    assert_eq!(params[0].1, CREATED.to_string());
+    // The plugin's core accepts it, and the tag is covered: changing it breaks the signature.
+    let v = eval(&out);
+    assert_eq!(v["decision"], "allow", "{v}");
+    assert_eq!(v["upstream_headers"]["x-edgeward-key-id"], "partner-a");
+    let tampered = out.replace("tag=\"edgeward-test\"", "tag=\"other\"");
+    assert_ne!(tampered, out);
+    let v = eval(&tampered);
+    assert_eq!(v["decision"], "deny", "{v}");
+    assert_eq!(v["reason"], "signature_invalid", "{v}");
+    // An empty tag is refused: exit 2 with the reason.
+    let out = edgeward(
+        &[
+            "sign",
+            "--key-id",
+            "a",
+            "--secret-base64",
+            SECRET_B64,
+            "--tag",
+            "",
+            "--request",
+            "-",
+        ],
+        GET.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "edgeward: the tag must be non-empty printable ASCII\n"
+    );
+}
+
+#[test]
+fn sign_prints_the_request_or_the_headers() {
+    // The whole request: head with the three headers added before the blank line, body unchanged.
+    let out = sign(POST, &[]);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, "{\"qty\": 1000}");
+    assert!(head.starts_with("POST /orders?id=7 HTTP/1.1\r\nHost: api.example.com\r\n"));
+    for name in ["Content-Digest", "Signature-Input", "Signature"] {
+        assert!(head.contains(&format!("\r\n{name}: ")), "{name}: {head}");
+    }
+    // Only the added header lines.
+    let headers = sign(POST, &["--print", "headers"]);
+    let names: Vec<&str> = headers
+        .lines()
+        .map(|l| l.split_once(": ").unwrap().0)
+        .collect();
+    assert_eq!(names, ["Content-Digest", "Signature-Input", "Signature"]);
+    for line in headers.lines() {
+        assert!(head.contains(line), "{line}");
+    }
+    // The other parameters, in RFC 9421's order.
+    let out = sign(
+        GET,
+        &[
+            "--label",
+            "mine",
+            "--alg",
+            "hmac-sha256",
+            "--expires",
+            "1700000300",
+            "--random-nonce",
+            "--components",
+            "@method,@target-uri",
+            "--scheme",
+            "http",
+        ],
+    );
+    let value = header(&out, "signature-input").unwrap();
+    assert!(
+        value.starts_with(
+            "mine=(\"@method\" \"@target-uri\");created=1700000000;expires=1700000300;nonce=\""
+        ),
+        "{value}"
+    );
+    assert!(
+        value.ends_with(";alg=\"hmac-sha256\";keyid=\"partner-a\""),
+        "{value}"
+    );
+    assert!(header(&out, "signature").unwrap().starts_with("mine=:"));
+    // A signature eval accepts, nonce and all.
+    let v = eval(&sign(POST, &["--random-nonce"]));
+    assert_eq!(v["decision"], "allow", "{v}");
+    // --alg must match the key.
+    let out = edgeward(
+        &[
+            "sign",
+            "--key-id",
+            "a",
+            "--secret-base64",
+            SECRET_B64,
+            "--alg",
+            "ed25519",
+            "--request",
+            "-",
+        ],
+        GET.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "edgeward: --alg ed25519 does not match the key given\n"
+    );
+}
