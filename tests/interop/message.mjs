@@ -45,6 +45,16 @@ export function fieldLines(spec) {
   return spec.headers.map(([name, value]) => [name, fieldText(value)]);
 }
 
+// Headers as npm http-message-signatures takes them: one entry per name, repeated lines as an array.
+export function headerObject(lines) {
+  const headers = {};
+  for (const [name, value] of lines) {
+    const key = Object.keys(headers).find((k) => k.toLowerCase() === name.toLowerCase()) ?? name;
+    headers[key] = key in headers ? [].concat(headers[key], value) : value;
+  }
+  return headers;
+}
+
 export function body(spec) {
   return Buffer.from(spec.body_b64 ?? "", "base64");
 }

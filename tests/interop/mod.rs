@@ -71,38 +71,57 @@ impl Lib {
     /// Signs `spec` (the request and the signing parameters): Ok(headers to add) or Err(the library's
     /// refusal). Panics when the driver itself fails.
     pub fn sign(self, tools: &Tools, spec: &Value) -> Result<Signed, String> {
-        let out = self.run(tools, "sign", spec);
-        if let Some(e) = out["error"].as_str() {
-            return Err(e.to_string());
-        }
-        let headers = out["headers"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{}: no headers in {out}", self.label()))
-            .iter()
-            .map(|p| {
-                (
-                    p[0].as_str().unwrap().to_string(),
-                    p[1].as_str().unwrap().to_string(),
-                )
+        self.sign_all(tools, std::slice::from_ref(spec)).remove(0)
+    }
+
+    /// `sign` for many requests with one start of the driver.
+    pub fn sign_all(self, tools: &Tools, specs: &[Value]) -> Vec<Result<Signed, String>> {
+        self.run(tools, "sign", specs)
+            .into_iter()
+            .map(|out| {
+                if let Some(e) = out["error"].as_str() {
+                    return Err(e.to_string());
+                }
+                let headers = out["headers"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{}: no headers in {out}", self.label()))
+                    .iter()
+                    .map(|p| {
+                        (
+                            p[0].as_str().unwrap().to_string(),
+                            p[1].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect();
+                Ok(Signed {
+                    headers,
+                    base: out["base"].as_str().unwrap_or_default().to_string(),
+                })
             })
-            .collect();
-        Ok(Signed {
-            headers,
-            base: out["base"].as_str().unwrap_or_default().to_string(),
-        })
+            .collect()
     }
 
     /// Verifies `spec` (a signed request and the key): Ok(details) or Err(why not).
     pub fn verify(self, tools: &Tools, spec: &Value) -> Result<Value, String> {
-        let out = self.run(tools, "verify", spec);
-        if out["ok"] == true {
-            Ok(out)
-        } else {
-            Err(out["error"].as_str().unwrap_or("?").to_string())
-        }
+        self.verify_all(tools, std::slice::from_ref(spec)).remove(0)
     }
 
-    fn run(self, tools: &Tools, action: &str, spec: &Value) -> Value {
+    /// `verify` for many requests with one start of the driver.
+    pub fn verify_all(self, tools: &Tools, specs: &[Value]) -> Vec<Result<Value, String>> {
+        self.run(tools, "verify", specs)
+            .into_iter()
+            .map(|out| {
+                if out["ok"] == true {
+                    Ok(out)
+                } else {
+                    Err(out["error"].as_str().unwrap_or("?").to_string())
+                }
+            })
+            .collect()
+    }
+
+    /// Runs the driver once on the array of `specs`; returns its results, in order.
+    fn run(self, tools: &Tools, action: &str, specs: &[Value]) -> Vec<Value> {
         let dir = drivers_dir();
         let mut cmd = match self {
             Lib::Python => {
@@ -120,25 +139,30 @@ impl Lib {
                 c
             }
         };
-        let mut spec = spec.clone();
-        if let Some(name) = self.npm_name() {
-            spec["lib"] = json!(name);
-        }
+        let specs: Vec<Value> = specs
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                if let Some(name) = self.npm_name() {
+                    s["lib"] = json!(name);
+                }
+                s
+            })
+            .collect();
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{} {action}: {e}", self.label()));
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(spec.to_string().as_bytes())
-            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = Value::from(specs.clone()).to_string();
+        // Written from another thread: a large batch must not fill both pipes at once.
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
         let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        let parsed: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| {
+        let parsed: Vec<Value> = serde_json::from_str(text.trim()).unwrap_or_else(|_| {
             panic!(
                 "{} {action} driver failed ({}):\nstdout: {text}\nstderr: {}",
                 self.label(),
@@ -146,11 +170,14 @@ impl Lib {
                 String::from_utf8_lossy(&out.stderr)
             )
         });
-        assert_eq!(
-            parsed["library"],
-            self.library(),
-            "the driver loaded another version than the pinned one"
-        );
+        assert_eq!(parsed.len(), specs.len(), "{} {action}", self.label());
+        for p in &parsed {
+            assert_eq!(
+                p["library"],
+                self.library(),
+                "the driver loaded another version than the pinned one"
+            );
+        }
         parsed
     }
 }

@@ -8,6 +8,8 @@ stdin: {"method", "url", "request_target"?, "headers": [[name, value | {"b64"}]]
 stdout: {"library", "headers": [[name, value]] (Content-Digest when made, Signature-Input, Signature),
          "base"} or, when the library refuses, {"library", "error"} (exit 1).
 With "content_digest", the library computes Content-Digest over the body and covers it.
+stdin may also be an array of such objects: stdout is then the array of results (exit 0), so that one
+interpreter start serves many requests.
 """
 
 import base64
@@ -25,8 +27,7 @@ def when(ts):
     return None if ts is None else datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
 
 
-def main():
-    spec = message.read_spec()
+def sign(spec):
     message.register_sf_types(spec)
     alg = message.ALGORITHMS[spec["alg"]]
     if spec["alg"] == "hmac-sha256":
@@ -58,15 +59,23 @@ def main():
         signature = alg(private_key=key).sign(prepared.signature_base)
         signer.apply(request, prepared, signature)
     except hms.HTTPMessageSignaturesException as e:
-        message.emit({"library": message.LIBRARY, "error": str(e)})
-        return 1
+        return {"library": message.LIBRARY, "error": str(e)}
     added = [
         [name, value]
         for name, value in request.headers.items()
         if name.lower() not in before or name.lower() in ("signature", "signature-input")
     ]
-    message.emit({"library": message.LIBRARY, "headers": added, "base": prepared.signature_base.decode()})
-    return 0
+    return {"library": message.LIBRARY, "headers": added, "base": prepared.signature_base.decode()}
+
+
+def main():
+    spec = message.read_spec()
+    if isinstance(spec, list):
+        message.emit([sign(s) for s in spec])
+        return 0
+    result = sign(spec)
+    message.emit(result)
+    return 1 if "error" in result else 0
 
 
 if __name__ == "__main__":

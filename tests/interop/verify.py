@@ -6,6 +6,7 @@ stdin: the request as for sign.py (with its Signature-Input and Signature header
        is given, the signed Content-Digest must match it).
 stdout: {"library", "ok": true, "label", "covered": {component: value}, "parameters"} or
         {"library", "ok": false, "error"}. Exit 0 either way; non-zero only when the driver failed.
+stdin may also be an array of such objects: stdout is then the array of results.
 """
 
 import base64
@@ -19,8 +20,7 @@ import message  # noqa: E402
 from message import hms  # noqa: E402
 
 
-def main():
-    spec = message.read_spec()
+def verify(spec):
     message.register_sf_types(spec)
     alg = message.ALGORITHMS[spec["alg"]]
     if spec["alg"] == "hmac-sha256":
@@ -45,18 +45,20 @@ def main():
             body=body if (body and spec.get("check_body", True)) else None,
         )
     except (hms.InvalidSignature, hms.HTTPMessageSignaturesException) as e:
-        message.emit({"library": message.LIBRARY, "ok": False, "error": f"{type(e).__name__}: {e}"})
-        return 0
+        return {"library": message.LIBRARY, "ok": False, "error": f"{type(e).__name__}: {e}"}
     r = results[0]
-    message.emit(
-        {
-            "library": message.LIBRARY,
-            "ok": True,
-            "label": r.label,
-            "covered": r.covered_components,
-            "parameters": r.parameters,
-        }
-    )
+    return {
+        "library": message.LIBRARY,
+        "ok": True,
+        "label": r.label,
+        "covered": r.covered_components,
+        "parameters": r.parameters,
+    }
+
+
+def main():
+    spec = message.read_spec()
+    message.emit([verify(s) for s in spec] if isinstance(spec, list) else verify(spec))
     return 0
 
 
