@@ -126,8 +126,9 @@ impl Lib {
         let mut cmd = match self {
             Lib::Python => {
                 let mut c = Command::new("python3");
-                // -I: nothing from the user's site-packages or PYTHON* variables.
-                c.arg("-I")
+                // -I: nothing from the user's site-packages or PYTHON* variables; -B: no
+                // __pycache__ in the clone.
+                c.args(["-I", "-B"])
                     .arg(dir.join(format!("{action}.py")))
                     .env("EDGEWARD_INTEROP_SITE", &tools.python_site);
                 c
