@@ -30,6 +30,11 @@ trap stop_docker EXIT
 ensure_docker
 export EDGEWARD_REQUIRE_DOCKER="${EDGEWARD_REQUIRE_DOCKER:-1}"
 
+# tests/e2e_interop.rs installs the independent RFC 9421 implementations it checks edgeward against (pinned in
+# tests/interop/: PyPI with pip, npm with npm ci) into $EDGEWARD_CACHE on first use; here a failed install fails
+# the run instead of skipping those tests (EDGEWARD_REQUIRE_INTEROP=0 skips them, saying why).
+export EDGEWARD_REQUIRE_INTEROP="${EDGEWARD_REQUIRE_INTEROP:-1}"
+
 log "the development rate limit service (rls-dev/, its own workspace): fmt, unit tests"
 (cd rls-dev && cargo fmt -- --check && CARGO_TARGET_DIR="$CACHE/rls-dev-target" cargo test --quiet --locked 2>&1)
 
