@@ -10,6 +10,8 @@
 use crate::decision::Reason;
 use crate::document::Document;
 use crate::host::{self, level};
+use crate::keys::refresh::{self, Fetched};
+use crate::keys::KeyCache;
 use crate::request::{HeaderText, Headers, Peer, RequestHead, TlsVersion};
 use crate::store::{Cas, SharedStore, StoreError};
 use crate::stream::{Actions, BodyBudget, HoldLimits, LocalReply, Stream, Verdict};
@@ -119,8 +121,26 @@ pub extern "C" fn proxy_on_configure(root_context_id: u32, _configuration_size: 
 
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root_context_id: u32) {
-    with_root(root_context_id, |root| root.metrics.flush());
+    with_root(root_context_id, |root| {
+        root.refresh_keys();
+        root.metrics.flush();
+    });
     answer_overdue_bodies(root_context_id);
+}
+
+/// A key source fetch (the only HTTP calls edgeward makes) finished on root `context_id`; no headers
+/// means no answer (connection failure, timeout, reset).
+#[no_mangle]
+pub extern "C" fn proxy_on_http_call_response(
+    context_id: u32,
+    token: u32,
+    num_headers: usize,
+    body_size: usize,
+    _num_trailers: usize,
+) {
+    with_root(context_id, |root| {
+        root.on_fetch_response(token, num_headers, body_size)
+    });
 }
 
 /// Answers every stream of this root whose body is past its deadline (the tick is the only clock a
@@ -237,6 +257,10 @@ struct EdgewardRoot {
     metrics: Rc<Metrics>,
     /// The bytes this worker's streams of this configuration hold in bodies.
     budget: Rc<BodyBudget>,
+    /// This worker's copies of the document's key source sets (crate::keys), read by its streams.
+    keys: Rc<RefCell<KeyCache>>,
+    /// Key source fetches this root has in flight: call token → source index.
+    fetches: BTreeMap<u32, usize>,
 }
 
 /// How often a worker VM adds its pending counts to Envoy's counters.
@@ -286,6 +310,101 @@ impl EdgewardRoot {
             doc: None,
             metrics: Rc::new(Metrics::default()),
             budget: Rc::new(BodyBudget::new(0)),
+            keys: Rc::new(RefCell::new(KeyCache::default())),
+            fetches: BTreeMap::new(),
+        }
+    }
+
+    /// On the tick (and at configure): copies newer key sets from shared data, and fetches each source
+    /// whose refresh is due when this worker wins its lease (one fetch per source per Envoy process).
+    fn refresh_keys(&mut self) {
+        let Some(doc) = self.doc.clone() else {
+            return;
+        };
+        if doc.key_sources.is_empty() {
+            return;
+        }
+        let Some(now) = host::now_ns() else {
+            return;
+        };
+        for (i, source) in doc.key_sources.iter().enumerate() {
+            if let Ok(mut cache) = self.keys.try_borrow_mut() {
+                refresh::sync(&HostStore, source, i, &mut cache);
+            }
+            if self.fetches.values().any(|&s| s == i)
+                || !refresh::due(&mut HostStore, source, now).unwrap_or(false)
+            {
+                continue;
+            }
+            let timeout = Duration::from_millis(u64::from(source.timeout_ms));
+            match host::http_call(&source.cluster, &refresh::request_headers(source), timeout) {
+                Ok(token) => {
+                    self.fetches.insert(token, i);
+                }
+                // An unknown cluster: counted and logged like any failed fetch.
+                Err(_) => self.finish_fetch(&doc, i, Fetched::NoAnswer, now),
+            }
+        }
+    }
+
+    fn on_fetch_response(&mut self, token: u32, num_headers: usize, body_size: usize) {
+        let Some(i) = self.fetches.remove(&token) else {
+            return;
+        };
+        let (Some(doc), Some(now)) = (self.doc.clone(), host::now_ns()) else {
+            return;
+        };
+        let Some(source) = doc.key_sources.get(i) else {
+            return;
+        };
+        if num_headers == 0 {
+            self.finish_fetch(&doc, i, Fetched::NoAnswer, now);
+            return;
+        }
+        let status = host::get_header(host::HTTP_CALL_RESPONSE_HEADERS, ":status")
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u16>().ok());
+        // One byte past the limit is enough to refuse the set as too large.
+        let want = body_size.min(source.max_bytes.saturating_add(1));
+        let body = if want == 0 {
+            Vec::new()
+        } else {
+            host::get_buffer(host::HTTP_CALL_RESPONSE_BODY, want).unwrap_or_default()
+        };
+        self.finish_fetch(
+            &doc,
+            i,
+            Fetched::Answer {
+                status,
+                body: &body,
+            },
+            now,
+        );
+    }
+
+    /// Records a fetch's end in shared data, counts it, logs a change of state, and takes the new set.
+    fn finish_fetch(&mut self, doc: &Document, i: usize, fetched: Fetched, now: u64) {
+        let Some(source) = doc.key_sources.get(i) else {
+            return;
+        };
+        // The next refresh is spread over the jitter by the clock's low bits.
+        let seed = now.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7;
+        let report = refresh::complete(&mut HostStore, source, fetched, now, seed);
+        if let Some(msg) = report.message(source) {
+            let lvl = if report.after == refresh::State::Loaded {
+                level::INFO
+            } else {
+                level::WARN
+            };
+            log(lvl, &msg);
+        }
+        for c in crate::metrics::key_source_counters(doc, i, &report.outcome)
+            .into_iter()
+            .flatten()
+        {
+            self.metrics.add(c);
+        }
+        if let Ok(mut cache) = self.keys.try_borrow_mut() {
+            refresh::sync(&HostStore, source, i, &mut cache);
         }
     }
 
@@ -345,7 +464,11 @@ impl EdgewardRoot {
                 // deadline is kept within a fifth of itself.
                 let deadline = Duration::from_nanos(doc.held_bodies.timeout_ns);
                 let _ = host::set_tick_period(METRICS_FLUSH.min(deadline / 5));
+                self.keys = Rc::new(RefCell::new(KeyCache::new(doc.key_sources.len())));
+                self.fetches.clear();
                 self.doc = Some(Rc::new(doc));
+                // The first fetch now, not a tick later.
+                self.refresh_keys();
                 true
             }
             Err(errors) => {
@@ -368,6 +491,7 @@ impl EdgewardRoot {
             doc,
             metrics: self.metrics.clone(),
             budget: self.budget.clone(),
+            keys: self.keys.clone(),
             req: None,
             stream: Stream::new(),
             grpc_token: None,
@@ -412,6 +536,7 @@ struct EdgewardHttp {
     doc: Rc<Document>,
     metrics: Rc<Metrics>,
     budget: Rc<BodyBudget>,
+    keys: Rc<RefCell<KeyCache>>,
     req: Option<RequestData>,
     /// The stream's life (crate::stream): every decision is made there.
     stream: Stream,
@@ -627,15 +752,20 @@ impl EdgewardHttp {
         let doc = Rc::clone(&self.doc);
         let limits = self.limits();
         let slices = req.headers.slices();
+        let keys = Rc::clone(&self.keys);
+        let no_keys = KeyCache::EMPTY;
+        let keys_ref = keys.try_borrow();
         let actions = self.stream.on_request_headers(
             &doc,
             &req.head(&slices),
             end_of_stream,
             req.now_ns,
             limits,
+            keys_ref.as_deref().unwrap_or(&no_keys),
             &self.budget,
             &mut HostStore,
         );
+        drop(keys_ref);
         drop(slices);
         self.req = Some(req);
         // Holding the headers while the body arrives needs the plugin option

@@ -34,11 +34,17 @@ pub enum Reason {
     /// The stream ended before edgeward decided (the client went away, or Envoy answered first):
     /// recorded, never sent.
     Incomplete,
+    /// The signature names a key that only a key source can hold, and that source has never loaded
+    /// (answered 503: the client may have done nothing wrong).
+    KeysUnavailable,
+    /// Web Bot Auth: `Signature-Agent` is missing, malformed, or names a directory outside the document's
+    /// allow-list (no fetch is ever made for it).
+    SignatureAgentUnknown,
 }
 
 impl Reason {
     /// Every reason, for metric registration.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 23] = [
         Reason::NoRoute,
         Reason::BadHost,
         Reason::HttpsRequired,
@@ -60,6 +66,8 @@ impl Reason {
         Reason::BodyBufferFull,
         Reason::BodyUnavailable,
         Reason::Incomplete,
+        Reason::KeysUnavailable,
+        Reason::SignatureAgentUnknown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -85,6 +93,8 @@ impl Reason {
             Reason::BodyBufferFull => "body_buffer_full",
             Reason::BodyUnavailable => "body_unavailable",
             Reason::Incomplete => "incomplete",
+            Reason::KeysUnavailable => "keys_unavailable",
+            Reason::SignatureAgentUnknown => "signature_agent_unknown",
         }
     }
 }

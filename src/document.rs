@@ -3,6 +3,7 @@
 use crate::error::{index, join, ConfigError, Errors};
 use crate::https::{Https, HttpsInput};
 use crate::ip::{ClientIpConfig, ClientIpInput, IpInput, IpLists, IpPolicy};
+use crate::keys::{self, KeySource, KeySourceInput};
 use crate::log::{self, LogInput, LogPolicy};
 use crate::rate_limit::{self, LimitInput, RateLimits, RlsConfig, RlsInput};
 use crate::route::{HostMatch, RouteEntry, Target};
@@ -26,6 +27,8 @@ pub struct DocumentInput {
     pub log: Option<LogInput>,
     /// Bounds on the request bodies a worker holds for `content-digest` checks.
     pub held_bodies: Option<HeldBodiesInput>,
+    /// Verification keys fetched at run time (JWK Sets), by name.
+    pub key_sources: BTreeMap<String, KeySourceInput>,
     pub policies: BTreeMap<String, PolicyInput>,
     pub routes: Vec<RouteInput>,
 }
@@ -103,6 +106,7 @@ crate::json::json_object!(DocumentInput {
     rls: "rls" => some,
     log: "log" => some,
     held_bodies: "held_bodies" => some,
+    key_sources: "key_sources" => read,
     policies: "policies" => required,
     routes: "routes" => required,
 });
@@ -207,6 +211,12 @@ pub struct Document {
     pub rls: Option<RlsConfig>,
     /// Bounds on held request bodies (per worker).
     pub held_bodies: HeldBodies,
+    /// Key sources fetched at run time, in name order (their index is their slot in a
+    /// [`crate::keys::KeyCache`]).
+    pub key_sources: Vec<KeySource>,
+    /// Request headers a client may not send besides `x-edgeward-*`: the Web Bot Auth agent headers
+    /// the document chose outside that prefix (lowercase).
+    pub reserved_headers: Vec<String>,
 }
 
 // The hash keys are derived from EDGEWARD_HASH_KEY: never printed.
@@ -223,6 +233,8 @@ impl std::fmt::Debug for Document {
             .field("nonce_key", &"<redacted>")
             .field("rls", &self.rls)
             .field("held_bodies", &self.held_bodies)
+            .field("key_sources", &self.key_sources)
+            .field("reserved_headers", &self.reserved_headers)
             .finish()
     }
 }
@@ -265,6 +277,8 @@ impl Document {
     pub fn compile(input: &DocumentInput, env: &dyn Env) -> Result<Document, Vec<ConfigError>> {
         let mut errs = Errors::default();
         let held_bodies = HeldBodies::compile(input.held_bodies.as_ref(), &mut errs);
+        let key_sources = keys::compile_sources(&input.key_sources, "key_sources", &mut errs);
+        let key_sources_ok = key_sources.len() == input.key_sources.len();
         let client_ip = ClientIpConfig::compile(&input.client_ip, "client_ip", &mut errs);
         let ip_lists = IpLists::compile(&input.ip_lists, "ip_lists", &mut errs);
         let slots = rate_limit::validate_slots(
@@ -305,10 +319,13 @@ impl Document {
             let ip =
                 p.ip.as_ref()
                     .and_then(|i| IpPolicy::compile(i, &join(&path, "ip"), &ip_lists, &mut errs));
-            let signature = p
-                .signature
-                .as_ref()
-                .and_then(|sig| signature::compile(sig, &join(&path, "signature"), env, &mut errs));
+            let signature = p.signature.as_ref().and_then(|sig| {
+                // A source with errors of its own is not reported again as unknown.
+                if !key_sources_ok && (!sig.key_sources.is_empty() || sig.web_bot_auth.is_some()) {
+                    return None;
+                }
+                signature::compile(sig, &join(&path, "signature"), env, &key_sources, &mut errs)
+            });
             if p.signature.as_ref().is_some_and(|s| {
                 s.nonce_scope == signature::NonceScope::Cluster && input.rls.is_none()
             }) {
@@ -427,6 +444,14 @@ impl Document {
             return Err(errs.into_vec());
         }
         let uses_route_name = routes.iter().any(|r| r.route.is_some());
+        let mut reserved_headers: Vec<String> = policies
+            .iter()
+            .filter_map(|p| p.signature.as_ref()?.web_bot_auth.as_ref())
+            .map(|w| w.agent_header.clone())
+            .filter(|h| !h.starts_with(crate::engine::INTERNAL_HEADER_PREFIX))
+            .collect();
+        reserved_headers.sort();
+        reserved_headers.dedup();
         Ok(Document {
             policies,
             routes,
@@ -438,6 +463,8 @@ impl Document {
             nonce_key: derive_nonce_key(env),
             rls,
             held_bodies,
+            key_sources,
+            reserved_headers,
         })
     }
 }

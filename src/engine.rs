@@ -12,11 +12,12 @@
 use crate::decision::{Decision, Reason, Reply};
 use crate::document::{Document, Mode, Policy};
 use crate::https::{arrived_over_https, valid_authority};
+use crate::keys::KeyCache;
 use crate::log::{LogPolicy, RecordInput, XffAction};
 use crate::rate_limit::{remote, FailureMode, KeyInputs, RateOutcome, Receipt, RemoteAnswer};
 use crate::request::RequestHead;
 use crate::route::{normalize_host, select, Target};
-use crate::signature::{check_content_digest, check_nonce, release_nonce, NonceOutcome};
+use crate::signature::{check_content_digest, check_nonce, release_nonce, KeyRing, NonceOutcome};
 use crate::store::{ReadAhead, SharedStore};
 use std::net::IpAddr;
 
@@ -26,9 +27,9 @@ pub const INTERNAL_HEADER_PREFIX: &str = "x-edgeward-";
 /// What the upstream receives from edgeward, header by header. edgeward never changes request headers
 /// itself (Envoy would pick the route again after any change, and the request could then leave through a
 /// route whose policy nobody checked): it publishes these values as filter state, and Envoy's route
-/// configuration writes them after routing (envoy/envoy.yaml: removes the three headers, then adds each
-/// from `%FILTER_STATE(wasm.edgeward.upstream.NAME:PLAIN)%`). A value that is not published means the
-/// header is not sent.
+/// configuration writes them after routing (envoy/envoy.yaml: removes the headers, then adds each from
+/// `%FILTER_STATE(wasm.edgeward.upstream.NAME:PLAIN)%`). A value that is not published means the header
+/// is not sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Upstream {
     /// `x-edgeward-key-id`: the verified signature's key id.
@@ -37,26 +38,38 @@ pub struct Upstream {
     pub forwarded_for: Option<String>,
     /// `x-envoy-external-address`: as Envoy set it (`upstream_xff: keep` only).
     pub external_address: Option<String>,
+    /// Web Bot Auth: the verified agent's origin, and the header the document writes it to
+    /// (`x-edgeward-agent` by default).
+    pub agent: Option<(String, String)>,
 }
 
-/// (filter-state property, the header Envoy's route configuration writes from it).
+/// (filter-state property, the header Envoy's route configuration writes from it), for the fixed
+/// headers; the agent's is [`AGENT_PROPERTY`], written to the header the document names.
 pub const UPSTREAM_FIELDS: [(&str, &str); 3] = [
     ("edgeward.upstream.key_id", "x-edgeward-key-id"),
     ("edgeward.upstream.xff", "x-forwarded-for"),
     ("edgeward.upstream.xea", "x-envoy-external-address"),
 ];
 
+/// The filter-state property of the verified Web Bot Auth agent.
+pub const AGENT_PROPERTY: &str = "edgeward.upstream.agent";
+
 impl Upstream {
-    /// Each header with its value (`None`: not sent), in [`UPSTREAM_FIELDS`] order.
-    pub fn headers(&self) -> [(&'static str, Option<&str>); 3] {
+    /// Each header with its value (`None`: not sent), in [`UPSTREAM_FIELDS`] order, then the agent's
+    /// when there is one.
+    pub fn headers(&self) -> Vec<(&str, Option<&str>)> {
         let values = [
             self.key_id.as_deref(),
             self.forwarded_for.as_deref(),
             self.external_address.as_deref(),
         ];
-        let mut out = [("", None); 3];
-        for (o, ((_, header), value)) in out.iter_mut().zip(UPSTREAM_FIELDS.iter().zip(values)) {
-            *o = (*header, value);
+        let mut out: Vec<(&str, Option<&str>)> = UPSTREAM_FIELDS
+            .iter()
+            .zip(values)
+            .map(|((_, header), value)| (*header, value))
+            .collect();
+        if let Some((header, origin)) = &self.agent {
+            out.push((header.as_str(), Some(origin.as_str())));
         }
         out
     }
@@ -64,11 +77,15 @@ impl Upstream {
     /// The filter-state properties to publish (only the values there are: one host call each).
     pub fn properties(&self) -> Vec<(&'static str, String)> {
         let values = [&self.key_id, &self.forwarded_for, &self.external_address];
-        UPSTREAM_FIELDS
+        let mut out: Vec<(&'static str, String)> = UPSTREAM_FIELDS
             .iter()
             .zip(values)
             .filter_map(|((property, _), v)| v.clone().map(|v| (*property, v)))
-            .collect()
+            .collect();
+        if let Some((_, origin)) = &self.agent {
+            out.push((AGENT_PROPERTY, origin.clone()));
+        }
+        out
     }
 }
 
@@ -100,6 +117,8 @@ pub struct Evaluation {
     pub upstream: Upstream,
     /// The verified signature key id.
     pub key_id: Option<String>,
+    /// Web Bot Auth: the verified agent's origin.
+    pub agent: Option<String>,
     /// Set while the body is still needed: the largest body accepted.
     pub needs_body: Option<usize>,
     /// The client address per the document's `client_ip` model (`None`: unknown or unparseable).
@@ -156,6 +175,7 @@ impl std::fmt::Debug for Evaluation {
             .field("response_headers", &self.response_headers)
             .field("upstream", &self.upstream.key_id)
             .field("key_id", &self.key_id)
+            .field("agent", &self.agent)
             .field("needs_body", &self.needs_body)
             .field("client_ip", &self.client_ip.map(|_| "<redacted>"))
             .field("remote", &self.remote.is_some())
@@ -179,6 +199,7 @@ impl Evaluation {
             response_headers: Vec::new(),
             upstream: Upstream::default(),
             key_id: None,
+            agent: None,
             needs_body: None,
             client_ip: None,
             remote: None,
@@ -371,6 +392,7 @@ impl Evaluation {
             tls: head.tls.map(|t| t.as_str()),
             client_ip: self.client_ip,
             key_id: self.key_id.as_deref(),
+            agent: self.agent.as_deref(),
             headers: head.headers,
         }
     }
@@ -553,12 +575,24 @@ impl Evaluation {
 }
 
 impl Document {
-    /// Evaluates the request head: selects the policy, runs every check that needs no body and makes
-    /// every reservation (tokens, nonce); `needs_body` and `remote` say what is still pending.
+    /// [`Document::evaluate_head_with`] with no key source sets (every source reads as never loaded).
     pub fn evaluate_head(
         &self,
         head: &RequestHead,
         now_ns: u64,
+        store: &mut dyn SharedStore,
+    ) -> Evaluation {
+        self.evaluate_head_with(head, now_ns, &KeyCache::EMPTY, store)
+    }
+
+    /// Evaluates the request head: selects the policy, runs every check that needs no body and makes
+    /// every reservation (tokens, nonce); `needs_body` and `remote` say what is still pending. `keys`
+    /// holds this worker's copies of the document's key source sets.
+    pub fn evaluate_head_with(
+        &self,
+        head: &RequestHead,
+        now_ns: u64,
+        keys: &KeyCache,
         store: &mut dyn SharedStore,
     ) -> Evaluation {
         let mut ev = Evaluation::new();
@@ -570,11 +604,13 @@ impl Document {
             return ev;
         }
         // What edgeward tells the upstream cannot come from the client.
-        if head
-            .headers
-            .iter()
-            .any(|(name, _)| starts_with_ignore_case(name, INTERNAL_HEADER_PREFIX))
-        {
+        if head.headers.iter().any(|(name, _)| {
+            starts_with_ignore_case(name, INTERNAL_HEADER_PREFIX)
+                || self
+                    .reserved_headers
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(name))
+        }) {
             ev.routed = true;
             ev.reply = Some(Reply::deny(400, Reason::ReservedHeader));
             return ev;
@@ -635,6 +671,7 @@ impl Document {
             return ev;
         }
         let mut nonce = None;
+        let key_cache = keys;
         if let Some(sig) = &policy.signature {
             // A client whose own (`client_ip`) bucket is already empty is answered now, before the
             // signature is verified: the admission step would deny it anyway (no token is taken here).
@@ -654,9 +691,13 @@ impl Document {
                 ev.fail(reply);
                 return ev;
             }
-            match sig.verify_head(head, now_ns / 1_000_000_000) {
+            let ring = KeyRing {
+                sources: &self.key_sources,
+                cache: key_cache,
+            };
+            match sig.verify_head_with(head, now_ns / 1_000_000_000, ring) {
                 Err(reason) => {
-                    ev.fail(sig.unauthorized_reply(reason));
+                    ev.fail(sig.refusal(reason));
                     return ev;
                 }
                 Ok(v) => {
@@ -670,6 +711,10 @@ impl Document {
                         ev.needs_body = Some(max);
                     }
                     ev.upstream.key_id = Some(v.key_id.clone());
+                    if let (Some(origin), Some(wba)) = (&v.agent, &sig.web_bot_auth) {
+                        ev.upstream.agent = Some((wba.agent_header.clone(), origin.clone()));
+                    }
+                    ev.agent = v.agent.clone();
                     nonce = v.nonce.map(|n| NonceHold {
                         key_id: v.key_id.clone(),
                         nonce: n,
@@ -705,6 +750,7 @@ fn forwarding_headers(log: &LogPolicy, head: &RequestHead) -> Upstream {
         key_id: None,
         forwarded_for,
         external_address,
+        agent: None,
     }
 }
 

@@ -20,6 +20,10 @@ pub const RESPONSE_HEADERS: u32 = 2;
 pub const GRPC_RECEIVE_BUFFER: u32 = 5;
 /// `BufferType::HttpRequestBody`.
 pub const HTTP_REQUEST_BODY: u32 = 0;
+/// `MapType::HttpCallResponseHeaders`: the headers of a finished `dispatch_http_call`.
+pub const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+/// `BufferType::HttpCallResponseBody`: the body of a finished `dispatch_http_call`.
+pub const HTTP_CALL_RESPONSE_BODY: u32 = 4;
 /// `BufferType::PluginConfiguration`: the policy document.
 pub const PLUGIN_CONFIGURATION: u32 = 7;
 /// `StreamType::HttpRequest`.
@@ -61,6 +65,18 @@ extern "C" {
         initial_metadata_size: usize,
         message_data: *const u8,
         message_size: usize,
+        timeout_milliseconds: u32,
+        return_callout_id: *mut u32,
+    ) -> u32;
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
         timeout_milliseconds: u32,
         return_callout_id: *mut u32,
     ) -> u32;
@@ -170,6 +186,7 @@ mod kind {
     pub const SEND_LOCAL_RESPONSE: usize = 12;
     pub const DISPATCH_GRPC_CALL: usize = 13;
     pub const CONTINUE_STREAM: usize = 14;
+    pub const DISPATCH_HTTP_CALL: usize = 15;
 }
 use kind::*;
 
@@ -178,7 +195,7 @@ mod calls {
     use super::{define_counter_uncounted, increment_metric_uncounted};
     use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
-    pub(super) const NAMES: [&str; 15] = [
+    pub(super) const NAMES: [&str; 16] = [
         "log",
         "define_metric",
         "get_buffer",
@@ -194,11 +211,12 @@ mod calls {
         "send_local_response",
         "dispatch_grpc_call",
         "continue_stream",
+        "dispatch_http_call",
     ];
     const UNSET: u32 = u32::MAX;
-    static COUNTS: [AtomicU32; 15] = [const { AtomicU32::new(0) }; 15];
+    static COUNTS: [AtomicU32; 16] = [const { AtomicU32::new(0) }; 16];
     /// Metric ids: the total, then one per kind (defined on the first flush; UNSET until then).
-    static METRICS: [AtomicU32; 16] = [const { AtomicU32::new(UNSET) }; 16];
+    static METRICS: [AtomicU32; 17] = [const { AtomicU32::new(UNSET) }; 17];
 
     pub fn add(k: usize) {
         if let Some(c) = COUNTS.get(k) {
@@ -324,6 +342,37 @@ pub fn grpc_call(
             no_metadata.len(),
             message.as_ptr(),
             message.len(),
+            ms,
+            &mut token,
+        )
+    };
+    status(s).map(|()| token)
+}
+
+/// Starts an HTTP call without a body on `cluster` (`headers` holds the pseudo-headers `:method`,
+/// `:path`, `:authority`); the call's token, or the host's status (`BadArgument` for an unknown
+/// cluster or missing pseudo-headers). The answer arrives in `proxy_on_http_call_response`.
+pub fn http_call(
+    cluster: &str,
+    headers: &[(&str, String)],
+    timeout: std::time::Duration,
+) -> Result<u32, u32> {
+    let headers = crate::pairs::encode(headers);
+    let no_trailers = 0u32.to_le_bytes();
+    let ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    let mut token = 0u32;
+    count(DISPATCH_HTTP_CALL);
+    // SAFETY: pointers and lengths come from live slices; the host copies them and writes one u32.
+    let s = unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            headers.as_ptr(),
+            headers.len(),
+            null(),
+            0,
+            no_trailers.as_ptr(),
+            no_trailers.len(),
             ms,
             &mut token,
         )

@@ -202,6 +202,21 @@ impl<'a> Reader<'a> {
     pub fn uint(&mut self, max: u64) -> Result<u64> {
         let expected = format!("an integer from 0 to {max}");
         self.expect(Kind::Number, &expected)?;
+        let start = self.pos;
+        match self.number()?.filter(|&v| v <= max) {
+            Some(v) => Ok(v),
+            None => {
+                self.pos = start;
+                Err(self.error(format!("invalid value: expected {expected}")))
+            }
+        }
+    }
+
+    /// Any JSON number: its value when it is a non-negative integer that fits a `u64` (written without
+    /// fraction or exponent), else `None`. A malformed number is a syntax error.
+    #[inline(never)]
+    pub fn number(&mut self) -> Result<Option<u64>> {
+        self.expect(Kind::Number, "a number")?;
         let bytes = self.text.as_bytes();
         let mut i = self.pos;
         let negative = bytes.get(i) == Some(&b'-');
@@ -242,24 +257,29 @@ impl<'a> Reader<'a> {
             i = run(self, i)?;
             integer = false;
         }
-        let value = if integer && !negative {
-            bytes
-                .get(digits..int_end)
-                .unwrap_or_default()
-                .iter()
-                .try_fold(0u64, |acc, &d| {
-                    acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-                })
-                .filter(|&v| v <= max)
-        } else {
-            None
-        };
-        match value {
-            Some(v) => {
-                self.pos = i;
-                Ok(v)
-            }
-            None => Err(self.error(format!("invalid value: expected {expected}"))),
+        self.pos = i;
+        if !integer || negative {
+            return Ok(None);
+        }
+        Ok(bytes
+            .get(digits..int_end)
+            .unwrap_or_default()
+            .iter()
+            .try_fold(0u64, |acc, &d| {
+                acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            }))
+    }
+
+    /// Reads past the next value, whatever it is (documents read leniently, such as a JWK Set, skip
+    /// the members they do not use). Syntax errors and the depth limit still apply.
+    pub fn skip(&mut self) -> Result<()> {
+        match self.kind()? {
+            Kind::Null => self.literal("null"),
+            Kind::Bool => self.bool().map(drop),
+            Kind::Number => self.number().map(drop),
+            Kind::String => self.str().map(drop),
+            Kind::Array => self.array(|r, _| r.skip()),
+            Kind::Object => self.members(&mut |r, _| r.skip()),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod http1;
 pub mod https;
 pub mod ip;
 pub mod json;
+pub mod keys;
 pub mod lint;
 pub mod log;
 pub mod metrics;

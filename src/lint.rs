@@ -9,6 +9,7 @@ use crate::ip::parse_net;
 use crate::log::LogInput;
 use crate::secret::SecretInput;
 use crate::signature::{components::Derived, components::Kind, ComponentId, SignatureInput};
+use crate::signature::{web_bot_auth, WebBotAuthInput};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -62,6 +63,19 @@ pub fn lint(doc: &DocumentInput) -> Vec<Warning> {
     trusted_proxies(&doc.client_ip.trusted_proxies, &mut w);
     if let Some(log) = &doc.log {
         log_section(log, "log", &mut w);
+    }
+    for (name, source) in &doc.key_sources {
+        if source
+            .url
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        {
+            w.push(
+                join(&join("key_sources", name), "url"),
+                "the key set is named by an http:// URL",
+                "unless the cluster itself connects with TLS, anyone on the path can swap in their own keys",
+            );
+        }
     }
     for (name, p) in &doc.policies {
         let path = join("policies", name);
@@ -182,8 +196,11 @@ fn trusted_proxies(list: &[String], w: &mut Warnings) {
 }
 
 fn signature(sig: &SignatureInput, path: &str, w: &mut Warnings) {
+    if let Some(wba) = &sig.web_bot_auth {
+        web_bot_auth(wba, &join(path, "web_bot_auth"), w);
+    }
     let covered: Vec<ComponentId> = sig
-        .components
+        .effective_components()
         .iter()
         .filter_map(|c| ComponentId::parse_config(c).ok())
         .collect();
@@ -218,6 +235,10 @@ fn signature(sig: &SignatureInput, path: &str, w: &mut Warnings) {
             "@query",
             "the query can be changed without breaking the signature",
         ));
+    }
+    // Web Bot Auth agents sign what their protocol says (the target); the policy cannot ask for more.
+    if sig.web_bot_auth.is_some() && sig.components.is_none() {
+        missing.clear();
     }
     for (component, why) in missing {
         w.push(
@@ -255,6 +276,21 @@ fn signature(sig: &SignatureInput, path: &str, w: &mut Warnings) {
 }
 
 /// A secret written in the document itself (`{"base64": ...}`), not read from the environment.
+/// An agent header outside the default is written only if Envoy's route configuration says so.
+fn web_bot_auth(wba: &WebBotAuthInput, path: &str, w: &mut Warnings) {
+    if let Some(h) = wba
+        .agent_header
+        .as_deref()
+        .filter(|h| *h != web_bot_auth::DEFAULT_AGENT_HEADER)
+    {
+        w.push(
+            join(path, "agent_header"),
+            format!("the verified agent goes to {h:?}, which envoy/envoy.yaml does not write"),
+            format!("add {h} to the route configuration's request_headers_to_remove, and a request_headers_to_add entry with value \"%FILTER_STATE(wasm.edgeward.upstream.agent:PLAIN)%\""),
+        );
+    }
+}
+
 fn inline(s: &SecretInput) -> bool {
     s.env.is_none() && s.base64.is_some()
 }

@@ -4,6 +4,7 @@
 use crate::decision::{Decision, Reason};
 use crate::document::{Document, Mode};
 use crate::engine::Evaluation;
+use crate::keys::refresh::Outcome;
 
 const REASONS: usize = Reason::ALL.len();
 /// allowed, redirected, shadow_redirected, then denied.<reason> and shadow_denied.<reason>.
@@ -41,7 +42,26 @@ pub fn names(doc: &Document) -> Vec<String> {
         }
     }
     out.extend(GLOBAL.iter().map(|s| s.to_string()));
+    for source in &doc.key_sources {
+        for outcome in SOURCE_OUTCOMES {
+            out.push(format!("edgeward.key_sources.{}.{outcome}", source.name));
+        }
+    }
     out
+}
+
+/// Per key source, after the document-wide counters: fetches that loaded a set, of which changed it;
+/// answers refused as sets (garbage, too large, too many keys); fetches with no answer or not 200.
+const SOURCE_OUTCOMES: [&str; 4] = ["loaded", "changed", "rejected", "failed"];
+
+/// The counters a fetch of key source `i` increments (a changed set counts as loaded too).
+pub fn key_source_counters(doc: &Document, i: usize, outcome: &Outcome) -> [Option<usize>; 2] {
+    let base = doc.policies.len() * PER_POLICY + GLOBAL.len() + i * SOURCE_OUTCOMES.len();
+    match outcome {
+        Outcome::Loaded { changed, .. } => [Some(base), changed.then_some(base + 1)],
+        Outcome::Rejected(_) => [Some(base + 2), None],
+        Outcome::Failed(_) => [Some(base + 3), None],
+    }
 }
 
 fn reason_index(r: Reason) -> usize {

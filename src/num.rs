@@ -32,6 +32,16 @@ pub fn push_padded(out: &mut String, v: u64, width: u32) {
     }
 }
 
+/// Appends `b` as two lowercase hexadecimal digits.
+pub fn push_hex_byte(out: &mut String, b: u8) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for nibble in [b >> 4, b & 0x0f] {
+        out.push(char::from(
+            DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+        ));
+    }
+}
+
 /// Appends `v` in decimal, with a `-` when negative.
 pub fn push_i64(out: &mut String, v: i64) {
     if v < 0 {

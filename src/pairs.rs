@@ -97,8 +97,8 @@ pub fn header_writes(adds: &[(String, String)]) -> impl Iterator<Item = (&str, &
     })
 }
 
-/// Encodes a map in the same layout (the tests' stand-in for the host).
-#[cfg(test)]
+/// Encodes a map in the same layout (the headers of a key source fetch; the tests' stand-in for the
+/// host).
 pub fn encode<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
     let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
     let size = 4 + pairs

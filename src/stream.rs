@@ -12,6 +12,7 @@
 use crate::decision::{Reason, Reply};
 use crate::document::Document;
 use crate::engine::{content_length, Evaluation};
+use crate::keys::KeyCache;
 use crate::request::RequestHead;
 use crate::store::SharedStore;
 use std::cell::Cell;
@@ -214,6 +215,7 @@ impl Stream {
         end_of_stream: bool,
         now_ns: u64,
         limits: HoldLimits,
+        keys: &KeyCache,
         budget: &BodyBudget,
         store: &mut dyn SharedStore,
     ) -> Actions {
@@ -221,7 +223,7 @@ impl Stream {
         if self.phase != Phase::Start {
             return actions;
         }
-        let mut ev = doc.evaluate_head(head, now_ns, store);
+        let mut ev = doc.evaluate_head_with(head, now_ns, keys, store);
         if let Some(max) = ev.needs_body {
             if end_of_stream {
                 ev.evaluate_body(doc, head, &[], store);

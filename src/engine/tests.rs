@@ -1354,3 +1354,174 @@ fn nonce_scope_cluster_needs_the_rls_section() {
         "{errs:?}"
     );
 }
+
+const NOW_NS: u64 = 1_700_000_000_000_000_000;
+
+/// A document with a Web Bot Auth policy (agent header `x-bot-agent`) and a JWKS policy.
+fn key_source_doc() -> Document {
+    Document::from_json(
+        &serde_json::json!({
+            "key_sources": {
+                "agent_dir": {"type": "jwks", "cluster": "agent", "url": "https://agent.example/.well-known/http-message-signatures-directory"},
+                "partners": {"type": "jwks", "cluster": "keys", "url": "https://keys.example/jwks.json"}
+            },
+            "policies": {
+                "bots": {"signature": {"web_bot_auth": {"directories": {"https://agent.example": "agent_dir"}, "agent_header": "x-bot-agent"}}},
+                "partners": {"signature": {"key_sources": ["partners"]}}
+            },
+            "routes": [
+                {"host": "bots.example.com", "policy": "bots"},
+                {"host": "partners.example.com", "policy": "partners"}
+            ]
+        })
+        .to_string(),
+        &NoEnv,
+    )
+    .unwrap()
+}
+
+fn agent_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[11; 32])
+}
+
+/// This worker's copy of the agent's directory (source 0, the sources sorted by name).
+fn agent_cache() -> crate::keys::KeyCache {
+    let key = agent_key().verifying_key();
+    let mut cache = crate::keys::KeyCache::new(2);
+    cache.install(
+        0,
+        1,
+        crate::keys::KeySet {
+            keys: vec![crate::keys::SourceKey {
+                kid: None,
+                thumbprint: crate::keys::thumbprint(&key),
+                key,
+                not_before: None,
+                not_after: None,
+            }],
+        },
+    );
+    cache
+}
+
+fn bot_request() -> TestRequest {
+    use crate::signature::{SignParams, SigningKey};
+    let key = agent_key();
+    let mut p = SignParams::new(
+        crate::keys::thumbprint(&key.verifying_key()),
+        SigningKey::Ed25519(Box::new(key)),
+        1_700_000_000,
+    );
+    p.expires = Some(1_700_000_060);
+    p.tag = Some("web-bot-auth".into());
+    p.components = vec![
+        "@authority".into(),
+        "\"signature-agent\";key=\"sig1\"".into(),
+    ];
+    TestRequest::get("bots.example.com", "/page")
+        .header("signature-agent", r#"sig1="https://agent.example""#)
+        .signed(&p)
+}
+
+/// The verified agent reaches the upstream (through filter state, in the header the document named)
+/// and the log record; its thumbprint is the key id.
+#[test]
+fn a_verified_agent_is_passed_upstream_and_logged() {
+    let d = key_source_doc();
+    let r = bot_request();
+    let ev = d.evaluate_head_with(&r.head(), NOW_NS, &agent_cache(), &mut MemoryStore::new());
+    assert_eq!(ev.reply, None, "{ev:?}");
+    assert_eq!(ev.agent.as_deref(), Some("https://agent.example"));
+    assert_eq!(
+        ev.upstream.agent,
+        Some((
+            "x-bot-agent".to_string(),
+            "https://agent.example".to_string()
+        ))
+    );
+    assert!(ev.upstream.properties().contains(&(
+        "edgeward.upstream.agent",
+        "https://agent.example".to_string()
+    )));
+    assert!(ev
+        .upstream
+        .headers()
+        .contains(&("x-bot-agent", Some("https://agent.example"))));
+    let record: serde_json::Value =
+        serde_json::from_str(&ev.record(&d, &r.head(), 200, NOW_NS)).unwrap();
+    assert_eq!(record["agent"], "https://agent.example");
+    assert_eq!(
+        record["key_id"],
+        crate::keys::thumbprint(&agent_key().verifying_key())
+    );
+    // Without this worker's copy of the directory: 503 keys_unavailable, Retry-After.
+    let ev = r.eval(&d);
+    assert_eq!(
+        (ev.status(), ev.reason()),
+        (503, Some(Reason::KeysUnavailable))
+    );
+    let reply = ev.reply.unwrap();
+    assert!(reply.headers.iter().any(|(k, _)| k == "retry-after"));
+    // A request that is not from an allowed agent gets no agent upstream.
+    let other = bot_request().header("x-unrelated", "1");
+    let mut other = other;
+    for (k, v) in other.headers.iter_mut() {
+        if k == "signature-agent" {
+            *v = r#"sig1="https://evil.example""#.into();
+        }
+    }
+    let ev = d.evaluate_head_with(
+        &other.head(),
+        NOW_NS,
+        &agent_cache(),
+        &mut MemoryStore::new(),
+    );
+    assert_eq!(
+        (ev.status(), ev.reason()),
+        (401, Some(Reason::SignatureAgentUnknown))
+    );
+    assert_eq!(ev.upstream.agent, None);
+}
+
+/// The agent header the document chose cannot come from the client, on any route (like `x-edgeward-*`).
+#[test]
+fn the_chosen_agent_header_is_reserved() {
+    let d = key_source_doc();
+    assert_eq!(d.reserved_headers, ["x-bot-agent"]);
+    for host in ["bots.example.com", "partners.example.com"] {
+        let r = TestRequest::get(host, "/").header("X-Bot-Agent", "https://agent.example");
+        assert_eq!(
+            (r.eval(&d).status(), r.eval(&d).reason()),
+            (400, Some(Reason::ReservedHeader)),
+            "{host}"
+        );
+    }
+    let r = bot_request().header("x-edgeward-agent", "https://agent.example");
+    assert_eq!(r.eval(&d).reason(), Some(Reason::ReservedHeader));
+}
+
+/// A JWKS policy whose source never loaded answers 503 to every signed request it cannot check.
+#[test]
+fn an_unloaded_key_source_is_503_not_401() {
+    let d = key_source_doc();
+    let r = TestRequest::get("partners.example.com", "/").signed_hmac(
+        "partner-1",
+        &[1; 32],
+        1_700_000_000,
+        &["@method", "@authority", "@path", "@query"],
+        None,
+    );
+    let ev = r.eval(&d);
+    assert_eq!(
+        (ev.status(), ev.reason()),
+        (503, Some(Reason::KeysUnavailable))
+    );
+    // Loaded, and the key is not there: the usual 401.
+    let mut cache = crate::keys::KeyCache::new(2);
+    cache.install(1, 1, crate::keys::KeySet::default());
+    let ev = d.evaluate_head_with(&r.head(), NOW_NS, &cache, &mut MemoryStore::new());
+    assert_eq!(
+        (ev.status(), ev.reason()),
+        (401, Some(Reason::SignatureInvalid))
+    );
+}

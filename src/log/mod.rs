@@ -446,6 +446,8 @@ pub struct RecordInput<'a> {
     pub client_ip: Option<IpAddr>,
     /// The verified signature key id, if any.
     pub key_id: Option<&'a str>,
+    /// The verified Web Bot Auth agent's origin, if any (an operator's URL, no personal data).
+    pub agent: Option<&'a str>,
     pub headers: Headers<'a>,
 }
 
@@ -627,6 +629,10 @@ impl LogPolicy {
         }
         out.push_str(",\"key_id\":");
         push_json_opt(&mut out, self.key_id_value(r.key_id).as_deref());
+        if let Some(agent) = r.agent {
+            out.push_str(",\"agent\":");
+            push_json_str(&mut out, agent);
+        }
         for h in &self.pseudo_headers {
             out.push(',');
             push_json_str(&mut out, &h.label);
@@ -698,6 +704,7 @@ impl LogPolicy {
             "edgeward.key_id",
             self.key_id_value(r.key_id).as_deref(),
         );
+        opt(&mut f, "edgeward.agent", r.agent);
         for h in &self.pseudo_headers {
             let p = combined(&r.headers, &h.name).and_then(|v| {
                 self.key

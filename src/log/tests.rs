@@ -92,6 +92,7 @@ fn input<'a>(headers: &'a [(String, String)]) -> RecordInput<'a> {
         tls: Some("1.3"),
         client_ip: Some("10.1.77.77".parse().unwrap()),
         key_id: Some("partner-key-1"),
+        agent: None,
         headers: Headers::new(headers),
     }
 }
@@ -221,6 +222,7 @@ fn input_with_ip(ip: &str) -> RecordInput<'static> {
         client_ip: Some(ip.parse().unwrap()),
         headers: Headers::new(&[]),
         key_id: None,
+        agent: None,
         ..input(&[])
     }
 }
@@ -394,6 +396,7 @@ fn no_route_and_missing_values_are_null() {
         tls: None,
         client_ip: None,
         key_id: None,
+        agent: None,
         ..input(&[])
     };
     let (_, v) = record_json(&full_policy(1), &r);
@@ -592,6 +595,7 @@ fn control_characters_never_reach_the_record_raw() {
         path: "/a\u{0}b?x=\n",
         host: "h\u{202e}ost",
         key_id: Some("k\u{7}"),
+        agent: None,
         ..input(&h)
     };
     let p = policy(json!({"headers": ["user-agent", "referer"]}));

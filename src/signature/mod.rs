@@ -11,14 +11,17 @@ pub mod nonce;
 mod pem;
 pub mod sfv;
 pub mod sign;
+pub mod web_bot_auth;
 
 pub use components::{ComponentError, ComponentId};
 pub use digest::{check_content_digest, content_digest_header, DigestAlg};
 pub use nonce::{check_nonce, init_nonce_table, release_nonce, NonceOutcome, NonceTableConfig};
 pub use sign::{sign_request, SignError, SignParams, SignedHeaders, SigningKey};
+pub use web_bot_auth::{WebBotAuth, WebBotAuthInput};
 
 use crate::decision::{Reason, Reply};
 use crate::error::{index, join, Errors};
+use crate::keys::{KeyCache, KeyIdMode, KeySource, SourceKey};
 use crate::request::RequestHead;
 use crate::secret::{decode_base64, Env, SecretInput};
 // tests.rs decodes public keys with the `pkcs8` crate too.
@@ -122,7 +125,13 @@ fn default_max_body() -> u64 {
 #[derive(Debug, Clone)]
 pub struct SignatureInput {
     pub keys: Vec<KeyInput>,
-    pub components: Vec<String>,
+    /// Names of document `key_sources` whose keys this policy accepts too.
+    pub key_sources: Vec<String>,
+    /// Web Bot Auth: keys come from the directory of the agent the request names.
+    pub web_bot_auth: Option<WebBotAuthInput>,
+    /// The components every signature must cover (default: `@method @authority @path @query`, or
+    /// `@authority` with `web_bot_auth`).
+    pub components: Option<Vec<String>>,
     pub max_age_s: u64,
     pub clock_skew_s: u64,
     pub nonce: NonceMode,
@@ -147,13 +156,27 @@ impl Default for SignatureInput {
     fn default() -> Self {
         SignatureInput {
             keys: Vec::new(),
-            components: default_components(),
+            key_sources: Vec::new(),
+            web_bot_auth: None,
+            components: None,
             max_age_s: default_max_age(),
             clock_skew_s: default_skew(),
             nonce: NonceMode::Optional,
             nonce_scope: NonceScope::Local,
             max_body_bytes: default_max_body(),
             label: None,
+        }
+    }
+}
+
+impl SignatureInput {
+    /// `components` as given, or the default: `@method @authority @path @query`, and `@authority`
+    /// alone for Web Bot Auth (what agents sign).
+    pub fn effective_components(&self) -> Vec<String> {
+        match &self.components {
+            Some(list) => list.clone(),
+            None if self.web_bot_auth.is_some() => vec!["@authority".to_string()],
+            None => default_components(),
         }
     }
 }
@@ -183,8 +206,10 @@ crate::json::json_object!(KeyInput {
 });
 
 crate::json::json_object!(SignatureInput {
-    keys: "keys" => required,
-    components: "components" => read_or(default_components()),
+    keys: "keys" => read,
+    key_sources: "key_sources" => read,
+    web_bot_auth: "web_bot_auth" => some,
+    components: "components" => some,
     max_age_s: "max_age_s" => read_or(default_max_age()),
     clock_skew_s: "clock_skew_s" => read_or(default_skew()),
     nonce: "nonce" => read,
@@ -232,6 +257,10 @@ impl Key {
 /// The compiled `signature` section.
 pub struct SignaturePolicy {
     keys: Vec<Key>,
+    /// Indexes of the document key sources whose keys this policy accepts.
+    sources: Vec<usize>,
+    /// Web Bot Auth: the agent's directory holds the key.
+    pub web_bot_auth: Option<WebBotAuth>,
     /// Components every accepted signature must cover.
     pub components: Vec<ComponentId>,
     pub max_age_s: u64,
@@ -254,6 +283,8 @@ impl fmt::Debug for SignaturePolicy {
             .collect();
         f.debug_struct("SignaturePolicy")
             .field("keys", &keys)
+            .field("sources", &self.sources)
+            .field("web_bot_auth", &self.web_bot_auth)
             .field("accept_signature", &self.accept_signature)
             .field("max_age_s", &self.max_age_s)
             .field("clock_skew_s", &self.clock_skew_s)
@@ -275,6 +306,8 @@ pub struct Verified {
     pub expires_at: u64,
     /// `content-digest` is covered: the body must be checked with [`check_content_digest`].
     pub needs_digest: bool,
+    /// Web Bot Auth: the verified agent's origin.
+    pub agent: Option<String>,
 }
 
 /// Why a key's `public_key` was refused.
@@ -333,11 +366,45 @@ pub fn compile(
     input: &SignatureInput,
     path: &str,
     env: &dyn Env,
+    key_sources: &[KeySource],
     errs: &mut Errors,
 ) -> Option<SignaturePolicy> {
     let before = errs.len();
     let keys = compile_keys(&input.keys, &join(path, "keys"), env, errs);
-    let components = compile_components(&input.components, &join(path, "components"), errs);
+    let sources = compile_source_names(&input.key_sources, path, key_sources, errs);
+    let web_bot_auth = input
+        .web_bot_auth
+        .as_ref()
+        .and_then(|w| web_bot_auth::compile(w, &join(path, "web_bot_auth"), key_sources, errs));
+    match (
+        &input.web_bot_auth,
+        input.keys.is_empty() && input.key_sources.is_empty(),
+    ) {
+        (None, true) => errs.push(
+            join(path, "keys"),
+            "at least one key is required (in `keys`, or through `key_sources`)",
+        ),
+        (Some(_), false) => errs.push(
+            join(path, "web_bot_auth"),
+            "keys come from the agents' directories: leave out `keys` and `key_sources`",
+        ),
+        _ => {}
+    }
+    let components = compile_components(
+        &input.effective_components(),
+        &join(path, "components"),
+        errs,
+    );
+    if input.web_bot_auth.is_some()
+        && !components
+            .iter()
+            .any(|c| c.name == "@authority" || c.name == "@target-uri")
+    {
+        errs.push(
+            join(path, "components"),
+            "Web Bot Auth signatures cover the target: list \"@authority\" (or \"@target-uri\")",
+        );
+    }
     check_bounds(input, path, errs);
     check_label(input.label.as_deref(), path, errs);
     if errs.len() != before {
@@ -345,7 +412,9 @@ pub fn compile(
     }
     Some(SignaturePolicy {
         keys,
+        sources,
         accept_signature: accept_signature(input, &components),
+        web_bot_auth,
         components,
         max_age_s: input.max_age_s,
         clock_skew_s: input.clock_skew_s,
@@ -356,16 +425,37 @@ pub fn compile(
     })
 }
 
-/// `keys`: at least one; each with a usable id, validity window and verifier.
+/// `key_sources`: names of document key sources, each once.
+fn compile_source_names(
+    names: &[String],
+    path: &str,
+    key_sources: &[KeySource],
+    errs: &mut Errors,
+) -> Vec<usize> {
+    let path = join(path, "key_sources");
+    let mut out = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        match key_sources.iter().position(|s| s.name == *name) {
+            Some(k) if out.contains(&k) => {
+                errs.push(index(&path, i), format!("{name:?} is listed twice"))
+            }
+            Some(k) => out.push(k),
+            None => errs.push(
+                index(&path, i),
+                format!("unknown key source {name:?} (see the document's key_sources)"),
+            ),
+        }
+    }
+    out
+}
+
+/// `keys`: each with a usable id, validity window and verifier.
 fn compile_keys(
     inputs: &[KeyInput],
     keys_path: &str,
     env: &dyn Env,
     errs: &mut Errors,
 ) -> Vec<Key> {
-    if inputs.is_empty() {
-        errs.push(keys_path, "at least one key is required");
-    }
     let mut keys = Vec::new();
     for (i, k) in inputs.iter().enumerate() {
         if let Some(key) = compile_key(k, &index(keys_path, i), env, errs) {
@@ -506,10 +596,16 @@ fn accept_signature(input: &SignatureInput, components: &[ComponentId]) -> Strin
         c.write(&mut accept);
     }
     accept.push_str(");created");
+    if input.web_bot_auth.is_some() {
+        accept.push_str(";expires");
+    }
     if input.nonce == NonceMode::Required {
         accept.push_str(";nonce");
     }
     accept.push_str(";keyid");
+    if input.web_bot_auth.is_some() {
+        accept.push_str(";tag=\"web-bot-auth\"");
+    }
     accept
 }
 
@@ -529,6 +625,7 @@ struct SigParams {
     nonce: Option<String>,
     alg: Option<Alg>,
     keyid: Option<String>,
+    tag: Option<String>,
 }
 
 fn sig_params(params: &sfv::Params) -> Option<SigParams> {
@@ -538,6 +635,7 @@ fn sig_params(params: &sfv::Params) -> Option<SigParams> {
         nonce: None,
         alg: None,
         keyid: None,
+        tag: None,
     };
     for (k, v) in params {
         match (k.as_str(), v) {
@@ -548,7 +646,7 @@ fn sig_params(params: &sfv::Params) -> Option<SigParams> {
             }
             ("alg", BareItem::String(s)) => p.alg = Some(Alg::parse(s)?),
             ("keyid", BareItem::String(s)) => p.keyid = Some(s.clone()),
-            ("tag", BareItem::String(_)) => {}
+            ("tag", BareItem::String(s)) => p.tag = Some(s.clone()),
             ("created" | "expires" | "nonce" | "alg" | "keyid" | "tag", _) => return None,
             // Unknown parameters are signed (they are in @signature-params) and otherwise ignored.
             _ => {}
@@ -557,13 +655,73 @@ fn sig_params(params: &sfv::Params) -> Option<SigParams> {
     Some(p)
 }
 
+/// The keys a request's signature may be checked with besides the policy's own: the document's key
+/// sources and this worker's copies of their sets.
+#[derive(Clone, Copy)]
+pub struct KeyRing<'a> {
+    pub sources: &'a [KeySource],
+    pub cache: &'a KeyCache,
+}
+
+static NO_KEYS: KeyCache = KeyCache::EMPTY;
+
+impl KeyRing<'static> {
+    /// No key sources (documents without `key_sources`, and callers that hold no sets).
+    pub fn none() -> KeyRing<'static> {
+        KeyRing {
+            sources: &[],
+            cache: &NO_KEYS,
+        }
+    }
+}
+
+/// A key that may have made a signature.
+enum Candidate<'a> {
+    Document(&'a Key),
+    Source(&'a SourceKey),
+}
+
+impl Candidate<'_> {
+    fn verify(&self, base: &[u8], sig: &[u8]) -> bool {
+        match self {
+            Candidate::Document(k) => k.verify(base, sig),
+            Candidate::Source(k) => match ed25519_dalek::Signature::from_slice(sig) {
+                Ok(s) => k.key.verify_strict(base, &s).is_ok(),
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+/// Which failure of several labels is reported: the one that says most.
+fn rank(r: Reason) -> u8 {
+    match r {
+        Reason::KeysUnavailable => 3,
+        Reason::SignatureExpired => 2,
+        Reason::SignatureAgentUnknown => 1,
+        _ => 0,
+    }
+}
+
 impl SignaturePolicy {
+    /// [`SignaturePolicy::verify_head_with`] with the policy's own keys only.
+    pub fn verify_head(&self, head: &RequestHead, now: u64) -> Result<Verified, Reason> {
+        self.verify_head_with(head, now, KeyRing::none())
+    }
+
     /// Verifies the request's signature(s) against this policy (RFC 9421 §3.2) at time `now`.
     ///
     /// Missing `Signature`/`Signature-Input` (or no signature with the configured label) →
-    /// `SignatureMissing`; authentic but stale → `SignatureExpired`; anything else → `SignatureInvalid`.
-    /// A label repeated across field lines, or present in one header and not the other, is invalid.
-    pub fn verify_head(&self, head: &RequestHead, now: u64) -> Result<Verified, Reason> {
+    /// `SignatureMissing`; authentic but stale → `SignatureExpired`; a key only a key source that never
+    /// loaded could hold → `KeysUnavailable`; Web Bot Auth with an agent outside the allow-list →
+    /// `SignatureAgentUnknown`; anything else → `SignatureInvalid`. A label repeated across field lines,
+    /// or present in one header and not the other, is invalid.
+    pub fn verify_head_with(
+        &self,
+        head: &RequestHead,
+        now: u64,
+        ring: KeyRing,
+    ) -> Result<Verified, Reason> {
         let (Some(input_value), Some(sig_value)) = (
             combined(head, "signature-input"),
             combined(head, "signature"),
@@ -598,9 +756,9 @@ impl SignaturePolicy {
             let Some((_, sig)) = sigs.iter().find(|(l, _)| l == label) else {
                 continue;
             };
-            match self.verify_one(head, now, input, sig, &mut budget) {
+            match self.verify_one(head, now, ring, label, input, sig, &mut budget) {
                 Ok(v) => return Ok(v),
-                Err(Reason::SignatureExpired) => worst = Reason::SignatureExpired,
+                Err(r) if rank(r) > rank(worst) => worst = r,
                 Err(_) => {}
             }
         }
@@ -610,10 +768,13 @@ impl SignaturePolicy {
         Err(worst)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn verify_one(
         &self,
         head: &RequestHead,
         now: u64,
+        ring: KeyRing,
+        label: &str,
         input: &Member,
         sig: &Member,
         budget: &mut usize,
@@ -653,11 +814,27 @@ impl SignaturePolicy {
         if self.nonce_required && p.nonce.is_none() {
             return Err(INVALID);
         }
+        let agent = match &self.web_bot_auth {
+            None => None,
+            Some(wba) => {
+                let expires = p.expires.ok_or(INVALID)?;
+                if p.tag.as_deref() != Some(web_bot_auth::TAG)
+                    || expires < created
+                    || p.alg.is_some_and(|a| a != Alg::Ed25519)
+                {
+                    return Err(INVALID);
+                }
+                let agent = wba.agent(head, label, &covered).map_err(|e| match e {
+                    web_bot_auth::AgentError::Unknown => Reason::SignatureAgentUnknown,
+                    web_bot_auth::AgentError::NotCovered => INVALID,
+                })?;
+                Some(agent)
+            }
+        };
 
         // No key can verify it: refused before any base is built (key ids are not secret).
-        let usable =
-            |k: &&Key| k.id == key_id && k.valid_at(now) && p.alg.is_none_or(|a| a == k.alg);
-        if !self.keys.iter().any(|k| usable(&k)) {
+        let candidates = self.candidates(&key_id, p.alg, now, ring, agent.as_ref())?;
+        if candidates.is_empty() {
             return Err(INVALID);
         }
         let cost = covered
@@ -670,9 +847,8 @@ impl SignaturePolicy {
         let base = components::signature_base(head, &covered, &params_value).ok_or(INVALID)?;
 
         let verifies = |base: &str| {
-            self.keys
+            candidates
                 .iter()
-                .filter(usable)
                 .any(|k| k.verify(base.as_bytes(), sig_bytes))
         };
         let mut authentic = verifies(&base);
@@ -714,7 +890,71 @@ impl SignaturePolicy {
             created,
             expires_at: created.saturating_add(self.max_age_s),
             needs_digest: covered.iter().any(ComponentId::is_content_digest),
+            agent: agent.map(|a| a.origin),
         })
+    }
+
+    /// The keys that `key_id` names for this request, valid at `now` and of the signature's `alg`:
+    /// the agent's directory (Web Bot Auth), or the policy's keys and its key sources' sets. A key
+    /// only a source that never loaded could hold is `KeysUnavailable`.
+    fn candidates<'k>(
+        &'k self,
+        key_id: &str,
+        alg: Option<Alg>,
+        now: u64,
+        ring: KeyRing<'k>,
+        agent: Option<&web_bot_auth::Agent>,
+    ) -> Result<Vec<Candidate<'k>>, Reason> {
+        if let Some(agent) = agent {
+            let set = ring
+                .cache
+                .get(agent.source)
+                .ok_or(Reason::KeysUnavailable)?;
+            return Ok(set
+                .named(key_id, KeyIdMode::Thumbprint, now)
+                .map(Candidate::Source)
+                .collect());
+        }
+        let mut out: Vec<Candidate<'k>> = self
+            .keys
+            .iter()
+            .filter(|k| k.id == key_id && k.valid_at(now) && alg.is_none_or(|a| a == k.alg))
+            .map(Candidate::Document)
+            .collect();
+        let mut unloaded = false;
+        if alg.is_none_or(|a| a == Alg::Ed25519) {
+            for &i in &self.sources {
+                let mode = ring.sources.get(i).map_or(KeyIdMode::Kid, |s| s.key_id);
+                match ring.cache.get(i) {
+                    Some(set) => out.extend(set.named(key_id, mode, now).map(Candidate::Source)),
+                    None => unloaded = true,
+                }
+            }
+        }
+        if out.is_empty() && unloaded {
+            return Err(Reason::KeysUnavailable);
+        }
+        Ok(out)
+    }
+
+    /// The key sources this policy reads (its `key_sources` and its Web Bot Auth directories).
+    pub fn source_indexes(&self) -> Vec<usize> {
+        let mut out = self.sources.clone();
+        if let Some(w) = &self.web_bot_auth {
+            out.extend(w.sources());
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The reply for a failed verification: 503 `keys_unavailable` (`Retry-After: 5`) when the keys
+    /// could not be checked yet, else [`SignaturePolicy::unauthorized_reply`].
+    pub fn refusal(&self, reason: Reason) -> Reply {
+        if reason == Reason::KeysUnavailable {
+            return Reply::deny(503, reason).with_header("retry-after", "5");
+        }
+        self.unauthorized_reply(reason)
     }
 
     /// The 401 for any signature failure: same body and `Accept-Signature` whatever `reason` is.

@@ -385,7 +385,7 @@ mod tests {
         }))
         .unwrap();
         let mut errs = Errors::default();
-        let policy = compile(&input, "p", &NoEnv, &mut errs).unwrap();
+        let policy = compile(&input, "p", &NoEnv, &[], &mut errs).unwrap();
         let mut signed = r.clone();
         for (name, value) in h.headers() {
             signed.headers.push((name.to_ascii_lowercase(), value));

@@ -44,7 +44,7 @@ const SECRET2_B64: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="; // "AB
 fn compile_json(v: serde_json::Value) -> Result<SignaturePolicy, Vec<String>> {
     let input: SignatureInput = crate::json::from_value(v).map_err(|e| vec![e.to_string()])?;
     let mut errs = Errors::default();
-    let p = compile(&input, "policies.p.signature", &NoEnv, &mut errs);
+    let p = compile(&input, "policies.p.signature", &NoEnv, &[], &mut errs);
     let errs: Vec<String> = errs.into_vec().iter().map(|e| e.to_string()).collect();
     match p {
         Some(p) if errs.is_empty() => Ok(p),
@@ -321,6 +321,7 @@ fn round_trip_hmac_and_ed25519() {
             created: NOW,
             expires_at: NOW + 300,
             needs_digest: true,
+            agent: None,
         }
     );
     assert_eq!(
@@ -1053,8 +1054,9 @@ fn defaults_and_env_secrets() {
         "keys": [{"id": "k1", "alg": "hmac-sha256", "secret": {"env": "KEY_A"}}]
     }))
     .unwrap();
+    assert_eq!(input.components, None);
     assert_eq!(
-        input.components,
+        input.effective_components(),
         ["@method", "@authority", "@path", "@query"]
     );
     assert_eq!(
@@ -1067,7 +1069,7 @@ fn defaults_and_env_secrets() {
     );
     let env = |name: &str| (name == "KEY_A").then(|| SECRET_B64.to_string());
     let mut errs = Errors::default();
-    let p = compile(&input, "policies.p.signature", &env, &mut errs).unwrap();
+    let p = compile(&input, "policies.p.signature", &env, &[], &mut errs).unwrap();
     assert!(errs.is_empty());
     assert!(!p.nonce_required);
     let dbg = format!("{p:?} {input:?}");

@@ -75,6 +75,7 @@ impl Run {
             eos,
             NOW,
             LIMITS,
+            &KeyCache::EMPTY,
             &self.budget,
             &mut self.store,
         )
@@ -248,6 +249,7 @@ fn a_rate_limited_request_consumes_no_nonce() {
         false,
         later,
         LIMITS,
+        &KeyCache::EMPTY,
         &run.budget,
         &mut run.store,
     );
