@@ -263,6 +263,9 @@ struct EdgewardRoot {
     fetches: BTreeMap<u32, usize>,
 }
 
+/// How often a worker copies new key sets from shared data, at most (documents with key sources).
+const KEY_SYNC: Duration = Duration::from_millis(250);
+
 /// How often a worker VM adds its pending counts to Envoy's counters.
 const METRICS_FLUSH: Duration = Duration::from_secs(1);
 
@@ -463,7 +466,12 @@ impl EdgewardRoot {
                 // The tick flushes metrics and is the clock of held bodies: often enough that a
                 // deadline is kept within a fifth of itself.
                 let deadline = Duration::from_nanos(doc.held_bodies.timeout_ns);
-                let _ = host::set_tick_period(METRICS_FLUSH.min(deadline / 5));
+                let mut tick = METRICS_FLUSH.min(deadline / 5);
+                if !doc.key_sources.is_empty() {
+                    // Key sets reach every worker within a tick of their fetch (crate::keys::refresh).
+                    tick = tick.min(KEY_SYNC);
+                }
+                let _ = host::set_tick_period(tick);
                 self.keys = Rc::new(RefCell::new(KeyCache::new(doc.key_sources.len())));
                 self.fetches.clear();
                 self.doc = Some(Rc::new(doc));

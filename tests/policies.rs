@@ -100,7 +100,15 @@ fn every_shipped_document_validates_and_compiles() {
         .iter()
         .filter_map(|p| p.file_stem()?.to_str().map(str::to_string))
         .collect();
-    for want in ["https", "ip", "signature", "rate_limits", "log", "shadow"] {
+    for want in [
+        "https",
+        "ip",
+        "signature",
+        "key_sources",
+        "rate_limits",
+        "log",
+        "shadow",
+    ] {
         assert!(
             example_names.contains(want),
             "policies/examples/{want}.json is missing"
@@ -245,6 +253,25 @@ fn schema_accepts_what_the_core_accepts() {
             with_policy(json!({ "log": {
                 "pseudonym_key": { "env": "LOG_KEY" }, "pseudonymize": ["header:X-Session"], "upstream_xff": "pseudonymize"
             }})),
+        ),
+        (
+            "a key source alone",
+            json!({
+                "key_sources": { "k": { "type": "jwks", "cluster": "c", "url": "https://h/jwks?x=1", "key_id": "thumbprint" } },
+                "policies": { "p": { "signature": { "key_sources": ["k"] } } },
+                "routes": [{ "policy": "p" }]
+            }),
+        ),
+        (
+            "web bot auth with its defaults and components of its own",
+            json!({
+                "key_sources": { "d": { "type": "jwks", "cluster": "c", "url": "http://h:8080/.well-known/http-message-signatures-directory" } },
+                "policies": { "p": { "signature": {
+                    "web_bot_auth": { "directories": { "HTTPS://Agent.example:443/": "d" } },
+                    "components": ["@target-uri", "\"signature-agent\";key=\"sig1\""]
+                } } },
+                "routes": [{ "policy": "p" }]
+            }),
         ),
     ];
     let mut failures = Vec::new();
@@ -747,6 +774,69 @@ fn schema_and_core_reject_the_same_bad_documents() {
             "integer as string",
             with_policy(json!({ "ip": { "deny_status": "404" } })),
             "policies.p.ip.deny_status",
+        ),
+        (
+            "a signature without keys or key sources",
+            with_policy(json!({ "signature": {} })),
+            "policies.p.signature",
+        ),
+        (
+            "a key source of an unknown type",
+            json!({
+                "key_sources": { "k": { "type": "x509", "cluster": "c", "url": "https://h/k" } },
+                "policies": {}, "routes": [{ "policy": null }]
+            }),
+            "key_sources.k.type",
+        ),
+        (
+            "a key source URL that is not http(s)",
+            json!({
+                "key_sources": { "k": { "type": "jwks", "cluster": "c", "url": "ftp://h/k" } },
+                "policies": {}, "routes": [{ "policy": null }]
+            }),
+            "key_sources.k.url",
+        ),
+        (
+            "a key source refreshed never",
+            json!({
+                "key_sources": { "k": { "type": "jwks", "cluster": "c", "url": "https://h/k", "refresh_s": 0 } },
+                "policies": {}, "routes": [{ "policy": null }]
+            }),
+            "key_sources.k.refresh_s",
+        ),
+        (
+            "web bot auth with document keys too",
+            json!({
+                "key_sources": { "d": { "type": "jwks", "cluster": "c", "url": "https://h/k" } },
+                "policies": { "p": { "signature": {
+                    "web_bot_auth": { "directories": { "https://a.example": "d" } },
+                    "key_sources": ["d"]
+                } } },
+                "routes": [{ "policy": "p" }]
+            }),
+            "policies.p.signature",
+        ),
+        (
+            "web bot auth directory keyed by a URL with a path",
+            json!({
+                "key_sources": { "d": { "type": "jwks", "cluster": "c", "url": "https://h/k" } },
+                "policies": { "p": { "signature": {
+                    "web_bot_auth": { "directories": { "https://a.example/keys": "d" } }
+                } } },
+                "routes": [{ "policy": "p" }]
+            }),
+            "policies.p.signature.web_bot_auth.directories",
+        ),
+        (
+            "web bot auth agent header in capitals",
+            json!({
+                "key_sources": { "d": { "type": "jwks", "cluster": "c", "url": "https://h/k" } },
+                "policies": { "p": { "signature": {
+                    "web_bot_auth": { "directories": { "https://a.example": "d" }, "agent_header": "X-Agent" }
+                } } },
+                "routes": [{ "policy": "p" }]
+            }),
+            "policies.p.signature.web_bot_auth.agent_header",
         ),
     ];
     let mut failures = Vec::new();

@@ -15,6 +15,9 @@ use std::fmt;
 /// Added to the call's timeout for the lease: a worker that took it and went away (a reload) holds
 /// the next fetch back by at most this much more.
 const LEASE_MARGIN_NS: u64 = 1_000_000_000;
+/// A refresh comes this much early (at most a quarter of the interval), so that the fetch, and every
+/// worker's copy on its next tick, are done within the refresh interval of a change.
+const SYNC_MARGIN_NS: u64 = 1_000_000_000;
 /// The first retry after a failure; it doubles up to the refresh interval.
 const RETRY_NS: u64 = 1_000_000_000;
 /// Compare-and-swap retries before an update gives up (another worker kept writing).
@@ -292,9 +295,11 @@ pub fn complete(
                 } else {
                     seed % source.jitter_ns.saturating_add(1)
                 };
+                let margin = SYNC_MARGIN_NS.min(source.refresh_ns / 4);
                 next.next_fetch_ns = now_ns
                     .saturating_add(source.refresh_ns)
-                    .saturating_sub(jitter);
+                    .saturating_sub(jitter)
+                    .saturating_sub(margin);
                 Outcome::Loaded {
                     keys: *count,
                     skipped: *skipped,

@@ -81,12 +81,12 @@ fn one_fetch_per_refresh_and_every_worker_syncs() {
         "same version: nothing to copy"
     );
     assert_eq!(kids(&w2), ["k1", "k2"]);
-    // seed 0: no jitter taken, the next fetch is exactly a refresh later.
-    assert!(!due(&mut store, &src, T0 + 60 * S).unwrap());
-    assert!(due(&mut store, &src, T0 + 61 * S).unwrap());
+    // seed 0: no jitter taken, the next fetch is a refresh later less the 1 s sync margin.
+    assert!(!due(&mut store, &src, T0 + 59 * S).unwrap());
+    assert!(due(&mut store, &src, T0 + 60 * S).unwrap());
 }
 
-/// The jitter only brings a refresh forward, by at most `jitter_s`.
+/// The jitter only brings a refresh forward, by at most `jitter_s` (and the 1 s sync margin).
 #[test]
 fn jitter_brings_the_refresh_forward() {
     let src = source();
@@ -95,7 +95,7 @@ fn jitter_brings_the_refresh_forward() {
         assert!(due(&mut store, &src, T0).unwrap());
         complete(&mut store, &src, ok(&jwks(&[1])), T0, seed);
         let mut first_due = None;
-        for t in (53..=61).map(|s| T0 + s * S) {
+        for t in (52..=61).map(|s| T0 + s * S) {
             let mut probe = MemoryStore::clone_of(&store, &src);
             if due(&mut probe, &src, t).unwrap() {
                 first_due = Some(t);
@@ -104,7 +104,7 @@ fn jitter_brings_the_refresh_forward() {
         }
         let t = first_due.expect("due within the refresh interval");
         assert!(
-            (T0 + 54 * S..=T0 + 60 * S).contains(&t),
+            (T0 + 53 * S..=T0 + 59 * S).contains(&t),
             "seed {seed}: {}",
             (t - T0) / S
         );
