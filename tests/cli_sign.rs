@@ -291,3 +291,118 @@ fn sign_prints_the_request_or_the_headers() {
         "edgeward: --alg ed25519 does not match the key given\n"
     );
 }
+
+/// A file in a fresh temporary directory of this test process.
+fn temp_file(name: &str, contents: &[u8]) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("edgeward-cli-sign-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// `edgeward eval` of `request` against the document at `doc` just after `CREATED`; the JSON it prints.
+fn eval_doc(doc: &str, request: &[u8], extra: &[&str]) -> serde_json::Value {
+    let now = (CREATED + 1).to_string();
+    let mut args = vec![
+        "eval",
+        doc,
+        "--request",
+        "-",
+        "--scheme",
+        "https",
+        "--now",
+        &now,
+    ];
+    args.extend_from_slice(extra);
+    let out = edgeward(&args, request);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A field value with obs-text (bytes 0x80-0xff, valid in HTTP/1.1): `sign` signs `;bs` over its bytes and
+/// prints them unchanged; `eval` reads them as the plugin does (its JSON stays UTF-8) and verifies, and
+/// refuses another byte that reads as the same text.
+#[test]
+fn obs_text_is_signed_and_printed_as_bytes() {
+    let mut raw = b"GET /orders HTTP/1.1\r\nHost: api.example.com\r\nX-Raw: raw ".to_vec();
+    raw.extend(0x80..=0xffu8);
+    raw.extend_from_slice(b" end\r\n\r\n");
+    let created = CREATED.to_string();
+    let out = edgeward(
+        &[
+            "sign",
+            "--key-id",
+            "partner-a",
+            "--secret-env",
+            "PARTNER_A_KEY",
+            "--created",
+            &created,
+            "--components",
+            "@method,@authority,x-raw;bs",
+            "--request",
+            "-",
+        ],
+        &raw,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let signed = out.stdout;
+    // The head as given, byte for byte, then the added lines.
+    assert!(signed.starts_with(&raw[..raw.len() - 2]));
+    let added = String::from_utf8(signed[raw.len() - 2..].to_vec()).unwrap();
+    assert!(added.starts_with("Signature-Input: sig1=(\"@method\" \"@authority\" \"x-raw\";bs);"));
+    let doc = temp_file(
+        "bs.json",
+        br#"{"policies": {"p": {"signature": {
+            "keys": [{"id": "partner-a", "alg": "hmac-sha256", "secret": {"env": "PARTNER_A_KEY"}}],
+            "components": ["@method", "@authority", "x-raw;bs"]}}},
+          "routes": [{"policy": "p"}]}"#,
+    );
+    let v = eval_doc(&doc, &signed, &[]);
+    assert_eq!(v["decision"], "allow", "{v}");
+    assert_eq!(v["upstream_headers"]["x-edgeward-key-id"], "partner-a");
+    // 0x81 for 0x80: the same lossy text, other bytes.
+    let at = signed.iter().position(|&b| b == 0x80).unwrap();
+    let mut tampered = signed.clone();
+    tampered[at] = 0x81;
+    let v = eval_doc(&doc, &tampered, &[]);
+    assert_eq!(v["reason"], "signature_invalid", "{v}");
+    // Control characters stay refused, and the request line stays ASCII.
+    for (bad, why) in [
+        (
+            &b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n"[..],
+            "a header line contains a control character",
+        ),
+        (
+            b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "the request line is not ASCII",
+        ),
+    ] {
+        let out = edgeward(
+            &[
+                "sign",
+                "--key-id",
+                "a",
+                "--secret-base64",
+                SECRET_B64,
+                "--request",
+                "-",
+            ],
+            bad,
+        );
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with(&format!("edgeward: -: {why}")),
+            "{stderr}"
+        );
+    }
+}

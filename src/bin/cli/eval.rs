@@ -5,7 +5,7 @@ use clap::error::ErrorKind;
 use clap::{Args, ValueEnum};
 use edgeward::document::Document;
 use edgeward::http1::parse_http_request;
-use edgeward::request::{Headers, Peer, RequestHead, TlsVersion};
+use edgeward::request::{HeaderText, Headers, Peer, RequestHead, TlsVersion};
 use edgeward::store::MemoryStore;
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
@@ -108,23 +108,31 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode, Failure> {
     // X-Forwarded-For.
     let authority = req.authority();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut headers: Vec<(String, String)> = vec![
-        (":authority".into(), authority.clone()),
-        (":path".into(), req.path().to_string()),
-        (":method".into(), req.method.clone()),
-        (":scheme".into(), scheme.into()),
-    ];
-    let mut xff: Vec<String> = Vec::new();
-    for (k, v) in &req.headers {
-        match k.as_str() {
-            "host" | "x-forwarded-proto" => {}
-            "x-forwarded-for" => xff.push(v.clone()),
-            _ => headers.push((k.clone(), v.clone())),
-        }
+    // As the plugin holds them: values that are not UTF-8 converted lossily, their bytes kept for `;bs`.
+    // (`push` fails only past 4 GiB of headers.)
+    let mut text = HeaderText::default();
+    for (name, value) in [
+        (":authority", authority.as_str()),
+        (":path", req.path()),
+        (":method", req.method.as_str()),
+        (":scheme", scheme),
+    ] {
+        let _ = text.push(name, value);
     }
-    xff.push(client.to_string());
-    headers.push(("x-forwarded-for".into(), xff.join(",")));
-    headers.push(("x-forwarded-proto".into(), scheme.into()));
+    req.append_headers_to(&mut text, |k| {
+        matches!(k, "host" | "x-forwarded-proto" | "x-forwarded-for")
+    });
+    let mut xff: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "x-forwarded-for")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let client_text = client.to_string();
+    xff.push(&client_text);
+    let _ = text.push("x-forwarded-for", &xff.join(","));
+    let _ = text.push("x-forwarded-proto", scheme);
+    let slices = text.slices();
 
     let head = RequestHead {
         method: &req.method,
@@ -133,7 +141,7 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode, Failure> {
         route_name: args.route.as_deref(),
         tls,
         peer: Peer::Ip(client.to_canonical()),
-        headers: Headers::new(&headers),
+        headers: Headers::from_text(&slices, text.raw()),
     };
     let mut store = MemoryStore::new();
     doc.prepare(&mut store)
