@@ -119,6 +119,14 @@ impl SigningKey {
             .map_err(|_| SignError::PrivateKeyPem)
     }
 
+    /// The public key of an ed25519 key; `None` for an HMAC secret.
+    pub fn verifying_key(&self) -> Option<ed25519_dalek::VerifyingKey> {
+        match self {
+            SigningKey::Hmac(_) => None,
+            SigningKey::Ed25519(k) => Some(k.verifying_key()),
+        }
+    }
+
     /// The algorithm this key signs with.
     pub fn alg(&self) -> Alg {
         match self {
