@@ -81,6 +81,30 @@ impl ParsedRequest {
         )
     }
 
+    /// Replaces every header named `name` (ASCII case-insensitive) with one `name: value`, appended after
+    /// the others; the indexes of `raw_names` and `raw_values` follow.
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        let headers = std::mem::take(&mut self.headers);
+        let mut raw_names = Vec::with_capacity(headers.len() + 1);
+        let mut raw_values = Vec::new();
+        for (i, (k, v)) in headers.into_iter().enumerate() {
+            if k.eq_ignore_ascii_case(name) {
+                continue;
+            }
+            let at = u32::try_from(self.headers.len()).unwrap_or(u32::MAX);
+            if let Some((_, bytes)) = self.raw_values.iter().find(|(j, _)| *j as usize == i) {
+                raw_values.push((at, bytes.clone()));
+            }
+            raw_names.push(self.raw_names.get(i).cloned().unwrap_or_else(|| k.clone()));
+            self.headers.push((k, v));
+        }
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
+        raw_names.push(name.to_string());
+        self.raw_names = raw_names;
+        self.raw_values = raw_values;
+    }
+
     /// Appends the headers to `out` as the plugin holds them (values that are not UTF-8 with their
     /// bytes), leaving out those `skip` names.
     pub fn append_headers_to(&self, out: &mut HeaderText, skip: impl Fn(&str) -> bool) {
@@ -498,6 +522,23 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\nX-Raw: raw \x80\xff end\r\nX-Utf8: caf\xc3\xa9\r\nX-Fold: \xe9 \xfe\r\n\r\n"
         );
         assert_eq!(parse_http_request(&out).unwrap(), r);
+    }
+
+    #[test]
+    fn set_header_replaces_and_keeps_the_bytes_in_step() {
+        let mut r = parse_http_request(
+            b"GET / HTTP/1.1\r\nHost: a\r\nSignature-Agent: x\r\nX-A: \xff\r\nsignature-agent: y\r\nX-B: \xfe\r\n\r\n",
+        )
+        .unwrap();
+        r.set_header("Signature-Agent", "sig1=\"https://agent.example\"");
+        let names: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["host", "x-a", "x-b", "signature-agent"]);
+        assert_eq!(r.raw_names, ["Host", "X-A", "X-B", "Signature-Agent"]);
+        assert_eq!(r.raw_values, [(1, b"\xff".to_vec()), (2, b"\xfe".to_vec())]);
+        assert_eq!(
+            render(&r, &[]),
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: \xff\r\nX-B: \xfe\r\nSignature-Agent: sig1=\"https://agent.example\"\r\n\r\n"
+        );
     }
 
     #[test]

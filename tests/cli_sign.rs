@@ -406,3 +406,232 @@ fn obs_text_is_signed_and_printed_as_bytes() {
         );
     }
 }
+
+const AGENT: &str = "https://agent.example";
+
+/// A Web Bot Auth policy: the agents https://agent.example and https://other.example, both with the
+/// directory of the key source `agent_dir`.
+const WBA_DOC: &str = r#"{
+  "key_sources": {"agent_dir": {"type": "jwks", "cluster": "agent",
+    "url": "https://agent.example/.well-known/http-message-signatures-directory"}},
+  "policies": {"bots": {"signature": {"web_bot_auth": {"directories": {
+    "https://agent.example": "agent_dir", "https://other.example": "agent_dir"}}}}},
+  "routes": [{"policy": "bots"}]
+}"#;
+
+/// An ed25519 private key (PKCS#8 PEM) in a file.
+fn agent_key_file(seed: u8) -> String {
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+    temp_file("agent.pem", pem.as_bytes())
+}
+
+/// stdout of `edgeward ARGS` on `stdin`, which must succeed without a word on stderr.
+fn run_ok(args: &[&str], stdin: &[u8]) -> String {
+    let out = edgeward(args, stdin);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `edgeward sign --web-bot-auth` for the agent `agent` with the key in `pem`, created at `CREATED`.
+fn sign_as_agent(raw: &str, pem: &str, agent: &str, extra: &[&str]) -> String {
+    let created = CREATED.to_string();
+    let mut args = vec![
+        "sign",
+        "--web-bot-auth",
+        "--signature-agent",
+        agent,
+        "--private-key-file",
+        pem,
+        "--created",
+        &created,
+        "--request",
+        "-",
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&args, raw.as_bytes())
+}
+
+#[test]
+fn web_bot_auth_signs_as_an_agent() {
+    let pem = agent_key_file(21);
+    let thumbprint = run_ok(&["jwks", "--thumbprint", &pem], b"");
+    let thumbprint = thumbprint.trim_end();
+    let out = sign_as_agent(GET, &pem, AGENT, &[]);
+    assert_eq!(
+        header(&out, "signature-agent"),
+        Some(r#"sig1="https://agent.example""#)
+    );
+    assert_eq!(
+        header(&out, "signature-input").unwrap(),
+        format!(
+            r#"sig1=("@authority" "signature-agent";key="sig1");created={CREATED};expires={};alg="ed25519";keyid="{thumbprint}";tag="web-bot-auth""#,
+            CREATED + 60
+        )
+    );
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, "");
+    let names: Vec<&str> = head
+        .lines()
+        .skip(1)
+        .map(|l| l.split_once(':').unwrap().0)
+        .collect();
+    assert_eq!(
+        names,
+        ["Host", "Signature-Agent", "Signature-Input", "Signature"]
+    );
+    // Only the added lines, Signature-Agent first.
+    let lines = sign_as_agent(GET, &pem, AGENT, &["--print", "headers"]);
+    let names: Vec<&str> = lines
+        .lines()
+        .map(|l| l.split_once(": ").unwrap().0)
+        .collect();
+    assert_eq!(names, ["Signature-Agent", "Signature-Input", "Signature"]);
+    // Another label, lifetime, nonce and components that list the two it needs; a Signature-Agent the
+    // request had is replaced.
+    let raw = GET.replace(
+        "\r\n\r\n",
+        "\r\nSignature-Agent: bot=\"https://evil.example\"\r\n\r\n",
+    );
+    let out = sign_as_agent(
+        &raw,
+        &pem,
+        "https://Agent.Example:443",
+        &[
+            "--label",
+            "bot",
+            "--expires-in",
+            "300",
+            "--nonce",
+            "n-1",
+            "--components",
+            r#"@method,"signature-agent";key="bot",@authority"#,
+        ],
+    );
+    assert_eq!(out.matches("Signature-Agent").count(), 1, "{out}");
+    assert_eq!(
+        header(&out, "signature-agent"),
+        Some(r#"bot="https://Agent.Example:443""#)
+    );
+    assert_eq!(
+        header(&out, "signature-input").unwrap(),
+        format!(
+            r#"bot=("@method" "signature-agent";key="bot" "@authority");created={CREATED};expires={};nonce="n-1";alg="ed25519";keyid="{thumbprint}";tag="web-bot-auth""#,
+            CREATED + 300
+        )
+    );
+    let out = sign_as_agent(GET, &pem, AGENT, &["--expires", "1700000009"]);
+    assert!(header(&out, "signature-input")
+        .unwrap()
+        .contains(";expires=1700000009;"));
+    // What a Web Bot Auth verifier would refuse is refused here (exit 2, with the reason).
+    let created = CREATED.to_string();
+    let refusals: [(&[&str], &str); 4] = [
+        (
+            &["--components", "@method,@authority"],
+            r#"--components must list @authority and "signature-agent";key="sig1" (it lacks "signature-agent";key="sig1")"#,
+        ),
+        (
+            &["--components", r#""signature-agent";key="sig1""#],
+            "(it lacks @authority)",
+        ),
+        (
+            &["--signature-agent", "https://agent.example/bot"],
+            "is not an agent origin",
+        ),
+        (&["--expires", "1699999999"], "--expires is before created"),
+    ];
+    for (extra, why) in refusals {
+        let mut args = vec![
+            "sign",
+            "--web-bot-auth",
+            "--private-key-file",
+            &pem,
+            "--created",
+            &created,
+            "--request",
+            "-",
+        ];
+        if !extra.contains(&"--signature-agent") {
+            args.extend(["--signature-agent", AGENT]);
+        }
+        args.extend_from_slice(extra);
+        let out = edgeward(&args, GET.as_bytes());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+        assert!(stderr.contains(why), "{extra:?}: {stderr}");
+    }
+}
+
+/// A request signed by `edgeward sign --web-bot-auth`, evaluated by `edgeward eval` with the agent's
+/// directory from `edgeward jwks`.
+#[test]
+fn web_bot_auth_signature_verifies_with_the_agents_directory() {
+    let doc = temp_file("wba.json", WBA_DOC.as_bytes());
+    let pem = agent_key_file(22);
+    let thumbprint = run_ok(&["jwks", "--thumbprint", &pem], b"");
+    let directory = temp_file("directory.json", run_ok(&["jwks", &pem], b"").as_bytes());
+    let source = format!("agent_dir={directory}");
+    let with_directory = ["--key-source", source.as_str()];
+    let signed = sign_as_agent(GET, &pem, AGENT, &[]);
+    let v = eval_doc(&doc, signed.as_bytes(), &with_directory);
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["upstream_headers"]["x-edgeward-agent"], AGENT);
+    assert_eq!(
+        v["upstream_headers"]["x-edgeward-key-id"],
+        thumbprint.trim_end()
+    );
+    assert_eq!(v["log"]["agent"], AGENT);
+    // The authority changed: refused.
+    let tampered = signed.replace("Host: api.example.com", "Host: www.example.com");
+    let v = eval_doc(&doc, tampered.as_bytes(), &with_directory);
+    assert_eq!(v["status"], 401, "{v}");
+    assert_eq!(v["reason"], "signature_invalid");
+    // Signature-Agent changed to another allowed agent with the same directory: not the signed value.
+    let tampered = signed.replace(AGENT, "https://other.example");
+    assert_ne!(tampered, signed);
+    let v = eval_doc(&doc, tampered.as_bytes(), &with_directory);
+    assert_eq!(v["status"], 401, "{v}");
+    assert_eq!(v["reason"], "signature_invalid");
+    let other_agent = sign_as_agent(GET, &pem, "https://other.example", &[]);
+    let v = eval_doc(&doc, other_agent.as_bytes(), &with_directory);
+    assert_eq!(
+        v["upstream_headers"]["x-edgeward-agent"], "https://other.example",
+        "{v}"
+    );
+    // A well-signed request from an agent outside the allow-list.
+    let unknown = sign_as_agent(GET, &pem, "https://unknown.example", &[]);
+    let v = eval_doc(&doc, unknown.as_bytes(), &with_directory);
+    assert_eq!(v["status"], 401, "{v}");
+    assert_eq!(v["reason"], "signature_agent_unknown");
+    // Another key than the directory's.
+    let other = sign_as_agent(GET, &agent_key_file(23), AGENT, &[]);
+    let v = eval_doc(&doc, other.as_bytes(), &with_directory);
+    assert_eq!(v["reason"], "signature_invalid", "{v}");
+    // Without the directory: the plugin before its first fetch.
+    let v = eval_doc(&doc, signed.as_bytes(), &[]);
+    assert_eq!(v["status"], 503, "{v}");
+    assert_eq!(v["reason"], "keys_unavailable");
+    // Past expires (60 s) and the clock skew.
+    let late = (CREATED + 120).to_string();
+    let out = edgeward(
+        &[
+            "eval",
+            &doc,
+            "--request",
+            "-",
+            "--now",
+            &late,
+            "--key-source",
+            &source,
+        ],
+        signed.as_bytes(),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["reason"], "signature_expired", "{v}");
+}
