@@ -29,8 +29,21 @@ fn edgeward(args: &[&str], stdin: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// stdout of `edgeward ARGS` on `stdin`, which must succeed without a word on stderr.
+fn run_ok_bytes(args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    let out = edgeward(args, stdin);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    out.stdout
+}
+
+fn run_ok(args: &[&str], stdin: &[u8]) -> String {
+    String::from_utf8(run_ok_bytes(args, stdin)).unwrap()
+}
+
 /// `edgeward sign` as partner-a (HMAC) on `raw` read from stdin; returns stdout.
-fn sign(raw: &str, extra: &[&str]) -> String {
+fn sign_bytes(raw: &[u8], extra: &[&str]) -> Vec<u8> {
     let created = CREATED.to_string();
     let mut args = vec![
         "sign",
@@ -44,11 +57,11 @@ fn sign(raw: &str, extra: &[&str]) -> String {
         "-",
     ];
     args.extend_from_slice(extra);
-    let out = edgeward(&args, raw.as_bytes());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "sign {extra:?}: {stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
-    String::from_utf8(out.stdout).unwrap()
+    run_ok_bytes(&args, raw)
+}
+
+fn sign(raw: &str, extra: &[&str]) -> String {
+    String::from_utf8(sign_bytes(raw.as_bytes(), extra)).unwrap()
 }
 
 /// A header's value in a printed request or header list (first match, name case-insensitive).
@@ -103,29 +116,7 @@ fn eval(signed: &str) -> serde_json::Value {
         env!("CARGO_MANIFEST_DIR"),
         "/policies/examples/signature.json"
     );
-    let now = (CREATED + 1).to_string();
-    let out = edgeward(
-        &[
-            "eval",
-            doc,
-            "--request",
-            "-",
-            "--route",
-            "partner-api",
-            "--scheme",
-            "https",
-            "--now",
-            &now,
-        ],
-        signed.as_bytes(),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    eval_doc(doc, signed.as_bytes(), &["--route", "partner-api"])
 }
 
 #[test]
@@ -335,26 +326,7 @@ fn obs_text_is_signed_and_printed_as_bytes() {
     let mut raw = b"GET /orders HTTP/1.1\r\nHost: api.example.com\r\nX-Raw: raw ".to_vec();
     raw.extend(0x80..=0xffu8);
     raw.extend_from_slice(b" end\r\n\r\n");
-    let created = CREATED.to_string();
-    let out = edgeward(
-        &[
-            "sign",
-            "--key-id",
-            "partner-a",
-            "--secret-env",
-            "PARTNER_A_KEY",
-            "--created",
-            &created,
-            "--components",
-            "@method,@authority,x-raw;bs",
-            "--request",
-            "-",
-        ],
-        &raw,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let signed = out.stdout;
+    let signed = sign_bytes(&raw, &["--components", "@method,@authority,x-raw;bs"]);
     // The head as given, byte for byte, then the added lines.
     assert!(signed.starts_with(&raw[..raw.len() - 2]));
     let added = String::from_utf8(signed[raw.len() - 2..].to_vec()).unwrap();
@@ -426,15 +398,6 @@ fn agent_key_file(seed: u8) -> String {
     let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
     let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
     temp_file("agent.pem", pem.as_bytes())
-}
-
-/// stdout of `edgeward ARGS` on `stdin`, which must succeed without a word on stderr.
-fn run_ok(args: &[&str], stdin: &[u8]) -> String {
-    let out = edgeward(args, stdin);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `edgeward sign --web-bot-auth` for the agent `agent` with the key in `pem`, created at `CREATED`.

@@ -11,7 +11,7 @@ use edgeward::signature::{parse_public_key, SigningKey};
 use std::io::Write as _;
 use std::process::ExitCode;
 
-const AFTER_HELP: &str = "\\
+const AFTER_HELP: &str = "\
 Each KEY is a file (- reads standard input) holding one ed25519 key: a public key as a policy's
 public_key takes it (SPKI PEM, -----BEGIN PUBLIC KEY-----, or base64 of the 32 key bytes), or a
 private key (PKCS#8 PEM, as `openssl genpkey -algorithm ed25519` writes it), of which only the
