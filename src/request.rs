@@ -173,6 +173,12 @@ impl<'a> Headers<'a> {
         Headers(Repr::Owned(pairs), &[])
     }
 
+    /// Headers borrowed from (name, value) pairs, with the bytes of the values that are not UTF-8 (by
+    /// index, as [`HeaderText::raw`] holds them).
+    pub fn with_raw(pairs: &'a [(String, String)], raw: &'a [(u32, Vec<u8>)]) -> Self {
+        Headers(Repr::Owned(pairs), raw)
+    }
+
     /// Headers borrowed from (name, value) slices ([`HeaderText::slices`]).
     pub fn from_slices(pairs: &'a [(&'a str, &'a str)]) -> Self {
         Headers(Repr::Slices(pairs), &[])

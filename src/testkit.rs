@@ -117,6 +117,7 @@ impl TestRequest {
             target: self.path.clone(),
             version: "HTTP/1.1".to_string(),
             raw_names: headers.iter().map(|(k, _)| k.clone()).collect(),
+            raw_values: Vec::new(),
             headers,
             body: self.body.clone(),
         };

@@ -31,7 +31,7 @@ fn assert_usage_error(args: &[&str], names: &[&str]) {
     }
     let sub = args
         .first()
-        .filter(|a| ["check", "eval", "sign"].contains(a));
+        .filter(|a| ["check", "eval", "sign", "jwks"].contains(a));
     let usage = match sub {
         Some(s) => format!("Usage: edgeward {s} "),
         None => "Usage: edgeward ".to_string(),
@@ -48,6 +48,8 @@ const EVAL_FLAGS: &[&str] = &[
     "--scheme",
     "--tls-version",
     "--now",
+    "--key-source",
+    "503 keys_unavailable",
 ];
 const SIGN_FLAGS: &[&str] = &[
     "--key-id",
@@ -66,6 +68,16 @@ const SIGN_FLAGS: &[&str] = &[
     "--scheme",
     "--print",
     "--request",
+    "--web-bot-auth",
+    "--signature-agent",
+    "--expires-in",
+    "Web Bot Auth",
+];
+const JWKS_FLAGS: &[&str] = &[
+    "--kid",
+    "--thumbprint",
+    "<KEY>...",
+    "Nothing private is ever printed",
 ];
 
 #[test]
@@ -73,14 +85,16 @@ fn every_subcommand_has_help() {
     let cases: &[(&[&str], &[&str])] = &[
         (
             &["--help"],
-            &["check", "eval", "sign", "--version", "Exit status"],
+            &["check", "eval", "sign", "jwks", "--version", "Exit status"],
         ),
-        (&["help"], &["check", "eval", "sign"]),
+        (&["help"], &["check", "eval", "sign", "jwks"]),
         (&["check", "--help"], CHECK_FLAGS),
         (&["help", "check"], CHECK_FLAGS),
         (&["eval", "--help"], EVAL_FLAGS),
         (&["sign", "--help"], SIGN_FLAGS),
         (&["sign", "-h"], SIGN_FLAGS),
+        (&["jwks", "--help"], JWKS_FLAGS),
+        (&["help", "jwks"], JWKS_FLAGS),
     ];
     for (args, wanted) in cases {
         let out = edgeward(args);
@@ -94,9 +108,11 @@ fn every_subcommand_has_help() {
         for w in *wanted {
             assert!(stdout.contains(w), "{args:?}: no {w:?} in {stdout}");
         }
+        // No stray line-continuation backslash from a help text's source.
+        assert!(!stdout.contains("\\\n"), "{args:?}: {stdout}");
     }
     // Each subcommand's help states its exit status.
-    for sub in ["check", "eval", "sign"] {
+    for sub in ["check", "eval", "sign", "jwks"] {
         let out = edgeward(&[sub, "--help"]);
         assert!(text(&out.stdout).contains("Exit status: 0 "), "{sub}");
     }
@@ -191,6 +207,79 @@ fn usage_errors_name_the_option_and_exit_2() {
     );
     assert_usage_error(&with(&["--secret-base64", "AAAA"]), &["--secret-base64"]);
     assert_usage_error(&with(&["--key-id", "b"]), &["--key-id"]);
+    assert_usage_error(
+        &with(&["--expires", "1", "--expires-in", "60"]),
+        &["--expires-in", "--expires"],
+    );
+    // Web Bot Auth: an agent, an ed25519 key named by its thumbprint, its own tag.
+    let wba = [
+        "sign",
+        "--web-bot-auth",
+        "--private-key-file",
+        "agent.pem",
+        "--request",
+        "-",
+    ];
+    let with_wba = |extra: &[&'static str]| -> Vec<&'static str> {
+        wba.iter().chain(extra).copied().collect()
+    };
+    assert_usage_error(&wba, &["--signature-agent"]);
+    let agent = ["--signature-agent", "https://agent.example"];
+    for (extra, names) in [
+        (&["--key-id", "a"][..], &["--web-bot-auth", "--key-id"][..]),
+        (&["--tag", "t"], &["--web-bot-auth", "--tag"]),
+        (&["--secret-env", "A"], &["--web-bot-auth", "--secret-env"]),
+    ] {
+        let args: Vec<&str> = with_wba(&agent)
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        assert_usage_error(&args, names);
+    }
+    assert_usage_error(
+        &with(&["--signature-agent", "https://agent.example"]),
+        &["--signature-agent needs --web-bot-auth"],
+    );
+    // jwks: keys, kids that fit them, one use of standard input.
+    assert_usage_error(&["jwks"], &["<KEY>"]);
+    assert_usage_error(&["jwks", "--kid", "a"], &["<KEY>"]);
+    assert_usage_error(
+        &["jwks", "--kid", "a", "--thumbprint", "k.pem"],
+        &["--kid", "--thumbprint"],
+    );
+    assert_usage_error(
+        &["jwks", "--kid", "a", "--kid", "b", "k.pem"],
+        &["--kid given 2 time(s) for 1 key(s)"],
+    );
+    assert_usage_error(&["jwks", "--kid", "", "k.pem"], &["--kid \"\""]);
+    assert_usage_error(
+        &["jwks", "-", "-"],
+        &["standard input (-) can be read only once"],
+    );
+    // eval --key-source: NAME=FILE, NAME a key source of the document.
+    assert_usage_error(
+        &[
+            "eval",
+            "p.json",
+            "--request",
+            "-",
+            "--key-source",
+            "agent_dir",
+        ],
+        &["--key-source", "NAME=FILE"],
+    );
+    let doc = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/examples/https.json");
+    assert_usage_error(
+        &[
+            "eval",
+            doc,
+            "--request",
+            "-",
+            "--key-source",
+            "agent_dir=d.json",
+        ],
+        &["--key-source \"agent_dir\": no such key source (the document has none)"],
+    );
     assert_usage_error(
         &[
             "eval",

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// Longest `kid` kept; a key with a longer one is left out.
-const MAX_KID_LEN: usize = 256;
+pub const MAX_KID_LEN: usize = 256;
 
 /// Why a fetched set was refused as a whole (the last good set stays).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -312,7 +312,7 @@ pub struct Verified {
 
 /// Why a key's `public_key` was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PublicKeyError {
+pub enum PublicKeyError {
     /// PEM armor, but not an ed25519 SPKI public key.
     Pem,
     NotBase64,
@@ -341,7 +341,9 @@ impl fmt::Display for PublicKeyError {
     }
 }
 
-fn parse_public_key(s: &str) -> Result<VerifyingKey, PublicKeyError> {
+/// An ed25519 public key as a document's `public_key` takes it: SPKI PEM, or base64 of the 32 key bytes.
+/// Weak (small-order) keys are refused.
+pub fn parse_public_key(s: &str) -> Result<VerifyingKey, PublicKeyError> {
     let key = if s.trim_start().starts_with("-----BEGIN") {
         pem::ed25519_public_key_from_pem(s)
             .ok()

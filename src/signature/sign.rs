@@ -5,7 +5,7 @@ use super::digest::{content_digest_header, DigestAlg};
 use super::sfv::{self, BareItem, Item, Member};
 use super::{Alg, MIN_HMAC_SECRET};
 use crate::http1::ParsedRequest;
-use crate::request::{Headers, Peer, RequestHead, TlsVersion};
+use crate::request::{HeaderText, Headers, Peer, RequestHead, TlsVersion};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ed25519_dalek::Signer as _;
@@ -117,6 +117,14 @@ impl SigningKey {
         super::pem::ed25519_signing_key_from_pem(pem)
             .map(|k| SigningKey::Ed25519(Box::new(k)))
             .map_err(|_| SignError::PrivateKeyPem)
+    }
+
+    /// The public key of an ed25519 key; `None` for an HMAC secret.
+    pub fn verifying_key(&self) -> Option<ed25519_dalek::VerifyingKey> {
+        match self {
+            SigningKey::Hmac(_) => None,
+            SigningKey::Ed25519(k) => Some(k.verifying_key()),
+        }
     }
 
     /// The algorithm this key signs with.
@@ -265,15 +273,16 @@ pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHe
         None => None,
     };
     let content_digest = digest_alg.map(|a| content_digest_header(a, &req.body));
-    let mut headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .filter(|(k, _)| content_digest.is_none() || k != "content-digest")
-        .cloned()
-        .collect();
+    // The headers as the verifier will hold them (values that are not UTF-8 keep their bytes for `;bs`).
+    let mut text = HeaderText::default();
+    req.append_headers_to(&mut text, |k| {
+        content_digest.is_some() && k == "content-digest"
+    });
     if let Some(d) = &content_digest {
-        headers.push(("content-digest".into(), d.clone()));
+        // Fails only past 4 GiB of headers, which no request read into memory here reaches.
+        let _ = text.push("content-digest", d);
     }
+    let slices = text.slices();
     let authority = req.authority();
     let head = RequestHead {
         method: &req.method,
@@ -282,7 +291,7 @@ pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHe
         route_name: None,
         tls: params.https.then_some(TlsVersion::V1_3),
         peer: Peer::Invalid,
-        headers: Headers::new(&headers),
+        headers: Headers::from_text(&slices, text.raw()),
     };
 
     let mut sig_params: sfv::Params = vec![("created".into(), int(params.created)?)];

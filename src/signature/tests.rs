@@ -1490,3 +1490,32 @@ fn a_repeated_dictionary_key_is_unavailable_to_sign() {
     let id = ComponentId::parse_config("example-dict;sf").unwrap();
     assert_eq!(id.value(&head), None);
 }
+
+/// A raw request whose header holds obs-text (as `edgeward sign` reads it): `;bs` signs the bytes, the
+/// verifier over the bytes the parser kept accepts it, and another byte with the same lossy text is
+/// refused.
+#[test]
+fn bs_signs_obs_text_read_from_a_raw_request() {
+    use crate::http1::render;
+    let raw: &[u8] = b"GET /x HTTP/1.1\r\nHost: api.example.com\r\nX-Raw: raw \x80\xff end\r\n\r\n";
+    let r = parse_http_request(raw).unwrap();
+    let mut p = hmac_params(NOW);
+    p.components = vec!["@method".into(), "x-raw;bs".into()];
+    let h = sign_request(&r, &p).unwrap();
+    let signed = parse_http_request(&render(&r, &h.headers())).unwrap();
+    let pol = policy(json!({
+        "keys": [{"id": "k1", "alg": "hmac-sha256", "secret": {"base64": SECRET_B64}}],
+        "components": ["@method", "x-raw;bs"]
+    }));
+    assert!(verify(&pol, &signed, NOW).is_ok());
+    let at = raw.iter().position(|&b| b == 0x80).unwrap();
+    let mut other = raw.to_vec();
+    other[at] = 0x81;
+    let other = parse_http_request(&other).unwrap();
+    let tampered = parse_http_request(&render(&other, &h.headers())).unwrap();
+    assert_eq!(tampered.headers, signed.headers);
+    assert_eq!(
+        verify(&pol, &tampered, NOW).map(|v| v.key_id),
+        Err(Reason::SignatureInvalid)
+    );
+}

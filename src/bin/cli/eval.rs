@@ -5,7 +5,8 @@ use clap::error::ErrorKind;
 use clap::{Args, ValueEnum};
 use edgeward::document::Document;
 use edgeward::http1::parse_http_request;
-use edgeward::request::{Headers, Peer, RequestHead, TlsVersion};
+use edgeward::keys::{jwks, KeyCache};
+use edgeward::request::{HeaderText, Headers, Peer, RequestHead, TlsVersion};
 use edgeward::store::MemoryStore;
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
@@ -14,16 +15,23 @@ use std::process::ExitCode;
 
 const AFTER_HELP: &str = "\
 Prints one JSON object: {\"policy\", \"mode\", \"decision\", \"status\", \"reason\", \"shadow\",
-\"response_headers\", \"upstream_headers\", \"rate_limit_service\", \"log\"} (status 200: forwarded upstream;
-upstream_headers maps a header to its new value, or null when it is removed).
+\"response_headers\", \"upstream_headers\", \"rate_limit_service\", \"log\"} (status 200: forwarded
+upstream; upstream_headers maps a header to its new value, or null when it is removed).
 
 The request is seen as Envoy's filter sees it with envoy/envoy.yaml: Host becomes :authority,
-X-Forwarded-Proto is set from the scheme, the client address is appended to X-Forwarded-For. Each run is a
-fresh process: rate limits and nonces start empty. Secrets written as {\"env\": NAME} are read from this
+X-Forwarded-Proto is set from the scheme, the client address is appended to X-Forwarded-For. Header
+values may hold obs-text (bytes 0x80-0xff): read as the plugin reads them. Each run is a fresh
+process: rate limits and nonces start empty. Secrets written as {\"env\": NAME} are read from this
 command's environment.
 
-Exit status: 0 evaluated, whatever the decision; 2 usage error, a document with errors, or a request that
-cannot be read or parsed.";
+Key sources (the document's key_sources: JWK Sets, and Web Bot Auth agents' directories) are never
+fetched: --key-source NAME=FILE loads a JWK Set from FILE (as `edgeward jwks` prints it) into source
+NAME, read with that source's max_bytes and max_keys, its keys' nbf and exp checked at --now. A
+request that needs a source given no file is answered 503 keys_unavailable, as the plugin answers
+before the source's first fetch.
+
+Exit status: 0 evaluated, whatever the decision; 2 usage error (an unknown --key-source NAME
+included), a document with errors, or a request or key set that cannot be read or parsed.";
 
 /// Evaluate one raw HTTP/1.1 request exactly as the plugin would; print the outcome as JSON
 #[derive(Args)]
@@ -50,6 +58,61 @@ pub struct EvalArgs {
     /// The time to evaluate at [default: now]
     #[arg(long, value_name = "UNIX_SECONDS")]
     now: Option<u64>,
+    /// Load key source NAME's JWK Set from FILE (repeatable; see below)
+    #[arg(long = "key-source", value_name = "NAME=FILE", value_parser = parse_key_source)]
+    key_sources: Vec<(String, PathBuf)>,
+}
+
+/// `--key-source NAME=FILE`.
+fn parse_key_source(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(file)))
+        }
+        _ => Err("NAME=FILE expected (a key source of the document, a JWK Set file)".to_string()),
+    }
+}
+
+/// The key sets given with `--key-source`, each in its source's slot.
+fn key_cache(doc: &Document, given: &[(String, PathBuf)]) -> Result<KeyCache, Failure> {
+    let mut cache = KeyCache::new(doc.key_sources.len());
+    let mut loaded: Vec<&str> = Vec::new();
+    for (name, file) in given {
+        let Some(i) = doc.key_sources.iter().position(|s| s.name == *name) else {
+            let names: Vec<&str> = doc.key_sources.iter().map(|s| s.name.as_str()).collect();
+            let valid = if names.is_empty() {
+                "the document has none".to_string()
+            } else {
+                format!("the document's key sources: {}", names.join(", "))
+            };
+            return Err(usage_error(
+                "eval",
+                ErrorKind::InvalidValue,
+                format!("--key-source {name:?}: no such key source ({valid})"),
+            ));
+        };
+        if loaded.contains(&name.as_str()) {
+            return Err(usage_error(
+                "eval",
+                ErrorKind::ArgumentConflict,
+                format!("--key-source {name} is given twice"),
+            ));
+        }
+        loaded.push(name);
+        let source = doc.key_sources.get(i).ok_or("no such key source")?;
+        let path = file.display();
+        let bytes = std::fs::read(file).map_err(|e| format!("{path}: {e}"))?;
+        let parsed = jwks::parse(&bytes, source.max_bytes, source.max_keys)
+            .map_err(|e| format!("{path}: {e}"))?;
+        if parsed.skipped > 0 {
+            eprintln!(
+                "edgeward: {path}: warning: {} of the set's keys left out (not usable ed25519 verification keys)",
+                parsed.skipped
+            );
+        }
+        cache.install(i, 1, parsed.set);
+    }
+    Ok(cache)
 }
 
 /// `--tls-version`.
@@ -97,6 +160,7 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode, Failure> {
         let lines: Vec<String> = errors.iter().map(|e| format!("{doc_path}: {e}")).collect();
         lines.join("\n")
     })?;
+    let keys = key_cache(&doc, &args.key_sources)?;
     let raw = read_input(request_path)?;
     let req = parse_http_request(&raw).map_err(|e| format!("{request_path}: {e}"))?;
     let client = args.client_ip;
@@ -108,23 +172,31 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode, Failure> {
     // X-Forwarded-For.
     let authority = req.authority();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut headers: Vec<(String, String)> = vec![
-        (":authority".into(), authority.clone()),
-        (":path".into(), req.path().to_string()),
-        (":method".into(), req.method.clone()),
-        (":scheme".into(), scheme.into()),
-    ];
-    let mut xff: Vec<String> = Vec::new();
-    for (k, v) in &req.headers {
-        match k.as_str() {
-            "host" | "x-forwarded-proto" => {}
-            "x-forwarded-for" => xff.push(v.clone()),
-            _ => headers.push((k.clone(), v.clone())),
-        }
+    // As the plugin holds them: values that are not UTF-8 converted lossily, their bytes kept for `;bs`.
+    // (`push` fails only past 4 GiB of headers.)
+    let mut text = HeaderText::default();
+    for (name, value) in [
+        (":authority", authority.as_str()),
+        (":path", req.path()),
+        (":method", req.method.as_str()),
+        (":scheme", scheme),
+    ] {
+        let _ = text.push(name, value);
     }
-    xff.push(client.to_string());
-    headers.push(("x-forwarded-for".into(), xff.join(",")));
-    headers.push(("x-forwarded-proto".into(), scheme.into()));
+    req.append_headers_to(&mut text, |k| {
+        matches!(k, "host" | "x-forwarded-proto" | "x-forwarded-for")
+    });
+    let mut xff: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "x-forwarded-for")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let client_text = client.to_string();
+    xff.push(&client_text);
+    let _ = text.push("x-forwarded-for", &xff.join(","));
+    let _ = text.push("x-forwarded-proto", scheme);
+    let slices = text.slices();
 
     let head = RequestHead {
         method: &req.method,
@@ -133,12 +205,12 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode, Failure> {
         route_name: args.route.as_deref(),
         tls,
         peer: Peer::Ip(client.to_canonical()),
-        headers: Headers::new(&headers),
+        headers: Headers::from_text(&slices, text.raw()),
     };
     let mut store = MemoryStore::new();
     doc.prepare(&mut store)
         .map_err(|e| format!("shared store: {e:?}"))?;
-    let mut ev = doc.evaluate_head(&head, now_ns, &mut store);
+    let mut ev = doc.evaluate_head_with(&head, now_ns, &keys, &mut store);
     if ev.needs_body.is_some() {
         ev.evaluate_body(&doc, &head, &req.body, &mut store);
     }

@@ -2,6 +2,7 @@
 
 mod check;
 mod eval;
+mod jwks;
 mod sign;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -11,12 +12,14 @@ use std::process::ExitCode;
 
 const EXIT_STATUS: &str = "\
 Exit status:
-  0  success: check: every document is valid; eval: evaluated, whatever the decision; sign: printed
+  0  success: check: every document is valid; eval: evaluated, whatever the decision; sign, jwks:
+     printed
   1  check: a document has errors or cannot be read (with --strict: or has warnings)
-  2  usage error (unknown or missing option, bad value); eval, sign: a document with errors, a request
-     or key that cannot be read or used";
+  2  usage error (unknown or missing option, bad value); eval, sign, jwks: a document with errors, a
+     request, key or key set that cannot be read or used";
 
-/// Check policy documents, evaluate a request as the edgeward plugin would, and sign requests (RFC 9421).
+/// Check policy documents, evaluate a request as the edgeward plugin would, sign requests (RFC 9421),
+/// and print the JWK Set of ed25519 keys.
 #[derive(Parser)]
 #[command(
     name = "edgeward",
@@ -34,6 +37,7 @@ enum Command {
     Check(check::CheckArgs),
     Eval(eval::EvalArgs),
     Sign(sign::SignArgs),
+    Jwks(jwks::JwksArgs),
 }
 
 /// Why a subcommand stopped (exit 2): a usage error clap did not catch, or input it cannot use.
@@ -71,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::check(&args),
         Command::Eval(args) => eval::eval(&args),
         Command::Sign(args) => sign::sign(&args),
+        Command::Jwks(args) => jwks::jwks(&args),
     };
     match result {
         Ok(code) => code,

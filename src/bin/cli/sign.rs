@@ -1,11 +1,14 @@
 //! `edgeward sign`: the client side. Adds RFC 9421 `Signature-Input`/`Signature` (and RFC 9530
-//! `Content-Digest`) to a raw HTTP/1.1 request and prints it.
+//! `Content-Digest`) to a raw HTTP/1.1 request and prints it; with `--web-bot-auth`, signs as a Web Bot
+//! Auth agent.
 
-use super::{read_input, unix_now, Failure, Scheme};
+use super::{read_input, unix_now, usage_error, Failure, Scheme};
 use base64::Engine as _;
+use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, ValueEnum};
 use edgeward::http1::{parse_http_request, render};
-use edgeward::signature::{sign_request, Alg, ComponentId, DigestAlg, SignParams, SigningKey};
+use edgeward::signature::web_bot_auth::{self, normalize_origin};
+use edgeward::signature::{sfv, sign_request, Alg, ComponentId, DigestAlg, SignParams, SigningKey};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,10 +16,23 @@ use std::process::ExitCode;
 /// What `sign_request` covers when no components are given (and `content-digest` when there is a body).
 const DEFAULT_COMPONENTS: [&str; 4] = ["@method", "@authority", "@path", "@query"];
 
+/// The expires parameter of a Web Bot Auth signature without `--expires` or `--expires-in`: created + this.
+const WEB_BOT_AUTH_EXPIRES_IN: u64 = 60;
+
 const AFTER_HELP: &str = "\
-Prints the request with Signature-Input and Signature added (and Content-Digest when --content-digest is
-given, or when content-digest is covered and the request has none: sha-256). A Content-Digest that
-edgeward adds is always covered by the signature.
+Prints the request with Signature-Input and Signature added (and Content-Digest when
+--content-digest is given, or when content-digest is covered and the request has none: sha-256).
+A Content-Digest that edgeward adds is always covered by the signature. Header values are read and
+printed as bytes: obs-text (bytes 0x80-0xff) is kept, and `;bs` signs it.
+
+Web Bot Auth (--web-bot-auth --signature-agent URL --private-key-file PEM, an ed25519 key): keyid
+is the key's JWK thumbprint (RFC 7638; `edgeward jwks --thumbprint` prints it), alg=\"ed25519\",
+tag=\"web-bot-auth\", expires = created + 60 s unless --expires or --expires-in says otherwise.
+The request gets `Signature-Agent: sig1=\"URL\"` (a Dictionary member named like --label,
+replacing any Signature-Agent it has), and the signature covers @authority and
+\"signature-agent\";key=\"sig1\" (--components, if given, must list both). URL is the agent's
+origin (https://host[:port], optionally with /.well-known/http-message-signatures-directory), as
+a verifier's web_bot_auth.directories lists it. --key-id and --tag are refused with it.
 
 Exit status: 0 printed; 2 usage error, or a request or key that cannot be read or used.";
 
@@ -28,8 +44,8 @@ Exit status: 0 printed; 2 usage error, or a request or key that cannot be read o
 )]
 pub struct SignArgs {
     /// The key id the verifier knows the key by (the keyid parameter)
-    #[arg(long, value_name = "ID")]
-    key_id: String,
+    #[arg(long, value_name = "ID", required_unless_present = "web_bot_auth")]
+    key_id: Option<String>,
     /// HMAC-SHA256 secret, base64 (at least 32 bytes)
     #[arg(long, value_name = "B64")]
     secret_base64: Option<String>,
@@ -55,6 +71,9 @@ pub struct SignArgs {
     /// The expires parameter
     #[arg(long, value_name = "UNIX")]
     expires: Option<u64>,
+    /// The expires parameter, this many seconds after created [default with --web-bot-auth: 60]
+    #[arg(long, value_name = "SECONDS", conflicts_with = "expires")]
+    expires_in: Option<u64>,
     /// The nonce parameter
     #[arg(long, value_name = "N", conflicts_with = "random_nonce")]
     nonce: Option<String>,
@@ -74,6 +93,17 @@ pub struct SignArgs {
     /// Print the signed request, or only the added header lines (`Name: value`, e.g. for curl -H)
     #[arg(long, value_enum, default_value_t = Print::Request)]
     print: Print,
+    /// Sign as a Web Bot Auth agent (see below): needs --signature-agent and an ed25519
+    /// --private-key-file
+    #[arg(
+        long,
+        requires = "signature_agent",
+        conflicts_with_all = ["key_id", "tag", "secret_base64", "secret_env"]
+    )]
+    web_bot_auth: bool,
+    /// The agent's origin, sent as Signature-Agent (with --web-bot-auth)
+    #[arg(long, value_name = "URL")]
+    signature_agent: Option<String>,
     /// The raw HTTP/1.1 request (head and body); - reads standard input
     #[arg(long, value_name = "FILE|-")]
     request: String,
@@ -144,9 +174,9 @@ fn signing_key(args: &SignArgs) -> Result<SigningKey, String> {
     SigningKey::ed25519_from_pem(&pem).map_err(|e| e.to_string())
 }
 
-/// The covered components: as given (empty: the library's defaults), plus `content-digest` when
-/// `--content-digest` asks for the header and nothing else covers it.
-fn components(args: &SignArgs) -> Vec<String> {
+/// The covered components: as given (empty: `defaults`, or the library's when there are none), plus
+/// `content-digest` when `--content-digest` asks for the header and nothing else covers it.
+fn components(args: &SignArgs, defaults: &[String]) -> Vec<String> {
     let mut out: Vec<String> = args
         .components
         .as_deref()
@@ -155,6 +185,9 @@ fn components(args: &SignArgs) -> Vec<String> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
+    if out.is_empty() {
+        out = defaults.to_vec();
+    }
     if args.content_digest.is_some() {
         if out.is_empty() {
             out = DEFAULT_COMPONENTS.iter().map(|s| s.to_string()).collect();
@@ -170,6 +203,14 @@ fn components(args: &SignArgs) -> Vec<String> {
 }
 
 pub fn sign(args: &SignArgs) -> Result<ExitCode, Failure> {
+    // clap's `requires` counts a flag's default (false) as present: checked here.
+    if args.signature_agent.is_some() && !args.web_bot_auth {
+        return Err(usage_error(
+            "sign",
+            ErrorKind::MissingRequiredArgument,
+            "--signature-agent needs --web-bot-auth",
+        ));
+    }
     let key = signing_key(args)?;
     let alg = args.alg.map(Alg::from);
     if let Some(a) = alg {
@@ -177,28 +218,44 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode, Failure> {
             return Err(format!("--alg {} does not match the key given", a.as_str()).into());
         }
     }
-    let mut params = SignParams::new(&args.key_id, key, args.created.unwrap_or_else(unix_now));
-    params.alg = alg;
+    let request_path = args.request.as_str();
+    let raw = read_input(request_path)?;
+    let mut req = parse_http_request(&raw).map_err(|e| format!("{request_path}: {e}"))?;
+    let created = args.created.unwrap_or_else(unix_now);
+    let (mut params, agent_header) = match &args.signature_agent {
+        Some(agent) if args.web_bot_auth => {
+            let (params, header) = web_bot_auth_params(args, key, created, agent)?;
+            (params, Some(header))
+        }
+        // clap's `required_unless_present` guarantees a key id without --web-bot-auth.
+        _ => {
+            let key_id = args.key_id.as_deref().ok_or("give --key-id")?;
+            let mut params = SignParams::new(key_id, key, created);
+            params.alg = alg;
+            params.tag = args.tag.clone();
+            params.components = components(args, &[]);
+            params.expires = expires(args, created, None);
+            (params, None)
+        }
+    };
+    if let Some(value) = &agent_header {
+        req.set_header("Signature-Agent", value);
+    }
     params.label = args.label.clone();
-    params.components = components(args);
-    params.expires = args.expires;
     params.nonce = match (&args.nonce, args.random_nonce) {
         (Some(n), _) => Some(n.clone()),
         (None, true) => Some(random_nonce()?),
         (None, false) => None,
     };
-    params.tag = args.tag.clone();
     params.content_digest = args.content_digest.map(DigestAlg::from);
     params.https = args.scheme == Scheme::Https;
-    let request_path = args.request.as_str();
-    let raw = read_input(request_path)?;
-    let req = parse_http_request(&raw).map_err(|e| format!("{request_path}: {e}"))?;
     let signed = sign_request(&req, &params).map_err(|e| e.to_string())?;
     let out = match args.print {
         Print::Request => render(&req, &signed.headers()),
-        Print::Headers => signed
-            .headers()
-            .iter()
+        Print::Headers => agent_header
+            .map(|v| ("Signature-Agent".to_string(), v))
+            .into_iter()
+            .chain(signed.headers())
             .map(|(k, v)| format!("{k}: {v}\n"))
             .collect::<String>()
             .into_bytes(),
@@ -207,6 +264,71 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode, Failure> {
         .write_all(&out)
         .map_err(|e| format!("stdout: {e}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The expires parameter: `--expires`, else created + `--expires-in` (or + `default_in`).
+fn expires(args: &SignArgs, created: u64, default_in: Option<u64>) -> Option<u64> {
+    args.expires.or_else(|| {
+        args.expires_in
+            .or(default_in)
+            .map(|s| created.saturating_add(s))
+    })
+}
+
+/// The parameters of a Web Bot Auth signature by `key` (thumbprint key id, `alg`, `tag`, `expires`, the
+/// agent's components) and the Signature-Agent value naming `agent` for the label.
+fn web_bot_auth_params(
+    args: &SignArgs,
+    key: SigningKey,
+    created: u64,
+    agent: &str,
+) -> Result<(SignParams, String), Failure> {
+    let public = key
+        .verifying_key()
+        .ok_or("--web-bot-auth needs an ed25519 key (--private-key-file)")?;
+    if normalize_origin(agent).is_none() {
+        return Err(usage_error(
+            "sign",
+            ErrorKind::ValueValidation,
+            format!(
+                "--signature-agent {agent:?} is not an agent origin (http:// or https://, a host, an optional \
+                 port, optionally {})",
+                web_bot_auth::DIRECTORY_PATH
+            ),
+        ));
+    }
+    let mut header = format!("{}=", args.label);
+    sfv::write_string(&mut header, agent);
+    let mut agent_component = String::from("\"signature-agent\";key=");
+    sfv::write_string(&mut agent_component, &args.label);
+    let required = ["@authority".to_string(), agent_component];
+    let components = components(args, &required);
+    for want in &required {
+        let id = ComponentId::parse_config(want).map_err(|e| e.to_string())?;
+        let listed = components
+            .iter()
+            .any(|c| ComponentId::parse_config(c).is_ok_and(|c| c.same_as(&id)));
+        if !listed {
+            return Err(usage_error(
+                "sign",
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "with --web-bot-auth, --components must list {} and {} (it lacks {want})",
+                    required[0], required[1]
+                ),
+            ));
+        }
+    }
+    let expires = expires(args, created, Some(WEB_BOT_AUTH_EXPIRES_IN));
+    if expires.is_some_and(|e| e < created) {
+        return Err("--expires is before created: a Web Bot Auth verifier refuses it".into());
+    }
+    let mut params = SignParams::new(edgeward::keys::thumbprint(&public), key, created);
+    params.alg = Some(Alg::Ed25519);
+    params.tag = Some(web_bot_auth::TAG.to_string());
+    params.components = components;
+    params.expires = expires;
+    Ok((params, header))
 }
 
 fn random_nonce() -> Result<String, String> {
