@@ -526,3 +526,108 @@ fn web_bot_auth_agents() {
         b"GET /page HTTP/1.1\r\nhost: bots.test\r\nx-edgeward-agent: https://agent.test\r\n\r\n";
     assert_eq!(send(&envoy, unsigned).status, 400);
 }
+
+const CLI: &str = env!("CARGO_BIN_EXE_edgeward");
+
+/// Runs the edgeward command; its standard output (it must succeed).
+fn edgeward(args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(CLI)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "edgeward {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Both ends with the command: the directory is what `edgeward jwks` prints for the agent's key, the
+/// requests are what `edgeward sign --web-bot-auth` prints. Signed: 200 with the agent upstream; tampered
+/// (the signature, the agent named, a signature parameter): 401.
+#[test]
+fn web_bot_auth_requests_signed_by_edgeward_sign() {
+    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    let dir = support::TempDir::new("wba-cli").unwrap();
+    let pem_path = dir.path().join("agent.pem");
+    let pem = signing_key(21)
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap();
+    std::fs::write(&pem_path, pem.as_bytes()).unwrap();
+    let pem_arg = pem_path.to_str().unwrap();
+    let directory = edgeward(&["jwks", pem_arg], b"");
+    let keys = Directory::start(jwks(&[]));
+    let agents = Directory::start(Answer::Set(directory));
+    let envoy = start_envoy(keys.addr, agents.addr);
+    let sign = |raw: &[u8]| {
+        edgeward(
+            &[
+                "sign",
+                "--web-bot-auth",
+                "--signature-agent",
+                "https://agent.test",
+                "--private-key-file",
+                pem_arg,
+                "--scheme",
+                "http",
+                "--request",
+                "-",
+            ],
+            raw,
+        )
+    };
+    let request = b"GET /articles/1 HTTP/1.1\r\nHost: bots.test\r\nAccept: */*\r\n\r\n";
+    let signed = sign(request);
+    let thumb = String::from_utf8(edgeward(&["jwks", "--thumbprint", pem_arg], b""))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        until(Duration::from_secs(10), || send(&envoy, &signed).status
+            == 200)
+        .is_some(),
+        "{}",
+        envoy.log()
+    );
+    let echoed = send(&envoy, &signed).echo();
+    assert_eq!(
+        echoed.header("x-edgeward-agent"),
+        Some("https://agent.test")
+    );
+    assert_eq!(echoed.header("x-edgeward-key-id"), Some(thumb.as_str()));
+
+    let text = String::from_utf8(signed.clone()).unwrap();
+    let at = text
+        .find("Signature: sig1=:")
+        .map(|i| i + "Signature: sig1=:".len());
+    let at = at.or_else(|| {
+        text.find("signature: sig1=:")
+            .map(|i| i + "signature: sig1=:".len())
+    });
+    let at = at.unwrap_or_else(|| panic!("no signature in {text}"));
+    let flipped = if &text[at..at + 1] == "A" { "B" } else { "A" };
+    let tampered_signature = format!("{}{flipped}{}", &text[..at], &text[at + 1..]);
+    let tampered_agent = text.replace(
+        r#"sig1="https://agent.test""#,
+        r#"sig1="https://agent.test/""#,
+    );
+    assert_ne!(tampered_agent, text);
+    // (A host in other letter case or with its default port is the same @authority: RFC 9421 §2.2.3.)
+    let tampered_expires = text.replace(";expires=", ";expires=1");
+    assert_ne!(tampered_expires, text);
+    for (what, bytes) in [
+        ("signature", tampered_signature),
+        ("Signature-Agent", tampered_agent),
+        ("expires", tampered_expires),
+    ] {
+        let r = send(&envoy, bytes.as_bytes());
+        assert_eq!(r.status, 401, "tampered {what}: {}", r.text());
+    }
+}
