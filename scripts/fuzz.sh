@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of the parsers (fuzz/, cargo-fuzz on nightly; the crate itself stays on stable).
 #
-#   bash scripts/fuzz.sh [targets...]                 each target FUZZ_SECONDS (default 8) from its kept
+#   bash scripts/fuzz.sh [targets...]                 each target FUZZ_SECONDS (default 7) from its kept
 #                                                     corpus; fails on any finding (CI does this)
 #   bash scripts/fuzz.sh --long 1800 [targets...]     long runs, FUZZ_JOBS (default 2) at a time under
 #                                                     nice, corpora kept in ~/.cache/edgeward/fuzz-corpus
@@ -19,7 +19,7 @@ BUILD="$CACHE/fuzz-build"
 ARTIFACTS="$CACHE/fuzz-artifacts"
 LOGS="$CACHE/fuzz-logs"
 mode=brief
-seconds="${FUZZ_SECONDS:-8}"
+seconds="${FUZZ_SECONDS:-7}"
 case "${1:-}" in
   --long) mode=long; seconds="${2:?--long needs seconds}"; shift 2 ;;
   --cmin) mode=cmin; shift ;;
@@ -75,7 +75,7 @@ report() {
   fi
   cov=$( (grep -o 'cov: [0-9]*' "$logf" || true) | tail -1 | awk '{print $2}')
   ft=$( (grep -o 'ft: [0-9]*' "$logf" || true) | tail -1 | awk '{print $2}')
-  corp=$( (grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' "$logf" || true) | tail -1 | awk '{print $2}')
+  corp=$( (grep -oE 'corp: [0-9]+(/[0-9]+[a-zA-Z]*)?' "$logf" || true) | tail -1 | awk '{print $2}')
   local finding=none
   local found
   found=$(grep -c 'Test unit written to\|^INFO: log from the inner process:' "$logf" 2>/dev/null || true)
