@@ -41,6 +41,10 @@ check_envoy "$OLDEST_BIN"
 log "end-to-end tests again on the oldest supported Envoy: $("$OLDEST_BIN" --version | tr -s ' ' | cut -c1-100)"
 ENVOY_BIN="$OLDEST_BIN" cargo test --quiet --test 'e2e_*' --test harness_smoke 2>&1
 
+# Each fuzz target briefly from its kept corpus (nightly and cargo-fuzz are installed on first run).
+log "fuzz targets, ${FUZZ_SECONDS:-7} s each (scripts/fuzz.sh)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-7}" bash scripts/fuzz.sh
+
 log "the core's unit tests on wasm32-unknown-unknown (Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(find_wasm_bindgen_runner)" \
   cargo test --target wasm32-unknown-unknown --lib 2>&1
