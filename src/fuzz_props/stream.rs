@@ -2,7 +2,9 @@
 //! share a worker's body budget and store: head, body chunks, trailers, the rate limit service's
 //! answers (allow, over limit, failure, any bytes), ticks, the end. Each stream replies at most once,
 //! publishes nothing toward the upstream and never resumes after a reply (nor before the decision),
-//! goes on only when forwarded, does nothing once ended; the budget is back to zero at the end.
+//! goes on only when forwarded, does nothing once ended; a body's bytes are reserved in the budget exactly
+//! while a stream holds it, a tick past the deadline answers the body, and the budget is back to zero at the
+//! end.
 
 use super::Bytes;
 use crate::document::Document;
@@ -145,6 +147,7 @@ pub fn stream(data: &[u8]) {
         let mut streams = [Stream::new(), Stream::new()];
         let mut seen = [Seen::default(), Seen::default()];
         let mut events = 0;
+        let mut now = NOW;
         while !b.is_empty() && events < 64 {
             events += 1;
             let op = b.u8();
@@ -191,15 +194,9 @@ pub fn stream(data: &[u8]) {
                     s.on_remote_answer(doc, bytes.as_deref(), &budget, &mut store)
                 }
                 80..=111 => {
-                    let after_ms = u64::from(b.u16()) * 4;
+                    now = NOW + u64::from(b.u16()) * 4_000_000;
                     let buffered = usize::from(b.u8());
-                    s.on_tick(
-                        doc,
-                        NOW + after_ms * 1_000_000,
-                        buffered,
-                        &budget,
-                        &mut store,
-                    )
+                    s.on_tick(doc, now, buffered, &budget, &mut store)
                 }
                 _ => {
                     let first = s.on_end(doc, &budget, &mut store);
@@ -209,6 +206,16 @@ pub fn stream(data: &[u8]) {
                 }
             };
             seen.check(&a, s.phase());
+            if (80..=111).contains(&(op & 0x7f)) {
+                assert!(
+                    !s.body_overdue(now),
+                    "a body past its deadline still held after the tick"
+                );
+            }
+            // A body's bytes are reserved exactly while it is held.
+            if streams.iter().all(|s| s.phase() != Phase::Held) {
+                assert_eq!(budget.held(), 0, "bytes reserved with no stream held");
+            }
         }
         for s in &mut streams {
             s.on_end(doc, &budget, &mut store);
