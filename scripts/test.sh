@@ -69,9 +69,9 @@ run_tests() {
 e2e_tests() { awk -F'\t' '$1 ~ /^e2e_/ || $1 == "harness_smoke"' <<<"$TESTS"; }
 other_tests() { awk -F'\t' '!($1 ~ /^e2e_/ || $1 == "harness_smoke")' <<<"$TESTS"; }
 
-# Three groups at once: most of an end-to-end test is waiting on Envoy, so the two Envoy releases' passes and the
-# CPU-bound unit tiers share the two cores instead of queueing (a warm run then fits CI's 10 minutes). Each group
-# writes its own log, printed whole when it ends.
+# Four groups at once: most of an end-to-end test is waiting on Envoy, so the two Envoy releases' passes, the
+# CPU-bound unit tiers and the brief fuzz runs share the two cores instead of queueing (a warm run then fits CI's
+# 10 minutes). Each group writes its own log, printed whole when it ends.
 LOGS="$(mktemp -d)"
 GROUPS_PIDS=()
 group() {
@@ -91,14 +91,16 @@ units() {
 }
 e2e_newest() { e2e_tests | run_tests; }
 e2e_oldest() { ENVOY_BIN="$OLDEST_BIN" e2e_newest; }
-log "running, at once: the unit tiers (native core, CLI, policies; the core again on wasm32 under Node), the end-to-end tests on Envoy $("$ENVOY_BIN" --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1), and again on $ENVOY_OLDEST"
+log "running, at once: the unit tiers (native core, CLI, policies; the core again on wasm32 under Node), the end-to-end tests on Envoy $("$ENVOY_BIN" --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1), and again on $ENVOY_OLDEST; each fuzz target ${FUZZ_SECONDS:-7} s (scripts/fuzz.sh)"
 group units units
 group e2e-newest e2e_newest
 group e2e-oldest e2e_oldest
-# Only these three: dockerd, started above, is a child of this shell too.
+# Each fuzz target briefly from its kept corpus (nightly and cargo-fuzz are installed on first run).
+group fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-7}" bash scripts/fuzz.sh
+# Only these four: dockerd, started above, is a child of this shell too.
 wait "${GROUPS_PIDS[@]}"
 failed=0
-for name in units e2e-newest e2e-oldest; do
+for name in units e2e-newest e2e-oldest fuzz; do
   log "$name: $(cat "$LOGS/$name.status") after $(cat "$LOGS/$name.seconds") s"
   cat "$LOGS/$name.log"
   [ "$(cat "$LOGS/$name.status")" = ok ] || failed=1

@@ -258,11 +258,14 @@ pub fn parse_http_request(bytes: &[u8]) -> Result<ParsedRequest, Http1Error> {
             let Some(last) = fields.last_mut() else {
                 return Err(Http1Error::LeadingContinuation);
             };
+            // An empty continuation adds nothing (a space alone would leave the value untrimmed).
             let cont = trim(line);
-            if !last.1.is_empty() {
-                last.1.push(b' ');
+            if !cont.is_empty() {
+                if !last.1.is_empty() {
+                    last.1.push(b' ');
+                }
+                last.1.extend_from_slice(&cont);
             }
-            last.1.extend_from_slice(&cont);
             continue;
         }
         let Some(colon) = line.iter().position(|&c| c == b':') else {
@@ -324,9 +327,11 @@ pub fn parse_http_request(bytes: &[u8]) -> Result<ParsedRequest, Http1Error> {
             if lengths.iter().any(|l| l != first) {
                 return Err(Http1Error::ConflictingContentLengths);
             }
-            let n: usize = first
-                .parse()
-                .map_err(|_| Http1Error::ContentLength(first.to_string()))?;
+            // RFC 9110 §8.6: 1*DIGIT (usize's parser would also take a sign: `+5`).
+            let n: usize = Some(first)
+                .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Http1Error::ContentLength(first.to_string()))?;
             let body = rest.get(..n).ok_or(Http1Error::ShortBody {
                 got: rest.len(),
                 want: n,
@@ -423,6 +428,30 @@ mod tests {
         let r = parse_http_request(b"GET http://h.example:8080/p?q=1 HTTP/1.1\n\n").unwrap();
         assert_eq!(r.authority(), "h.example:8080");
         assert_eq!(r.path(), "/p?q=1");
+    }
+
+    /// Fuzzing (fuzz/regressions/http1/empty-continuation-line): an empty obs-fold line added a space, so
+    /// the value printed back by `render` (what `edgeward sign` sends) read differently.
+    #[test]
+    fn an_empty_continuation_line_adds_nothing() {
+        let r = parse_http_request(b"GET / HTTP/1.1\r\nX-A:  v \r\n\t\r\n  \r\n\r\n").unwrap();
+        assert_eq!(r.headers[0].1, "v");
+        assert_eq!(parse_http_request(&render(&r, &[])).unwrap(), r);
+    }
+
+    /// A Content-Length is digits only (`+5` and `-0` are refused, as RFC 9110 says).
+    #[test]
+    fn a_signed_content_length_is_refused() {
+        for v in ["+5", "-0", "5 5", ""] {
+            let req = format!("POST / HTTP/1.1\nContent-Length: {v}\n\nhello");
+            assert!(
+                matches!(
+                    parse_http_request(req.as_bytes()),
+                    Err(Http1Error::ContentLength(_))
+                ),
+                "{v:?}"
+            );
+        }
     }
 
     #[test]

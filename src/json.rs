@@ -721,3 +721,6 @@ mod tests;
 /// not a non-negative integer). No input panics.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod differential;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) mod reference;

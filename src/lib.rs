@@ -13,6 +13,10 @@ pub mod decision;
 pub mod document;
 pub mod engine;
 pub mod error;
+/// The fuzz targets' property checks (fuzz/), shared with the stable regression test.
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+pub mod fuzz_props;
 pub mod http1;
 pub mod https;
 pub mod ip;

@@ -16,6 +16,8 @@ mod policy;
 mod table;
 
 pub use client::{ClientAddr, ClientIpConfig, ClientIpInput};
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) use parse::wire_ip;
 pub use parse::{parse_ip, parse_net, peer_from_socket_addr, Net, NetError};
 pub use policy::{IpInput, IpLists, IpListsInput, IpPolicy, ListInput};
 pub use table::IpTable;

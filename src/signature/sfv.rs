@@ -435,7 +435,7 @@ pub fn has_duplicate_keys(dict: &Dictionary) -> bool {
 
 /// RFC 8941 semantics for repeated keys: the last value wins, at the first key's position. Only the
 /// tests use it: a covered field that repeats a key is refused instead (see `components::field_value`).
-#[cfg(test)]
+#[cfg(any(test, not(target_arch = "wasm32")))]
 pub fn dedup(dict: Dictionary) -> Dictionary {
     let mut out: Dictionary = Vec::with_capacity(dict.len());
     for (k, v) in dict {
@@ -675,6 +675,9 @@ mod tests {
 /// The `sfv` crate as the reference: agreement but for one difference by name.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod differential;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) mod reference;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod proptests {
