@@ -145,4 +145,25 @@ for setup in (0, 1, 2, 3, 5):
     for kinds in ((0, 0), (1, 2), (3, 4)):
         for seq in seqs:
             put("stream", bytes([setup, 10]) + b"{\"qty\": 3}" + bytes(kinds) + bytes(seq))
+# jwks: key sets (mode 0: max_keys, max_bytes, text), the shared-data form (mode 1), Signature-Agent (mode 2).
+jose = load(os.path.join(VECTORS, "jose", "rfc8037-ed25519-jwk.json")) or {}
+pub = jose.get("public_jwk", {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"})
+x = pub["x"]
+sets = [
+    {"keys": [pub]},
+    {"keys": [dict(pub, kid="k1", use="sig", alg="EdDSA", key_ops=["verify"], nbf=1, exp=2000000000)]},
+    {"keys": [jose.get("private_jwk", pub), {"kty": "OKP", "crv": "X25519", "x": x}, dict(pub, kid="")]},
+    {"keys": [dict(pub, use="enc"), dict(pub, nbf=5, exp=4), dict(pub, nbf=-1), dict(pub, key_ops="verify")]},
+    {"keys": [], "other": {"a": [1.5, -0, 1e3, None, True]}},
+]
+for v in sets:
+    put("jwks", bytes([0, 7]) + struct.pack("<H", 4000) + json.dumps(v).encode())
+put("jwks", bytes([0, 7]) + struct.pack("<H", 4000) + ('{"keys":[{"kty":"OKP","kty":"OKP","crv":"Ed25519","x":"%s"}]}' % x).encode())
+put("jwks", bytes([0, 7]) + struct.pack("<H", 4000) + b'{"keys":[],"keys":[]}')
+put("jwks", bytes([1]) + struct.pack("<HB", 1, 1) + struct.pack("<H", 2) + b"k1" + bytes(range(32)))
+for agent in ('sig1="https://agent.example"', 'sig1="https://Agent.Example:443/";type=directory', '"http://bot.example:8080"',
+              'sig1="https://agent.example", sig1="https://evil.example"', 'sig1=("https://agent.example")',
+              'sig2="https://[::1]:8443/.well-known/http-message-signatures-directory"', 'sig1="https://agent.example";type=jwks'):
+    for label in (0, 2):
+        put("jwks", bytes([2, label, 0x7f]) + agent.encode() + b"\n\nsignature-input: sig1=(\"@authority\" \"signature-agent\";key=\"sig1\");created=1700000000;keyid=\"k\";tag=\"web-bot-auth\"\nsignature: sig1=:AAAA:\n")
 print("seeds in", OUT)

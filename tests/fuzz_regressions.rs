@@ -67,6 +67,7 @@ targets!(
     client_ip,
     content_digest,
     http1,
+    jwks,
     log_record,
     pairs,
     policy,

@@ -5,6 +5,7 @@
 mod client_ip;
 mod content_digest;
 mod http1;
+mod jwks;
 mod log_record;
 mod pairs;
 mod policy;
@@ -15,6 +16,7 @@ mod stream;
 pub use client_ip::client_ip;
 pub use content_digest::content_digest;
 pub use http1::http1;
+pub use jwks::jwks;
 pub use log_record::log_record;
 pub use pairs::pairs;
 pub use policy::policy;
@@ -26,10 +28,11 @@ use crate::request::{HeaderText, Headers, Peer, RequestHead, TlsVersion};
 use std::net::IpAddr;
 
 /// Every target by name, for the regression test and the scripts.
-pub const TARGETS: [(&str, fn(&[u8])); 9] = [
+pub const TARGETS: [(&str, fn(&[u8])); 10] = [
     ("client_ip", client_ip),
     ("content_digest", content_digest),
     ("http1", http1),
+    ("jwks", jwks),
     ("log_record", log_record),
     ("pairs", pairs),
     ("policy", policy),

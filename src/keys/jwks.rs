@@ -4,8 +4,8 @@
 //! The set is read strictly as JSON and leniently as a key set: members this reader does not use are
 //! skipped, and a key it cannot use (another key type, a private key, a key for encryption, a malformed or
 //! weak public key) is left out without failing the set, as `jwt_authn` and the Web Bot Auth verifiers do.
-//! What fails the whole set: text that is not JSON, no `keys` array, more entries than the source allows,
-//! more bytes than it allows.
+//! What fails the whole set: text that is not JSON, no `keys` array (or two), more entries than the source
+//! allows, more bytes than it allows. A key that repeats a member name is left out (RFC 7517 §4).
 
 use super::{KeyIdMode, KeySet, SourceKey};
 use crate::json::{Kind, Reader};
@@ -65,6 +65,9 @@ pub fn parse(bytes: &[u8], max_bytes: usize, max_keys: usize) -> Result<Parsed, 
         if member != "keys" {
             return r.skip();
         }
+        if entries.is_some() {
+            return Err(r.error("`keys` is given twice"));
+        }
         let mut keys = Vec::new();
         r.array(|r, _| {
             if keys.len() >= max_keys {
@@ -116,7 +119,14 @@ fn read_key(r: &mut Reader) -> crate::json::Result<Option<SourceKey>> {
         return Ok(None);
     }
     let mut jwk = Jwk::default();
+    // RFC 7517 §4: member names are unique; a key that repeats one is left out (not read as its last).
+    let mut names: Vec<String> = Vec::new();
     r.map(|r, member| {
+        if names.iter().any(|n| n == member) {
+            jwk.bad = true;
+        } else {
+            names.push(member.to_string());
+        }
         let slot = match member {
             "kty" => &mut jwk.kty,
             "crv" => &mut jwk.crv,

@@ -232,3 +232,29 @@ fn jwk_json_round_trips() {
         assert_eq!(parsed.set.keys[0].thumbprint, expected);
     }
 }
+
+/// RFC 7517 §4: a JWK repeating a member name is left out, whichever copy would have been usable (the
+/// reader does not pick the first or the last); a set giving `keys` twice is refused as a whole.
+#[test]
+fn repeated_member_names() {
+    let good = x(&key(1));
+    for entry in [
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{good}","use":5,"use":"sig"}}"#),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{good}","use":"enc","use":"sig"}}"#),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{good}","x":"{good}"}}"#),
+        format!(r#"{{"kty":"RSA","kty":"OKP","crv":"Ed25519","x":"{good}"}}"#),
+    ] {
+        let text = format!(r#"{{"keys":[{entry}]}}"#);
+        let parsed = parse(text.as_bytes(), 4096, 8).unwrap();
+        assert!(parsed.set.keys.is_empty(), "{text}");
+        assert_eq!(parsed.skipped, 1, "{text}");
+    }
+    // The same key without the repetition is read.
+    let text = format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","x":"{good}","use":"sig"}}]}}"#);
+    assert_eq!(parse(text.as_bytes(), 4096, 8).unwrap().set.keys.len(), 1);
+    let text = format!(r#"{{"keys":[],"keys":[{{"kty":"OKP","crv":"Ed25519","x":"{good}"}}]}}"#);
+    assert!(matches!(
+        parse(text.as_bytes(), 4096, 8),
+        Err(KeySetError::Malformed(why)) if why.contains("`keys` is given twice")
+    ));
+}
