@@ -137,6 +137,18 @@ pub struct Evaluation {
     nonce: Option<NonceHold>,
 }
 
+/// Which local tokens a request refused after its head gives back (its nonce is always given back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refund {
+    /// Every token: the client did nothing wrong (no room to hold its body).
+    All,
+    /// The tokens of limits keyed by the signature's key id only. The body failed (digest, size, too
+    /// late, never sent): a head verifies without proving that its sender holds the key (it may be a
+    /// captured copy), so the key owner's budget is not spent; the sender's own limits (client
+    /// address, headers) keep the tokens, so failing bodies stay rate limited.
+    Signer,
+}
+
 /// A pending call to the rate limit service (`ShouldRateLimit`).
 #[derive(Debug)]
 pub struct RemoteCall {
@@ -265,41 +277,55 @@ impl Evaluation {
         }
     }
 
+    /// A request that fails after its head (its body refused, late, too large, or never sent): the
+    /// nonce is given back, and the tokens as `refund` says. Shadow mode keeps both (the request goes on).
+    fn release_after_head(&mut self, doc: &Document, refund: Refund, store: &mut dyn SharedStore) {
+        if self.mode != Mode::Enforce {
+            return;
+        }
+        self.release_nonce(doc, store);
+        let Some(policy) = self.policy(doc) else {
+            return;
+        };
+        let policy: &Policy = policy;
+        match refund {
+            Refund::All => self.refund_tokens(policy, store),
+            Refund::Signer => {
+                if let Some(receipt) = self.receipt.take() {
+                    policy.rate_limits.refund_signer(receipt, store);
+                }
+            }
+        }
+    }
+
     fn policy<'d>(&self, doc: &'d Document) -> Option<&'d Policy> {
         self.policy.and_then(|i| doc.policies.get(i))
     }
 
-    /// A refusal after the head's reservations: the nonce is always given back, the tokens when
-    /// `refund` (the client did not cause it). Shadow mode records it and keeps both (the request goes on).
+    /// A refusal after the head's reservations (see [`Refund`]). Shadow mode records it and keeps the
+    /// reservations (the request goes on).
     fn refuse_after_head(
         &mut self,
         doc: &Document,
         reply: Reply,
-        refund: bool,
+        refund: Refund,
         store: &mut dyn SharedStore,
     ) {
-        if self.mode == Mode::Enforce {
-            self.release_nonce(doc, store);
-            if refund {
-                if let Some(policy) = self.policy(doc) {
-                    let policy: &Policy = policy;
-                    self.refund_tokens(policy, store);
-                }
-            }
-        }
+        self.release_after_head(doc, refund, store);
         self.fail(reply);
     }
 
     /// The stream ended (the client went away; Envoy answered first, e.g. 408 or 413; a reset) while
     /// edgeward still waited for the body or the rate limit service: the request never reached the
     /// upstream, so its record and counters say `deny` / `incomplete`, not `allow`, and its nonce is
-    /// given back. Tokens already taken stay taken (the edge held the request for it). No-op once
-    /// decided or when nothing was pending.
+    /// given back, and the tokens of limits keyed by the signature's key id ([`Refund::Signer`]); the
+    /// others stay taken (the edge held the request for it). No-op once decided or when nothing was
+    /// pending.
     pub fn abandon(&mut self, doc: &Document, store: &mut dyn SharedStore) {
         if self.reply.is_some() || self.is_decided() {
             return;
         }
-        self.release_nonce(doc, store);
+        self.release_after_head(doc, Refund::Signer, store);
         self.needs_body = None;
         self.remote = None;
         self.reply = Some(Reply::deny(0, Reason::Incomplete));
@@ -307,7 +333,7 @@ impl Evaluation {
 
     /// The body did not arrive in time: 408 `body_timeout`, or, when the host never handed any of it
     /// to the plugin while holding some, 503 `body_unavailable` (`Retry-After: 1`). The nonce is given
-    /// back; the tokens stay taken. In shadow mode the request is not held past the deadline either: it
+    /// back, the tokens as [`Refund::Signer`] says. In shadow mode the request is not held past the deadline either: it
     /// goes on, and the would-be answer is recorded.
     pub fn body_deadline(
         &mut self,
@@ -323,7 +349,7 @@ impl Evaluation {
         } else {
             Reply::deny(408, Reason::BodyTimeout)
         };
-        self.refuse_after_head(doc, reply, false, store);
+        self.refuse_after_head(doc, reply, Refund::Signer, store);
     }
 
     /// No room to hold this body in this worker: 503 `body_buffer_full` (`Retry-After: 1`). The client
@@ -334,13 +360,19 @@ impl Evaluation {
             return;
         }
         let reply = Reply::deny(503, Reason::BodyBufferFull).with_header("retry-after", "1");
-        self.refuse_after_head(doc, reply, true, store);
+        self.refuse_after_head(doc, reply, Refund::All, store);
     }
 
-    /// The body grew past the limit before it was complete: 413; the nonce is given back.
+    /// The body grew past the limit before it was complete: 413; the nonce is given back, the tokens as
+    /// [`Refund::Signer`] says.
     pub fn body_too_large(&mut self, doc: &Document, store: &mut dyn SharedStore) {
         if self.needs_body.take().is_some() {
-            self.refuse_after_head(doc, Reply::deny(413, Reason::BodyTooLarge), false, store);
+            self.refuse_after_head(
+                doc,
+                Reply::deny(413, Reason::BodyTooLarge),
+                Refund::Signer,
+                store,
+            );
         }
     }
 
@@ -398,7 +430,7 @@ impl Evaluation {
     }
 
     /// Checks the whole body (only when `needs_body` was set): its size, then its `Content-Digest`. A
-    /// mismatch is 401 `digest_mismatch` and gives the nonce back.
+    /// mismatch is 401 `digest_mismatch`; the nonce is given back, the tokens as [`Refund::Signer`] says.
     pub fn evaluate_body(
         &mut self,
         doc: &Document,
@@ -410,7 +442,12 @@ impl Evaluation {
             return;
         };
         if body.len() > max {
-            self.refuse_after_head(doc, Reply::deny(413, Reason::BodyTooLarge), false, store);
+            self.refuse_after_head(
+                doc,
+                Reply::deny(413, Reason::BodyTooLarge),
+                Refund::Signer,
+                store,
+            );
             return;
         }
         let Some(sig) = self.policy(doc).and_then(|p| p.signature.as_ref()) else {
@@ -418,7 +455,7 @@ impl Evaluation {
         };
         if let Err(reason) = check_content_digest(head.headers, body) {
             let reply = sig.unauthorized_reply(reason);
-            self.refuse_after_head(doc, reply, false, store);
+            self.refuse_after_head(doc, reply, Refund::Signer, store);
         }
     }
 
@@ -556,7 +593,7 @@ impl Evaluation {
                 } else {
                     let descriptor = descriptor.and_then(|i| i.checked_sub(offset));
                     let reply = limits.remote_limited(descriptor, retry_after_s, headers);
-                    self.refuse_after_head(doc, reply, true, store);
+                    self.refuse_after_head(doc, reply, Refund::All, store);
                 }
             }
             RemoteAnswer::Unavailable => match rls.failure_mode {
@@ -567,7 +604,7 @@ impl Evaluation {
                         Reason::RateLimitUnavailable,
                     )
                     .with_header("Retry-After", "1");
-                    self.refuse_after_head(doc, reply, true, store);
+                    self.refuse_after_head(doc, reply, Refund::All, store);
                 }
             },
         }

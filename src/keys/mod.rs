@@ -137,7 +137,7 @@ fn compile_source(
     let url = match parse_url(&input.url) {
         Ok(u) => Some(u),
         Err(why) => {
-            errs.push(join(path, "url"), why);
+            errs.push(join(path, "url"), why.to_string());
             None
         }
     };
@@ -214,30 +214,46 @@ fn compile_source(
     })
 }
 
+/// Why a key source's URL was refused. The messages never quote the URL: it may carry a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlError {
+    NotHttp,
+    NotPrintableAscii,
+    Fragment,
+    NoHostOrUserInfo,
+}
+
+impl std::fmt::Display for UrlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UrlError::NotHttp => "is not an http:// or https:// URL",
+            UrlError::NotPrintableAscii => "holds spaces or characters outside printable ASCII",
+            UrlError::Fragment => "has a fragment, which is never sent; leave out '#'",
+            UrlError::NoHostOrUserInfo => "needs a host, without user information",
+        })
+    }
+}
+
 /// `http(s)://host[:port]/path[?query]` → (scheme, authority, path and query). No user info, no
 /// fragment, no whitespace or control characters.
-fn parse_url(url: &str) -> Result<(String, String, String), String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+fn parse_url(url: &str) -> Result<(String, String, String), UrlError> {
+    let (scheme, rest) = url.split_once("://").ok_or(UrlError::NotHttp)?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(format!("{url:?} is not an http:// or https:// URL"));
+        return Err(UrlError::NotHttp);
     }
     if url.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
-        return Err(format!(
-            "{url:?} holds spaces or characters outside printable ASCII"
-        ));
+        return Err(UrlError::NotPrintableAscii);
     }
     if url.contains('#') {
-        return Err(format!("{url:?}: a fragment is never sent; leave out '#'"));
+        return Err(UrlError::Fragment);
     }
     let (authority, target) = match rest.find(['/', '?']) {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
     };
     if authority.is_empty() || authority.contains('@') {
-        return Err(format!("{url:?} needs a host, without user information"));
+        return Err(UrlError::NoHostOrUserInfo);
     }
     let target = if target.starts_with('?') {
         format!("/{target}")

@@ -75,7 +75,7 @@ fn errors_name_the_path() {
         ),
         (
             with("url", json!("ftp://h/k")),
-            "key_sources.s.url: \"ftp://h/k\" is not an http",
+            "key_sources.s.url: is not an http",
         ),
         (with("url", json!("h/k")), "key_sources.s.url:"),
         (with("url", json!("https:///k")), "needs a host"),
@@ -85,7 +85,7 @@ fn errors_name_the_path() {
         ),
         (
             with("url", json!("https://h/k#f")),
-            "a fragment is never sent",
+            "has a fragment, which is never sent",
         ),
         (with("url", json!("https://h/a b")), "spaces"),
         (
@@ -168,4 +168,23 @@ fn key_cache_slots() {
     cache.install(4, 1, KeySet::default());
     assert!(cache.get(4).is_some() && cache.get(3).is_none());
     assert!(KeyCache::EMPTY.get(0).is_none());
+}
+
+/// A refused URL is never quoted back: its query may hold a token.
+#[test]
+fn url_errors_do_not_echo_the_url() {
+    for url in [
+        "ftp://h/k?token=s3cr3t-t0ken",
+        "https://h/k?token=s3cr3t-t0ken extra",
+        "https://h/k?token=s3cr3t-t0ken#f",
+        "https://user:s3cr3t-t0ken@h/k",
+    ] {
+        let errs =
+            compile_json(json!({"s": {"type": "jwks", "cluster": "c", "url": url}})).unwrap_err();
+        assert_eq!(errs.len(), 1, "{url}: {errs:?}");
+        for e in &errs {
+            assert!(e.starts_with("key_sources.s.url: "), "{e}");
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
+    }
 }

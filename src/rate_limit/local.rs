@@ -332,13 +332,21 @@ impl Receipt {
         self.taken.is_empty()
     }
 
-    /// Gives back each token to the limit it came from (`limits`: the same limits, same order).
-    pub(crate) fn refund(self, limits: &[Limit], store: &mut dyn SharedStore) {
+    /// Gives back each token to the limit it came from (`limits`: the same limits, same order), for
+    /// the limits `which` selects.
+    pub(crate) fn refund(
+        self,
+        limits: &[Limit],
+        which: impl Fn(&Limit) -> bool,
+        store: &mut dyn SharedStore,
+    ) {
         if self.taken.len() != limits.len() {
             return;
         }
         for (plan, limit) in self.taken.iter().zip(limits) {
-            refund(limit, plan, store);
+            if which(limit) {
+                refund(limit, plan, store);
+            }
         }
     }
 }

@@ -597,7 +597,15 @@ impl RateLimits {
     /// Gives back every token a receipt holds (best effort; a refund that cannot land is dropped,
     /// which only makes limiting stricter).
     pub fn refund(&self, receipt: Receipt, store: &mut dyn SharedStore) {
-        receipt.refund(&self.limits, store);
+        receipt.refund(&self.limits, |_| true, store);
+    }
+
+    /// Gives back the tokens of the limits keyed by the signature's key id only: a request whose body
+    /// failed after its head verified does not show that its sender holds the key (a captured head
+    /// would otherwise spend the key owner's budget); the sender's own limits (client address, headers)
+    /// keep theirs.
+    pub fn refund_signer(&self, receipt: Receipt, store: &mut dyn SharedStore) {
+        receipt.refund(&self.limits, |l| l.key == KeySpec::KeyId, store);
     }
 
     /// Takes one token from every limit in the local shared-data table (see [`LocalBackend`]).

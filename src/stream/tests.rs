@@ -190,20 +190,30 @@ fn a_second_copy_of_a_held_head_is_refused_at_once() {
     );
 }
 
-/// What becomes of a reservation whose request then fails: the nonce is given back (the signature
-/// never reached the upstream), so the genuine request can still go through once.
+/// A body that fails after its head verified (tampered, here) gives its nonce back and the token of
+/// the limit keyed by the key id: a captured head sent again and again with a bad body (or none)
+/// cannot spend the key owner's budget. The sender's own limit (client address) keeps its token.
 #[test]
-fn a_failed_body_gives_its_nonce_back_and_keeps_its_token() {
-    let mut run = Run::new(doc(), 1 << 20);
+fn a_failed_body_gives_back_its_nonce_and_the_key_owners_token() {
+    let per_client =
+        r#", { "name": "per-client", "key": "client_ip", "limit": 10, "window_s": 60 }"#;
+    let mut run = Run::new(doc_with(per_client), 1 << 20);
     let good = signed("n1", b"{\"qty\": 3}");
     let mut tampered = good.clone();
     tampered.body = b"{\"qty\": 9}".to_vec();
+    for _ in 0..4 {
+        let mut s = Stream::new();
+        assert_eq!(
+            status(&run.whole(&mut s, &tampered)),
+            Some((401, Reason::DigestMismatch))
+        );
+        assert_eq!(run.budget.held(), 0);
+    }
+    // A head whose body never comes, then the stream ends.
     let mut s = Stream::new();
-    assert_eq!(
-        status(&run.whole(&mut s, &tampered)),
-        Some((401, Reason::DigestMismatch))
-    );
-    assert_eq!(run.budget.held(), 0);
+    run.headers(&mut s, &signed("n9", b"x"), false);
+    assert_eq!(s.phase(), Phase::Held);
+    s.on_end(&run.doc, &run.budget, &mut run.store);
     let mut s = Stream::new();
     assert_eq!(
         run.whole(&mut s, &good).reply,
@@ -215,12 +225,36 @@ fn a_failed_body_gives_its_nonce_back_and_keeps_its_token() {
         status(&run.whole(&mut s, &good)),
         Some((401, Reason::SignatureReplayed))
     );
-    // The failed request kept its token: 3 taken (tampered, good, and the next), then 429.
-    let mut s = Stream::new();
-    assert_eq!(run.whole(&mut s, &signed("n2", b"x")).reply, None);
+    // The key's 3 tokens: the good request and the next two; the failed ones took none.
+    for n in ["n2", "n3"] {
+        let mut s = Stream::new();
+        assert_eq!(run.whole(&mut s, &signed(n, b"x")).reply, None, "{n}");
+    }
     let mut s = Stream::new();
     assert_eq!(
-        status(&run.whole(&mut s, &signed("n3", b"x"))),
+        status(&run.whole(&mut s, &signed("n4", b"x"))),
+        Some((429, Reason::RateLimited))
+    );
+}
+
+/// The failed bodies keep the sender's own tokens: failing requests stay rate limited by address.
+#[test]
+fn failed_bodies_keep_the_senders_tokens() {
+    let per_client =
+        r#", { "name": "per-client", "key": "client_ip", "limit": 2, "window_s": 60 }"#;
+    let mut run = Run::new(doc_with(per_client), 1 << 20);
+    let mut tampered = signed("n1", b"{\"qty\": 3}");
+    tampered.body = b"{\"qty\": 9}".to_vec();
+    for _ in 0..2 {
+        let mut s = Stream::new();
+        assert_eq!(
+            status(&run.whole(&mut s, &tampered)),
+            Some((401, Reason::DigestMismatch))
+        );
+    }
+    let mut s = Stream::new();
+    assert_eq!(
+        status(&run.whole(&mut s, &signed("n2", b"x"))),
         Some((429, Reason::RateLimited))
     );
 }
