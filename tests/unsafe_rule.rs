@@ -46,3 +46,62 @@ fn unsafe_outside_the_abi_modules_does_not_compile() {
         .collect();
     assert_eq!(errors.len(), 1, "{stderr}");
 }
+
+/// No module lifts the rule for itself: `unsafe_code` is allowed only on the two ABI modules'
+/// declarations in src/lib.rs, and no source file allows it (or `unsafe_op_in_unsafe_fn`, or
+/// forbids less) on its own.
+#[test]
+fn only_lib_rs_allows_unsafe_code_for_the_abi_modules() {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src.clone()];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            let allows: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("unsafe_code") && !l.trim_start().starts_with("//"))
+                .collect();
+            if path == src.join("lib.rs") {
+                let next_lines: Vec<&str> = text
+                    .lines()
+                    .skip_while(|l| !l.contains("#[allow(unsafe_code)]"))
+                    .filter(|l| {
+                        l.trim_start().starts_with("mod ") || l.trim_start().starts_with("pub mod ")
+                    })
+                    .take(2)
+                    .collect();
+                assert_eq!(
+                    allows
+                        .iter()
+                        .filter(|l| l.contains("allow(unsafe_code)"))
+                        .count(),
+                    2,
+                    "src/lib.rs allows unsafe_code other than for the two ABI modules: {allows:?}"
+                );
+                assert!(
+                    next_lines
+                        .iter()
+                        .all(|l| l.contains("adapter") || l.contains("host")),
+                    "src/lib.rs allows unsafe_code on {next_lines:?}"
+                );
+            } else {
+                assert!(
+                    allows.is_empty(),
+                    "{}: lifts the unsafe_code rule: {allows:?}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(files > 20, "only {files} source files found");
+}
