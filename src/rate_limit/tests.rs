@@ -1255,3 +1255,40 @@ fn check_head_reads_client_ip_limits_only_and_takes_nothing() {
         );
     }
 }
+
+/// `key_case` for `header:` keys: `fold` (the default) makes `Alice` and `alice` one budget, locally and
+/// in the key sent to the rate limit service; `exact` keeps them apart in both.
+#[test]
+fn header_key_case_fold_and_exact() {
+    let upper = hdrs(&[("x-user-id", "Alice")]);
+    let lower = hdrs(&[("x-user-id", "alice")]);
+    for (case, shared) in [(None, true), (Some("fold"), true), (Some("exact"), false)] {
+        let field = case.map_or(String::new(), |c| format!(r#", "key_case": "{c}""#));
+        let rl = limits(&format!(
+            r#"[{{"name": "u", "key": "header:x-user-id", "limit": 2, "window_s": 60{field}}}]"#
+        ));
+        let mut store = MemoryStore::new();
+        let inputs = |h: &[(String, String)]| -> Vec<(String, String)> { h.to_vec() };
+        let (upper, lower) = (
+            Box::leak(inputs(&upper).into_boxed_slice()),
+            Box::leak(inputs(&lower).into_boxed_slice()),
+        );
+        let key = |h: &'static [(String, String)]| KeyInputs {
+            client_ip: ip("192.0.2.1"),
+            key_id: None,
+            headers: Headers::new(h),
+        };
+        assert_eq!(passes(&rl, &key(upper), T0, &mut store, 5), 2, "{case:?}");
+        assert_eq!(
+            passes(&rl, &key(lower), T0, &mut store, 5),
+            if shared { 0 } else { 2 },
+            "{case:?}: one budget for Alice and alice: {shared}"
+        );
+        let limit = &rl.limits[0];
+        let remote = |h: &'static [(String, String)]| {
+            remote::key_text(limit, &limit.key_value(&key(h)), "p")
+        };
+        assert_eq!(remote(upper) == remote(lower), shared, "{case:?}");
+        assert_eq!(remote(lower), "alice", "{case:?}");
+    }
+}
