@@ -297,6 +297,13 @@ fn a_rotation_takes_effect_within_one_refresh_interval() {
         all(&envoy, 4, &partner_request(1, "old"), 200)
     });
     assert!(loaded.is_some(), "never loaded:\n{}", envoy.log());
+    // The document's lint warnings are logged as it loads (`edgeward check` prints the same): both
+    // key sources are named by http:// URLs here.
+    let log = envoy.log();
+    for source in ["partners", "agent_dir"] {
+        let line = format!("edgeward: policy document: warning: key_sources.{source}.url: the key set is named by an http:// URL");
+        assert!(log.contains(&line), "no warning for {source}:\n{log}");
+    }
     let r = send(&envoy, &partner_request(1, "old"));
     assert_eq!(r.echo().header("x-edgeward-key-id"), Some("old"));
     assert_eq!(send(&envoy, &partner_request(2, "new")).status, 401);
