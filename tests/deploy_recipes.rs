@@ -939,3 +939,60 @@ fn envoy_gateway_recipe() {
     }
     assert_eq!(ops.len(), 3 * EG_LISTENERS.len(), "no other patch");
 }
+
+/// envoy/envoy.yaml's edge settings, on both listeners (plain and TLS): the client address from the TCP
+/// peer, normalized paths, header names with underscores refused, the edge timeouts, HTTP/2 stream and
+/// window limits, and the per-connection buffer that bounds a held body.
+#[test]
+fn the_reference_config_keeps_its_edge_limits_on_every_listener() {
+    let docs = manifests("envoy/envoy.yaml");
+    let [config] = docs.as_slice() else {
+        panic!("envoy/envoy.yaml: one document")
+    };
+    let listeners = config["static_resources"]["listeners"].as_array().unwrap();
+    let names: Vec<&str> = listeners
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["http", "https"]);
+    for l in listeners {
+        let name = l["name"].as_str().unwrap();
+        assert_eq!(l["per_connection_buffer_limit_bytes"], 1_048_576, "{name}");
+        let chains = l["filter_chains"].as_array().unwrap();
+        assert!(!chains.is_empty(), "{name}");
+        for chain in chains {
+            let hcm = &chain["filters"][0]["typed_config"];
+            assert!(
+                hcm["@type"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("HttpConnectionManager"),
+                "{name}"
+            );
+            for (field, want) in [
+                ("use_remote_address", json!(true)),
+                ("normalize_path", json!(true)),
+                ("merge_slashes", json!(true)),
+                (
+                    "path_with_escaped_slashes_action",
+                    json!("UNESCAPE_AND_REDIRECT"),
+                ),
+                ("request_headers_timeout", json!("10s")),
+                ("stream_idle_timeout", json!("30s")),
+                ("request_timeout", json!("60s")),
+            ] {
+                assert_eq!(hcm[field], want, "{name}: {field}");
+            }
+            let common = &hcm["common_http_protocol_options"];
+            assert_eq!(
+                common["headers_with_underscores_action"], "REJECT_REQUEST",
+                "{name}"
+            );
+            assert_eq!(common["idle_timeout"], "3600s", "{name}");
+            let h2 = &hcm["http2_protocol_options"];
+            assert_eq!(h2["max_concurrent_streams"], 100, "{name}");
+            assert_eq!(h2["initial_stream_window_size"], 1_048_576, "{name}");
+            assert_eq!(h2["initial_connection_window_size"], 1_048_576, "{name}");
+        }
+    }
+}
