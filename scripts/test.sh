@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: formatting and lints, the core's unit tests natively and on wasm32 (Node), and the
 # end-to-end tests through a real Envoy (V8) running the built plugin: on the newest tested release, then
-# again on the oldest supported one (1.36.x), the two passes and the unit tiers running at once.
+# again on the oldest supported one (1.36.x); and each fuzz target briefly (scripts/fuzz.sh). The two
+# Envoy passes, the unit tiers and the fuzz runs go at once.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 command -v node >/dev/null 2>&1 || { echo "node is needed for the wasm32 test tier" >&2; exit 1; }
