@@ -23,8 +23,12 @@ enum Difference {
     MappedNetworkIsIpv4,
     /// A peer may be a bare address (`1.2.3.4`, `::1`, `[::1]`), not only `ip:port`.
     BarePeer,
-    /// A peer's IPv6 zone id (`[fe80::1%eth0]:80`) is dropped; std's parser has no zone ids.
+    /// A peer's IPv6 zone id (`[fe80::1%eth0]:80`) is dropped; std's parser has no zone ids. A zone id is
+    /// RFC 6874's: 1 to 64 unreserved characters.
     PeerZoneId,
+    /// A port of more than five digits (zero-padded, `:043032`) is refused; std reads it as a number.
+    /// Envoy never writes one.
+    LongPort,
 }
 
 /// `parse_ip` against std: the same addresses, and std accepts nothing it refuses.
@@ -105,15 +109,9 @@ fn canonical(n: IpNet) -> IpNet {
 /// address).
 fn check_peer(s: &str) {
     let ours = peer_from_socket_addr(s);
-    let expected = match s.parse::<SocketAddr>() {
-        Ok(sa) => Some((sa.ip(), None)),
-        Err(_) => match s.parse::<IpAddr>() {
-            Ok(ip) => Some((ip, Some(Difference::BarePeer))),
-            Err(_) => match bracketed(s) {
-                Some(ip) => Some((ip, Some(Difference::BarePeer))),
-                None => zone_peer(s).map(|ip| (ip, Some(Difference::PeerZoneId))),
-            },
-        },
+    let expected = match peer_refused(s) {
+        Some(Difference::LongPort) => None,
+        _ => expected_peer(s),
     };
     match (ours, expected) {
         (Peer::Ip(ip), Some((theirs, _))) => {
@@ -124,27 +122,75 @@ fn check_peer(s: &str) {
     }
 }
 
+/// The intended difference that makes edgeward refuse a peer std reads, if any.
+fn peer_refused(s: &str) -> Option<Difference> {
+    long_port(s).then_some(Difference::LongPort)
+}
+
+/// Whether the port of `ip:port` or `[ip]:port` (whatever the address) has more than five characters.
+fn long_port(s: &str) -> bool {
+    let port = match s.strip_prefix('[') {
+        Some(rest) => rest
+            .rsplit_once(']')
+            .and_then(|(_, tail)| tail.strip_prefix(':')),
+        None => match s.split_once(':') {
+            Some((_, port)) if !port.contains(':') => Some(port),
+            _ => None,
+        },
+    };
+    port.is_some_and(|p| p.len() > 5)
+}
+
+/// What std reads, with the intended differences but [`Difference::LongPort`].
+fn expected_peer(s: &str) -> Option<(IpAddr, Option<Difference>)> {
+    match s.parse::<SocketAddr>() {
+        Ok(sa) => Some((sa.ip(), None)),
+        Err(_) => match s.parse::<IpAddr>() {
+            Ok(ip) => Some((ip, Some(Difference::BarePeer))),
+            Err(_) => match bracketed(s) {
+                Some(ip) => Some((ip, Some(Difference::BarePeer))),
+                None => zone_peer(s).map(|ip| (ip, Some(Difference::PeerZoneId))),
+            },
+        },
+    }
+}
+
 /// `[addr]`: an IPv6 address in brackets without a port.
 fn bracketed(s: &str) -> Option<IpAddr> {
     let inner = s.strip_prefix('[')?.strip_suffix(']')?;
     inner.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
 }
 
-/// `[addr%zone]:port` or `addr%zone` read by std once the zone is dropped.
+/// `[addr%zone]:port`, `[addr%zone]` or `addr%zone` read by std once the zone is dropped, for a zone of
+/// RFC 6874's characters (ZoneID = 1*( unreserved / pct-encoded ); edgeward takes no `%` escapes in it).
 fn zone_peer(s: &str) -> Option<IpAddr> {
+    let unreserved = |z: &str| {
+        (1..=64).contains(&z.len())
+            && z.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+    };
     let (addr, rest) = s.split_once('%')?;
-    let (zone, tail) = match addr.strip_prefix('[') {
+    match addr.strip_prefix('[') {
         Some(a) => {
             let (zone, tail) = rest.split_once(']')?;
+            if !unreserved(zone) {
+                return None;
+            }
             let text = format!("[{a}]{tail}");
-            let sa = text.parse::<SocketAddr>().ok()?;
-            return (!zone.is_empty() && sa.is_ipv6() && !zone.contains(['[', ']']))
-                .then_some(sa.ip());
+            if tail.is_empty() {
+                bracketed(&text)
+            } else {
+                let sa = text.parse::<SocketAddr>().ok()?;
+                sa.is_ipv6().then_some(sa.ip())
+            }
         }
-        None => (rest, ""),
-    };
-    let ip = addr.parse::<std::net::Ipv6Addr>().ok()?;
-    (!zone.is_empty() && tail.is_empty()).then_some(IpAddr::V6(ip))
+        None => {
+            if !unreserved(rest) {
+                return None;
+            }
+            addr.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
+        }
+    }
 }
 
 /// Input: a first byte (trusted hops, 0..=3), then lines. Every line is checked as an address, a

@@ -233,13 +233,24 @@ fn valid_port(p: &str) -> bool {
 pub(crate) fn wire_ip(s: &str) -> Option<IpAddr> {
     match s.split_once('%') {
         Some((addr, zone)) => {
-            if zone.is_empty() {
+            if !valid_zone(zone) {
                 return None;
             }
             strict_v6(addr).ok().map(IpAddr::V6)
         }
         None => strict_ip(s).ok(),
     }
+}
+
+/// An IPv6 zone id as RFC 6874 writes it (unreserved characters: an interface name or number), at most
+/// 64 of them. Control characters, spaces, brackets and the like make the whole address invalid rather
+/// than being dropped with the zone.
+fn valid_zone(zone: &str) -> bool {
+    !zone.is_empty()
+        && zone.len() <= 64
+        && zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 fn strict_ip(s: &str) -> Result<IpAddr, &'static str> {

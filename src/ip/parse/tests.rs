@@ -191,6 +191,21 @@ fn peer_socket_addresses() {
         ("010.0.0.1:80", None),
         ("fe80::1%", None),
         ("1.2.3.4%eth0", None),
+        ("127.0.0.1:08080", Some("127.0.0.1")),
+        ("127.0.0.1:043032", None),
+        // Zone ids: RFC 6874's characters (an interface name or number), at most 64; with or without a
+        // port; anything else makes the address invalid (found by fuzzing: `[::1%\0\0@]` was ::1).
+        ("[fe80::1%2]:80", Some("fe80::1")),
+        ("[fe80::1%en0.100_a~b-c]", Some("fe80::1")),
+        ("fe80::1%eth0:1", None),
+        ("[::1%\0\0@]", None),
+        ("[::9%.0 /  ]", None),
+        ("[fe80::1%eth0]]:80", None),
+        ("[fe80::1%a[b]:80", None),
+        ("fe80::1%a/32", None),
+        ("fe80::1%\u{7f}", None),
+        (&format!("fe80::1%{}", "a".repeat(65)), None),
+        ("fe80::1%%25", None),
     ];
     for (input, want) in cases {
         let got = peer_from_socket_addr(input);
