@@ -78,9 +78,10 @@ report() {
   corp=$( (grep -oE 'corp: [0-9]+(/[0-9]+[a-zA-Z]*)?' "$logf" || true) | tail -1 | awk '{print $2}')
   local finding=none
   local found
-  found=$(grep -c 'Test unit written to\|^INFO: log from the inner process:' "$logf" 2>/dev/null || true)
-  if [ "${FUZZ_FORK:-0}" = 1 ] && [ "${found:-0}" != 0 ]; then
-    finding="$( (grep -oE 'oom/timeout/crash: [0-9/]+' "$logf" || true) | tail -1); artifacts in $ARTIFACTS/$t"
+  # Fork mode: the parent's last status line counts the children's failures (oom/timeout/crash).
+  found=$( (grep -oE 'oom/timeout/crash: [0-9/]+' "$logf" || true) | tail -1 | awk '{print $2}')
+  if [ "${FUZZ_FORK:-0}" = 1 ] && [ -n "$found" ] && [ "$found" != 0/0/0 ]; then
+    finding="oom/timeout/crash: $found; artifacts in $ARTIFACTS/$t"
   elif [ "$status" != 0 ]; then
     finding="FAILED: $( (grep -m1 -E '^(thread .* panicked|==[0-9]+==ERROR)' "$logf" || true) | cut -c1-160) ($( (grep -o "Test unit written to .*" "$logf" || true) | tail -1))"
   fi
