@@ -723,6 +723,46 @@ fn a_nonce_is_used_once_across_envoys_through_the_service() {
     drop(redis);
 }
 
+/// The bound the README states for limitador-server, whose `ShouldRateLimit` checks, then updates (the
+/// dev server's default admission, on Redis): 20 simultaneous copies of one signed request spread over two
+/// Envoys get at least one and at most two through (one per Envoy: each Envoy's own table lets one
+/// copy reach the service), however the service's two round trips interleave. Run three times.
+#[test]
+fn without_atomic_admission_a_burst_passes_at_most_once_per_envoy() {
+    let bin = support::rls::rls_dev_redis_bin();
+    let redis = Redis::start();
+    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let rls = RlsServer::start_with(&bin, &nonce_limits(300), any, 0, &["--redis", &redis.url()])
+        .unwrap();
+    let upstream = echo_server();
+    let policy = nonce_doc(5000, "deny");
+    let a = start_envoy(upstream.addr(), &policy, rls.addr().port(), true);
+    let b = start_envoy(upstream.addr(), &policy, rls.addr().port(), true);
+    for round in 0..3 {
+        let copy = signed_get("/orders/3", &format!("burst-{round}"));
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..20)
+                .map(|i| {
+                    let (envoy, copy) = (if i % 2 == 0 { &a } else { &b }, &copy);
+                    s.spawn(move || {
+                        Client::h1()
+                            .send_blocking(envoy.http_addr(), copy)
+                            .unwrap()
+                            .status
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let passed = statuses.iter().filter(|&&s| s == 200).count();
+        let replayed = statuses.iter().filter(|&&s| s == 401).count();
+        println!("round {round}: {passed} of 20 passed without --atomic");
+        assert!((1..=2).contains(&passed), "{statuses:?}");
+        assert_eq!(passed + replayed, 20, "{statuses:?}");
+    }
+    drop(redis);
+}
+
 /// The service down: the configured failure mode within the timeout (`deny`: 503; `allow`: through,
 /// counted), and the local table still catches a replay to the same Envoy.
 #[test]
