@@ -10,7 +10,10 @@ ENVOY_VERSION=1.40.0
 ENVOY_OLDEST=1.36.4
 ENVOY_MIN_MINOR=36
 
-log() { printf '==> %s\n' "$*" >&2; }
+# Each line says how long the script has run (CI budgets: a warm run under 10 minutes, a cold one under 30).
+EDGEWARD_T0="${EDGEWARD_T0:-$(date +%s)}"
+export EDGEWARD_T0
+log() { printf '==> [%4ds] %s\n' "$(( $(date +%s) - EDGEWARD_T0 ))" "$*" >&2; }
 
 # The targets rust-toolchain.toml names: rustup adds them when it installs the toolchain, but not when
 # that toolchain was already installed without them (seen on a fresh machine), so add what is missing.

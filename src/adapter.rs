@@ -122,7 +122,7 @@ pub extern "C" fn proxy_on_configure(root_context_id: u32, _configuration_size: 
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root_context_id: u32) {
     with_root(root_context_id, |root| {
-        root.refresh_keys();
+        root.refresh_keys(true);
         root.metrics.flush();
     });
     answer_overdue_bodies(root_context_id);
@@ -318,9 +318,9 @@ impl EdgewardRoot {
         }
     }
 
-    /// On the tick (and at configure): copies newer key sets from shared data, and fetches each source
+    /// On the tick: copies newer key sets from shared data, and (with `fetch`) fetches each source
     /// whose refresh is due when this worker wins its lease (one fetch per source per Envoy process).
-    fn refresh_keys(&mut self) {
+    fn refresh_keys(&mut self, fetch: bool) {
         let Some(doc) = self.doc.clone() else {
             return;
         };
@@ -334,7 +334,8 @@ impl EdgewardRoot {
             if let Ok(mut cache) = self.keys.try_borrow_mut() {
                 refresh::sync(&HostStore, source, i, &mut cache);
             }
-            if self.fetches.values().any(|&s| s == i)
+            if !fetch
+                || self.fetches.values().any(|&s| s == i)
                 || !refresh::due(&mut HostStore, source, now).unwrap_or(false)
             {
                 continue;
@@ -475,8 +476,11 @@ impl EdgewardRoot {
                 self.keys = Rc::new(RefCell::new(KeyCache::new(doc.key_sources.len())));
                 self.fetches.clear();
                 self.doc = Some(Rc::new(doc));
-                // The first fetch now, not a tick later.
-                self.refresh_keys();
+                // A set another configuration of this process already holds (a reload) serves at once.
+                // The first fetch waits for the first tick (250 ms): Envoy configures VMs that it
+                // drops right away (the main thread's), whose fetch would hold the lease, unanswered, for
+                // the fetch's timeout.
+                self.refresh_keys(false);
                 true
             }
             Err(errors) => {

@@ -268,3 +268,39 @@ fn host_coverage() {
         assert_eq!(host_covers(a, b), want, "{a} covers {b}");
     }
 }
+
+/// Key sources named by http:// URLs, and a Web Bot Auth agent header envoy.yaml does not write, are
+/// warned about; the defaults (https, x-edgeward-agent) are not. Web Bot Auth's default components
+/// (@authority alone, what agents sign) are not warned about either.
+#[test]
+fn key_sources_and_web_bot_auth() {
+    let doc = |url: &str, header: Option<&str>| {
+        let mut wba = json!({ "directories": { "https://agent.example": "d" } });
+        if let Some(h) = header {
+            wba["agent_header"] = json!(h);
+        }
+        json!({
+            "key_sources": { "d": { "type": "jwks", "cluster": "c", "url": url } },
+            "policies": { "p": { "signature": { "web_bot_auth": wba } } },
+            "routes": [{ "policy": "p" }]
+        })
+    };
+    assert_eq!(
+        paths(doc("https://agent.example/k", None)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        paths(doc("https://agent.example/k", Some("x-edgeward-agent"))),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        paths(doc("HTTP://agent.example/k", None)),
+        ["key_sources.d.url"]
+    );
+    let w = warnings(doc("https://agent.example/k", Some("x-bot")));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].path, "policies.p.signature.web_bot_auth.agent_header");
+    assert!(w[0]
+        .why
+        .contains("%FILTER_STATE(wasm.edgeward.upstream.agent:PLAIN)%"));
+}
