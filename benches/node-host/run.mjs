@@ -34,8 +34,15 @@ const bytesAt = (p, n) => new Uint8Array(inst.exports.memory.buffer, p, n);
 const str = (p, n) => dec.decode(bytesAt(p, n));
 
 const calls = {};
+// Calls by callback and kind ("request_headers:get_property"): where in the request each one is made.
+const byCallback = {};
+let callback = "(start)";
 let allocated = 0, allocations = 0;
-const count = (k) => { calls[k] = (calls[k] || 0) + 1; };
+const count = (k) => {
+  calls[k] = (calls[k] || 0) + 1;
+  const c = `${callback}:${k}`;
+  byCallback[c] = (byCallback[c] || 0) + 1;
+};
 
 // Hands `data` to the module: a buffer from proxy_on_memory_allocate, its address and size written back.
 function give(data, ptrOut, sizeOut) {
@@ -175,11 +182,17 @@ function request() {
   requestHeaders = kase.headers.slice();
   responseHeaders = kase.response_headers.slice();
   localReply = null;
+  callback = "context_create";
   x.proxy_on_context_create(id, ROOT);
+  callback = "request_headers";
   let a = x.proxy_on_request_headers(id, kase.headers.length, body.length ? 0 : 1);
+  callback = "request_body";
   if (a !== 0 && localReply === null && body.length) a = x.proxy_on_request_body(id, body.length, 1);
+  callback = "response_headers";
   if (localReply === null) x.proxy_on_response_headers(id, responseHeaders.length, 1);
+  callback = "log";
   x.proxy_on_log(id);
+  callback = "delete";
   x.proxy_on_delete(id);
   if ((localReply ?? 200) !== expected) throw new Error(`request ${id}: status ${localReply ?? 200}, expected ${expected}`);
 }
@@ -187,6 +200,7 @@ function request() {
 for (let i = 0; i < WARMUP; i++) request();
 const pages0 = x.memory.buffer.byteLength;
 for (const k of Object.keys(calls)) delete calls[k];
+for (const k of Object.keys(byCallback)) delete byCallback[k];
 allocated = allocations = 0;
 // CPU time (user + system of this process), not wall time: other processes on a shared machine
 // then inflate it less.
@@ -206,6 +220,7 @@ console.log(JSON.stringify({
   cpu_us_per_request: { median: times[Math.floor(ROUNDS / 2)], min: times[0], max: times[ROUNDS - 1] },
   host_calls_per_request: total,
   host_calls: perKind,
+  host_calls_by_callback: Object.fromEntries(Object.entries(byCallback).sort().map(([k, v]) => [k, +(v / n).toFixed(2)])),
   allocations_per_request: allocations / n,
   bytes_allocated_per_request: allocated / n,
   memory_bytes: x.memory.buffer.byteLength,

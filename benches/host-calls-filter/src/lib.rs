@@ -1,14 +1,15 @@
 //! Benchmark part "Phost": the proxy-wasm host calls of edgeward's allow path in configuration D, and
 //! nothing else (no parsing beyond the header-map framing, no checks, no crypto, no record building).
 //!
-//! Per request, as edgeward (src/adapter.rs) makes them for policy D (`--features host-call-count`
-//! counts 16):
+//! Per request, as edgeward (src/adapter.rs) makes them for policy D, in the same callbacks
+//! (`--features host-call-count` counts 16; benches/node-host/run.mjs lists them by callback):
 //! - request headers: the header map, `xds.route_name`, `connection.tls_version`, `source.address`,
-//!   the time; the headers are held (`Pause`) until the body has arrived;
-//! - request body: the body, then read + compare-and-swap write of two 216-byte shared-data values
-//!   (D's two rate limits, one set of an 8-way table each), then the verified key id published as the
-//!   filter state `edgeward.upstream.key_id` (Envoy's route configuration writes `x-edgeward-key-id`
-//!   from it; edgeward changes no request header itself);
+//!   the time, then read + compare-and-swap write of two 216-byte shared-data values (D's two rate
+//!   limits, one set of an 8-way table each: tokens are taken at the head); the headers are held
+//!   (`Pause`) until the body has arrived;
+//! - request body: the body, then the verified key id published as the filter state
+//!   `edgeward.upstream.key_id` (Envoy's route configuration writes `x-edgeward-key-id` from it;
+//!   edgeward changes no request header itself);
 //! - response headers: three headers replaced (Strict-Transport-Security, RateLimit-Policy, RateLimit),
 //!   `:status` read, then a 362-byte `edgeward.log` filter state (the length of D's record).
 //!
@@ -162,6 +163,10 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _n: usize, end_of_st
         unsafe { proxy_get_current_time_nanoseconds(&mut now) };
         std::hint::black_box(now);
     }
+    if !cfg!(feature = "no-rate-limits") {
+        rate_limit(b"edgeward.rl.2f6c0a9e81d4b735.37");
+        rate_limit(b"edgeward.rl.9b1e47d02ac3f6e8.12");
+    }
     if end_of_stream != 0 || cfg!(feature = "no-hold") {
         return CONTINUE;
     }
@@ -181,10 +186,6 @@ pub extern "C" fn proxy_on_request_body(context_id: u32, size: usize, end_of_str
         // SAFETY: valid pointers.
         unsafe { proxy_get_buffer_bytes(HTTP_REQUEST_BODY, 0, size, &mut d, &mut s) };
         std::hint::black_box(owned(d, s));
-    }
-    if !cfg!(feature = "no-rate-limits") {
-        rate_limit(b"edgeward.rl.2f6c0a9e81d4b735.37");
-        rate_limit(b"edgeward.rl.9b1e47d02ac3f6e8.12");
     }
     if !cfg!(feature = "no-key-id") {
         // The verified key id, published as filter state for the route configuration to write upstream.
