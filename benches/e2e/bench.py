@@ -293,10 +293,30 @@ def configurations(a, rls_port):
         ("E401", "deny: signature does not verify", ew(document(allow10, secret=WRONG_SECRET)), EDGEWARD_LOG, [], (401, 401)),
         ("E429", "deny: rate limit reached", ew(document(allow10, limit=1, window_s=31536000)), EDGEWARD_LOG, [], (200, 429)),
         ("E301", "redirect: X-Forwarded-Proto not trusted", ew(document(allow10, https="redirect", proxies=False)), EDGEWARD_LOG, [], (301, 301)),
-    ] + alt + parts(d, ew, a.host_calls), ("Dhc", "D with the host-call-count build", ew(d, a.wasm_hc), EDGEWARD_LOG, [], (200, 200)), allow100k, {
+    ] + alt + experiments(d, ew) + parts(d, ew, a.host_calls), ("Dhc", "D with the host-call-count build", ew(d, a.wasm_hc), EDGEWARD_LOG, [], (200, 200)), allow100k, {
         "D-rls": [rls_cluster(rls_port)],
         "D-rls-nonce": [rls_cluster(rls_port)],
     }
+
+
+# Controlled experiments of issue 25 on D's document (not run by default: BENCH_EXPERIMENTS=1, or name them
+# in BENCH_ONLY); each is read as its difference from D in the same rounds, beside A2 − A.
+EXPERIMENTS = [
+    # The host calls a user may not need: `"headers": false` on both limits (an option that exists) drops
+    # RateLimit-Policy and RateLimit from allowed responses: two header writes fewer per request.
+    ("Dnohdr", "D without RateLimit headers (\"headers\": false on both limits)"),
+]
+
+
+def experiments(d, ew):
+    out = []
+    for name, what in EXPERIMENTS:
+        doc = json.loads(json.dumps(d))
+        if name == "Dnohdr":
+            for limit in doc["policies"]["api"]["rate_limits"]:
+                limit["headers"] = False
+        out.append((name, what, ew(doc), EDGEWARD_LOG, [], (200, 200)))
+    return out
 
 
 # Configurations whose every request must be signed anew (a fresh nonce each): driven by nonce_script.
@@ -596,12 +616,20 @@ class NonceBatches:
     def script(self, work, n):
         """A wrk script that sends each of n freshly signed requests once, in turn."""
         sigs = self.take(n)
+        # The signatures in a file of their own, read by the script at load: as Lua constants, tens of
+        # thousands of them exceed LuaJIT's limits, and wrk then sends its default request (unsigned).
+        table = os.path.join(work, "nonce-signatures.txt")
+        with open(table, "w") as f:
+            for si, sg in sigs:
+                f.write(f"{si}\t{sg}\n")
         path = os.path.join(work, "request-nonce.lua")
         fixed = [(k, v) for k, v in self.headers if k.lower() not in ("signature-input", "signature")]
         with open(path, "w") as f:
             f.write("local inputs, sigs = {}, {}\n")
-            for i, (si, sg) in enumerate(sigs, 1):
-                f.write(f'inputs[{i}] = "{lua_escape(si)}"; sigs[{i}] = "{lua_escape(sg)}"\n')
+            f.write(f'for line in io.lines("{lua_escape(table)}") do\n'
+                    '  local si, sg = line:match("^([^\\t]*)\\t(.*)$")\n'
+                    '  inputs[#inputs + 1] = si; sigs[#sigs + 1] = sg\nend\n')
+            f.write(f"if #inputs ~= {len(sigs)} then error('nonce signatures: read ' .. #inputs) end\n")
             f.write(f"local n, i = {len(sigs)}, 0\n")
             f.write(f'local body = "{lua_escape(self.body.decode())}"\n')
             f.write("local headers = {}\n")
@@ -749,8 +777,11 @@ def main():
     if a.only:
         keep = set(a.only.split(","))
         configs = [c for c in configs if c[0] in keep]
-    elif os.environ.get("BENCH_PARTS") != "1":
-        configs = [c for c in configs if c[0] not in {p[0] for p in PARTS}]
+    else:
+        if os.environ.get("BENCH_PARTS") != "1":
+            configs = [c for c in configs if c[0] not in {p[0] for p in PARTS}]
+        if os.environ.get("BENCH_EXPERIMENTS") != "1":
+            configs = [c for c in configs if c[0] not in {x[0] for x in EXPERIMENTS}]
     client_rank = [str(n) for n in allow100k].index("127.0.0.1/32")
 
     envoys = {}
@@ -1056,6 +1087,8 @@ def render(a, configs, results, rate, low_rate, rss, statuses, host_calls, clien
     t = ratio("D", "B"); rows.append(("D/B throughput", fmt(t, f2), "", ""))
     t = diff("D", "B"); rows.append(("D − B CPU-µs/req", fmt(t, f1), "", ""))
     t = diff("A2", "A"); rows.append(("A2 − A CPU-µs/req (A/A: two identical Envoys, the noise of a difference)", fmt(t, f1), "", ""))
+    for x in [n for n in names if n in {e[0] for e in EXPERIMENTS}]:
+        t = diff(x, "D"); rows.append((f"{x} − D CPU-µs/req ({desc[x]}, side by side)", fmt(t, f1), "", ""))
     if "Dalt" in results:
         t = diff("Dalt", "D"); rows.append(("Dalt − D CPU-µs/req (the other build, side by side)", fmt(t, f1), "", ""))
         t = ratio("Dalt", "D"); rows.append(("Dalt/D throughput", fmt(t, f2), "", ""))

@@ -26,7 +26,10 @@ def main():
     headers, body = bench.signed_request(types.SimpleNamespace(cli=a.cli), int(time.time()))
     # As Envoy's HTTP/1 codec hands them to the filter (bench's HCM: no request id, no XFF appended).
     host = [(":authority", bench.HOST), (":path", bench.PATH), (":method", "POST"), (":scheme", "http")]
-    rest = [(k.lower(), v) for k, v in headers if k.lower() != "host"] + [("content-length", str(len(body)))]
+    # Envoy adds X-Forwarded-For (the peer), X-Envoy-Internal and X-Request-Id before the filters run.
+    rest = [(k.lower(), v) for k, v in headers if k.lower() != "host"] + [
+        ("content-length", str(len(body))), ("x-forwarded-for", "127.0.0.1"), ("x-envoy-internal", "true"),
+        ("x-request-id", "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b")]
     case = {
         "configuration": json.dumps(doc, separators=(",", ":")),
         "headers": host + rest,

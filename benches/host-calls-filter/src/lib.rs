@@ -2,14 +2,14 @@
 //! nothing else (no parsing beyond the header-map framing, no checks, no crypto, no record building).
 //!
 //! Per request, as edgeward (src/adapter.rs) makes them for policy D, in the same callbacks
-//! (`--features host-call-count` counts 16; benches/node-host/run.mjs lists them by callback):
+//! (17 with Envoy's X-Forwarded-For; `--features host-call-count` counts them; benches/node-host/run.mjs lists them by callback):
 //! - request headers: the header map, `xds.route_name`, `connection.tls_version`, `source.address`,
 //!   the time, then read + compare-and-swap write of two 216-byte shared-data values (D's two rate
 //!   limits, one set of an 8-way table each: tokens are taken at the head); the headers are held
 //!   (`Pause`) until the body has arrived;
-//! - request body: the body, then the verified key id published as the filter state
-//!   `edgeward.upstream.key_id` (Envoy's route configuration writes `x-edgeward-key-id` from it;
-//!   edgeward changes no request header itself);
+//! - request body: the body, then the verified key id and Envoy's X-Forwarded-For published as the
+//!   filter state `edgeward.upstream.key_id` and `edgeward.upstream.xff` (Envoy's route configuration
+//!   writes `x-edgeward-key-id` and `x-forwarded-for` from them; edgeward changes no request header);
 //! - response headers: three headers replaced (Strict-Transport-Security, RateLimit-Policy, RateLimit),
 //!   `:status` read, then a 362-byte `edgeward.log` filter state (the length of D's record).
 //!
@@ -188,10 +188,15 @@ pub extern "C" fn proxy_on_request_body(context_id: u32, size: usize, end_of_str
         std::hint::black_box(owned(d, s));
     }
     if !cfg!(feature = "no-key-id") {
-        // The verified key id, published as filter state for the route configuration to write upstream.
-        let (k, v) = (b"edgeward.upstream.key_id", b"bench-client");
-        // SAFETY: valid slices.
-        unsafe { proxy_set_property(k.as_ptr(), k.len(), v.as_ptr(), v.len()) };
+        // The verified key id and the X-Forwarded-For Envoy built (D's document keeps it), published as
+        // filter state for the route configuration to write upstream.
+        for (k, v) in [
+            (&b"edgeward.upstream.key_id"[..], &b"bench-client"[..]),
+            (&b"edgeward.upstream.xff"[..], &b"127.0.0.1"[..]),
+        ] {
+            // SAFETY: valid slices.
+            unsafe { proxy_set_property(k.as_ptr(), k.len(), v.as_ptr(), v.len()) };
+        }
     }
     CONTINUE
 }
