@@ -1,7 +1,7 @@
 // Drives edgeward's request callbacks under Node's V8 with a mock proxy-wasm host (ABI 0.2.1), the way
 // Envoy calls them for the benchmark's configuration D: context create, request headers (held), request
 // body (256 bytes, end of stream), response headers, log, delete. Noise-free exploration of the module's
-// own cost: `node --cpu-prof` names the module's functions (build with names: benches/node-host/README.md),
+// own cost: `node --cpu-prof` names the module's functions (given the build before wasm-opt: docs/benchmark.md),
 // and the run prints the module's time per request, its host calls per request by kind, the bytes the
 // host hands it through `proxy_on_memory_allocate` and how often its memory grew.
 //
