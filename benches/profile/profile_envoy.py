@@ -38,10 +38,16 @@ def main():
     p.add_argument("--frequency", type=int, default=4999)
     p.add_argument("--out", default="")
     a = p.parse_args()
+    for k in ("envoy", "wasm", "wasm_alt", "noop", "host_calls", "cli"):
+        if getattr(a, k):
+            setattr(a, k, os.path.abspath(getattr(a, k)))
     ns = types.SimpleNamespace(envoy=a.envoy, wasm=a.wasm, wasm_alt=a.wasm_alt, wasm_hc=a.wasm, noop=a.noop,
                                host_calls=a.host_calls, cli=a.cli, envoy_cpu="0", load_cpu="1", connections=32)
     work = tempfile.mkdtemp(prefix="edgeward-profile-")
-    out = a.out or work
+    out = os.path.abspath(a.out) if a.out else work
+    # V8 with --perf-basic-prof also writes isolate-*-v8.log files into the current directory: the work
+    # directory, not the checkout.
+    os.chdir(work)
     headers, body = bench.signed_request(ns, int(time.time()))
     script = bench.wrk_script(work, headers, body)
     configs, hc, _, clusters = bench.configurations(ns, bench.free_port())
