@@ -45,6 +45,7 @@ def main():
                                host_calls=a.host_calls, cli=a.cli, envoy_cpu="0", load_cpu="1", connections=32)
     work = tempfile.mkdtemp(prefix="edgeward-profile-")
     out = os.path.abspath(a.out) if a.out else work
+    os.makedirs(out, exist_ok=True)
     # V8 with --perf-basic-prof also writes isolate-*-v8.log files into the current directory: the work
     # directory, not the checkout.
     os.chdir(work)
