@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end benchmark (issue 9): edgeward in Envoy side by side with bare Envoy (A), Envoy's native
 # filters (B), a no-op Rust wasm filter (C), edgeward's allow path (D), D with 100k prefixes, B with the
-# same 100k prefixes, D with one limit on a rate limit service (D-rls), and edgeward's deny paths (E).
+# same 100k prefixes, D with one limit on a rate limit service (D-rls), D-rls with a fresh nonce per request
+# checked through that service (D-rls-nonce), and edgeward's deny paths (E).
 # Builds what it measures (also the development rate limit service, rls-dev), installs what it needs
 # (wrk, binaryen and util-linux from Debian when missing and root; oha from crates.io into the cache),
 # then runs benches/e2e/bench.py and prints the table, also written to bench-results/latest.md and a
@@ -10,8 +11,9 @@
 # Needs 2 CPUs (Envoy on CPU 0, the load generator and D-rls's rate limit service on CPU 1). Knobs
 # (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5, throughput per run), BENCH_LATENCY_SECONDS (4),
 # BENCH_WARMUP_SECONDS (2), BENCH_ONLY=A,D,... (a subset of the configurations), BENCH_PARTS=1 (also the P
-# configurations: where D's cost goes, check by check, and D's host calls alone), BENCH_ALT_WASM=path (another
-# edgeward build, measured as Dalt beside D).
+# configurations: where D's cost goes, check by check, and D's host calls alone), BENCH_EXPERIMENTS=1 (also
+# issue 25's document experiments, e.g. Dnohdr), BENCH_ALT_WASM=path (another edgeward build, measured as Dalt
+# beside D; A2, bare Envoy again, gives the A/A noise beside it).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 START=$(date +%s)

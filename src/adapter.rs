@@ -4,7 +4,7 @@
 //!
 //! It exports the proxy-wasm ABI (0.2.1) itself instead of using the SDK's dispatcher: Envoy calls a
 //! plugin callback only if the module exports it, and every call crosses the VM boundary (several µs
-//! here, see README "Benchmark"). The SDK exports all of them; edgeward exports what it uses (no
+//! here, see docs/benchmark.md). The SDK exports all of them; edgeward exports what it uses (no
 //! `on_done`, no response body or trailers callbacks) and never panics on an unknown context id.
 
 use crate::decision::Reason;

@@ -1,20 +1,22 @@
 //! Benchmark part "Phost": the proxy-wasm host calls of edgeward's allow path in configuration D, and
 //! nothing else (no parsing beyond the header-map framing, no checks, no crypto, no record building).
 //!
-//! Per request, as edgeward (src/adapter.rs) makes them for policy D (`--features host-call-count`
-//! counts 16):
+//! Per request, as edgeward (src/adapter.rs) makes them for policy D, in the same callbacks
+//! (17 with Envoy's X-Forwarded-For; `--features host-call-count` counts them; benches/node-host/run.mjs lists them by callback):
 //! - request headers: the header map, `xds.route_name`, `connection.tls_version`, `source.address`,
-//!   the time, then `x-edgeward-key-id` set on the request; the headers are held (`Pause`) until the
-//!   body has arrived;
-//! - request body: the body, then read + compare-and-swap write of two 216-byte shared-data values
-//!   (D's two rate limits, one set of an 8-way table each);
+//!   the time, then read + compare-and-swap write of two 216-byte shared-data values (D's two rate
+//!   limits, one set of an 8-way table each: tokens are taken at the head); the headers are held
+//!   (`Pause`) until the body has arrived;
+//! - request body: the body, then the verified key id and Envoy's X-Forwarded-For published as the
+//!   filter state `edgeward.upstream.key_id` and `edgeward.upstream.xff` (Envoy's route configuration
+//!   writes `x-edgeward-key-id` and `x-forwarded-for` from them; edgeward changes no request header);
 //! - response headers: three headers replaced (Strict-Transport-Security, RateLimit-Policy, RateLimit),
-//!   `:status` read, then a 352-byte `edgeward.log` filter state (the length of D's record).
+//!   `:status` read, then a 362-byte `edgeward.log` filter state (the length of D's record).
 //!
 //! It exports the same callbacks as edgeward, so Envoy calls into it as often.
 //!
 //! Features drop one step each, to price it (not used by scripts/bench.sh): `no-request-map`,
-//! `no-properties` (the three), `no-time`, `no-key-id-header`, `no-hold` (headers not held: the body
+//! `no-properties` (the three), `no-time`, `no-key-id` (the filter state), `no-hold` (headers not held: the body
 //! passes through while it is read), `no-body`, `no-rate-limits` (the four shared-data calls),
 //! `no-response-headers` (three replaces and `:status`), `no-record`.
 
@@ -161,18 +163,9 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _n: usize, end_of_st
         unsafe { proxy_get_current_time_nanoseconds(&mut now) };
         std::hint::black_box(now);
     }
-    if !cfg!(feature = "no-key-id-header") {
-        let (k, v) = ("x-edgeward-key-id", "bench-client");
-        // SAFETY: valid slices.
-        unsafe {
-            proxy_replace_header_map_value(
-                REQUEST_HEADERS,
-                k.as_ptr(),
-                k.len(),
-                v.as_ptr(),
-                v.len(),
-            )
-        };
+    if !cfg!(feature = "no-rate-limits") {
+        rate_limit(b"edgeward.rl.2f6c0a9e81d4b735.37");
+        rate_limit(b"edgeward.rl.9b1e47d02ac3f6e8.12");
     }
     if end_of_stream != 0 || cfg!(feature = "no-hold") {
         return CONTINUE;
@@ -194,9 +187,16 @@ pub extern "C" fn proxy_on_request_body(context_id: u32, size: usize, end_of_str
         unsafe { proxy_get_buffer_bytes(HTTP_REQUEST_BODY, 0, size, &mut d, &mut s) };
         std::hint::black_box(owned(d, s));
     }
-    if !cfg!(feature = "no-rate-limits") {
-        rate_limit(b"edgeward.rl.2f6c0a9e81d4b735.37");
-        rate_limit(b"edgeward.rl.9b1e47d02ac3f6e8.12");
+    if !cfg!(feature = "no-key-id") {
+        // The verified key id and the X-Forwarded-For Envoy built (D's document keeps it), published as
+        // filter state for the route configuration to write upstream.
+        for (k, v) in [
+            (&b"edgeward.upstream.key_id"[..], &b"bench-client"[..]),
+            (&b"edgeward.upstream.xff"[..], &b"127.0.0.1"[..]),
+        ] {
+            // SAFETY: valid slices.
+            unsafe { proxy_set_property(k.as_ptr(), k.len(), v.as_ptr(), v.len()) };
+        }
     }
     CONTINUE
 }
@@ -233,7 +233,7 @@ pub extern "C" fn proxy_on_response_headers(_context_id: u32, _n: usize, _eos: u
         std::hint::black_box(owned(d, s));
     }
     if !cfg!(feature = "no-record") {
-        let record = [b'x'; 352];
+        let record = [b'x'; 362];
         let name = b"edgeward.log";
         // SAFETY: valid slices.
         unsafe { proxy_set_property(name.as_ptr(), name.len(), record.as_ptr(), record.len()) };
