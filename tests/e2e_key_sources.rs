@@ -299,10 +299,10 @@ fn a_rotation_takes_effect_within_one_refresh_interval() {
     assert!(loaded.is_some(), "never loaded:\n{}", envoy.log());
     // The document's lint warnings are logged as it loads (`edgeward check` prints the same): both
     // key sources are named by http:// URLs here.
-    let log = envoy.log();
     for source in ["partners", "agent_dir"] {
         let line = format!("edgeward: policy document: warning: key_sources.{source}.url: the key set is named by an http:// URL");
-        assert!(log.contains(&line), "no warning for {source}:\n{log}");
+        let seen = until(Duration::from_secs(5), || envoy.log().contains(&line));
+        assert!(seen.is_some(), "no warning for {source}:\n{}", envoy.log());
     }
     let r = send(&envoy, &partner_request(1, "old"));
     assert_eq!(r.echo().header("x-edgeward-key-id"), Some("old"));
@@ -395,7 +395,17 @@ fn the_last_good_set_survives_a_down_or_garbage_directory() {
         "{}",
         envoy.log()
     );
-    assert!(envoy.log().matches("loaded 1 keys").count() >= 2);
+    // The fetch's log line reaches the file a flush (50 ms) after the workers may already use the set.
+    assert!(
+        until(Duration::from_secs(5), || envoy
+            .log()
+            .matches("loaded 1 keys")
+            .count()
+            >= 2)
+        .is_some(),
+        "{}",
+        envoy.log()
+    );
     // Counts reach Envoy on the next tick.
     assert!(until(Duration::from_secs(3), || stat("changed") >= 2).is_some());
 }
