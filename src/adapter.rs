@@ -765,6 +765,10 @@ impl EdgewardHttp {
         let limits = self.limits();
         let slices = req.headers.slices();
         let keys = Rc::clone(&self.keys);
+        if let Ok(mut cache) = keys.try_borrow_mut() {
+            // A set another worker's fetch has loaded serves here before this worker's next tick.
+            refresh::sync_unloaded(&HostStore, &doc.key_sources, &mut cache);
+        }
         let no_keys = KeyCache::EMPTY;
         let keys_ref = keys.try_borrow();
         let actions = self.stream.on_request_headers(

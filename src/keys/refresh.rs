@@ -4,7 +4,8 @@
 //! good set, its version, when the next fetch is due, and a lease. On its tick a worker calls [`due`]:
 //! when the next fetch is due and no lease is running, it takes the lease with a compare-and-swap (one
 //! worker wins) and makes the call; [`complete`] records the answer. Every worker calls [`sync`] on its
-//! tick and copies a new version into its [`KeyCache`]. A failed fetch or a refused set keeps the last
+//! tick and copies a new version into its [`KeyCache`]; a worker that has never loaded a source also
+//! looks on each request ([`sync_unloaded`]), so the first set serves every worker at once. A failed fetch or a refused set keeps the last
 //! good set and is tried again sooner (1 s, doubling, at most the refresh interval).
 
 use super::jwks::{self, KeySetError};
@@ -353,6 +354,25 @@ pub fn sync(store: &dyn SharedStore, source: &KeySource, i: usize, cache: &mut K
         }
         None => false,
     }
+}
+
+/// On a request, before its checks: copies the set of every source this worker has never loaded,
+/// when shared data holds one (returns how many it copied). Without it a worker answers 503
+/// `keys_unavailable` for up to a tick after another worker's first fetch loaded the set. It reads
+/// shared data once per never-loaded source and not at all once every source has loaded; newer
+/// versions of a loaded set still arrive on the tick ([`sync`]).
+pub fn sync_unloaded(
+    store: &dyn SharedStore,
+    sources: &[KeySource],
+    cache: &mut KeyCache,
+) -> usize {
+    let mut copied = 0;
+    for (i, source) in sources.iter().enumerate() {
+        if cache.get(i).is_none() && sync(store, source, i, cache) {
+            copied += 1;
+        }
+    }
+    copied
 }
 
 /// The state of `source` in shared data (for `edgeward` tests and diagnostics).

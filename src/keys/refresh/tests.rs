@@ -86,6 +86,37 @@ fn one_fetch_per_refresh_and_every_worker_syncs() {
     assert!(due(&mut store, &src, T0 + 60 * S).unwrap());
 }
 
+/// A worker that has never loaded a source copies the set on a request, before its tick; once loaded,
+/// a request reads nothing (newer versions wait for the tick).
+#[test]
+fn a_request_copies_a_set_this_worker_never_loaded() {
+    let src = source();
+    let sources = [src.clone()];
+    let mut store = MemoryStore::new();
+    let mut worker = KeyCache::new(1);
+    assert_eq!(
+        sync_unloaded(&store, &sources, &mut worker),
+        0,
+        "nothing fetched yet"
+    );
+    assert!(worker.get(0).is_none());
+    assert!(due(&mut store, &src, T0).unwrap());
+    complete(&mut store, &src, ok(&jwks(&[1])), T0, 0);
+    assert_eq!(sync_unloaded(&store, &sources, &mut worker), 1);
+    assert_eq!(kids(&worker), ["k1"]);
+    assert!(due(&mut store, &src, T0 + 60 * S).unwrap());
+    complete(&mut store, &src, ok(&jwks(&[2])), T0 + 60 * S, 0);
+    let before = store.reads.get();
+    assert_eq!(sync_unloaded(&store, &sources, &mut worker), 0);
+    assert_eq!(store.reads.get(), before, "a loaded source costs no read");
+    assert_eq!(kids(&worker), ["k1"]);
+    assert!(
+        sync(&store, &src, 0, &mut worker),
+        "the tick copies the new version"
+    );
+    assert_eq!(kids(&worker), ["k2"]);
+}
+
 /// The jitter only brings a refresh forward, by at most `jitter_s` (and the 1 s sync margin).
 #[test]
 fn jitter_brings_the_refresh_forward() {
