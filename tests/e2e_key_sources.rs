@@ -338,8 +338,8 @@ fn a_rotation_takes_effect_within_one_refresh_interval() {
     keys.set(jwks(&[jwk(2, Some("new"))]));
     let rotated = Instant::now();
     let took = until(Duration::from_secs(3 * REFRESH_S), || {
-        all(&envoy, 4, &partner_request(2, "new"), 200)
-            && all(&envoy, 4, &partner_request(1, "old"), 401)
+        on_both_workers(&envoy, &partner_request(2, "new")) == [200, 200]
+            && on_both_workers(&envoy, &partner_request(1, "old")) == [401, 401]
     })
     .unwrap_or_else(|| panic!("no rotation:\n{}", envoy.log()));
     // Tolerance for a loaded machine's timers: the mechanism guarantees REFRESH_S (a fetch every
