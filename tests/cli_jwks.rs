@@ -6,10 +6,13 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use cli::text;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _};
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+#[path = "support/cli.rs"]
+mod cli;
 
 /// RFC 8037 Appendix A.1: the example Ed25519 key (private `d`, public `x`, base64url).
 const RFC8037_D: &str = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
@@ -20,35 +23,12 @@ const RFC8037_THUMBPRINT: &str = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
 const CREATED: u64 = 1_700_000_000;
 
 fn edgeward(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgeward"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command that stops before reading its input closes the pipe: not a test failure.
-    if let Err(e) = child.stdin.take().unwrap().write_all(stdin) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    cli::run(args, cli::NO_ENV, stdin)
 }
 
 /// stdout of a run that must succeed with nothing on stderr.
 fn ok(args: &[&str], stdin: &[u8]) -> String {
-    let out = edgeward(args, stdin);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{args:?}: {}",
-        text(&out.stderr)
-    );
-    assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(cli::quiet(args, cli::NO_ENV, stdin)).unwrap()
 }
 
 /// A fresh directory of this test process.

@@ -3,39 +3,30 @@
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+#[path = "support/cli.rs"]
+mod cli;
 
 const SECRET_B64: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const CREATED: u64 = 1_700_000_000;
 const GET: &str = "GET /orders?id=7 HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
 const POST: &str = "POST /orders?id=7 HTTP/1.1\r\nHost: api.example.com\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"qty\": 1000}";
 
+/// The partner keys, in the environment of every run.
+const ENV: [(&str, &str); 2] = [
+    ("PARTNER_A_KEY", SECRET_B64),
+    ("PARTNER_A_KEY_NEXT", SECRET_B64),
+];
+
 /// Runs `edgeward ARGS` with `stdin`, the partner keys in the environment.
 fn edgeward(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgeward"))
-        .args(args)
-        .env("PARTNER_A_KEY", SECRET_B64)
-        .env("PARTNER_A_KEY_NEXT", SECRET_B64)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command that stops before reading its input closes the pipe: not a test failure.
-    if let Err(e) = child.stdin.take().unwrap().write_all(stdin) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-    }
-    child.wait_with_output().unwrap()
+    cli::run(args, ENV, stdin)
 }
 
 /// stdout of `edgeward ARGS` on `stdin`, which must succeed without a word on stderr.
 fn run_ok_bytes(args: &[&str], stdin: &[u8]) -> Vec<u8> {
-    let out = edgeward(args, stdin);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
-    out.stdout
+    cli::quiet(args, ENV, stdin)
 }
 
 fn run_ok(args: &[&str], stdin: &[u8]) -> String {

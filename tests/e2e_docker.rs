@@ -220,35 +220,22 @@ fn wait_ready(stack: &Stack) {
 
 /// `edgeward sign --print headers` for `raw` as partner-a, the way the README's worked example signs.
 fn sign_headers(raw: &[u8]) -> Vec<(String, String)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgeward"))
-        .args([
-            "sign",
-            "--key-id",
-            "partner-a",
-            "--secret-env",
-            "PARTNER_A_KEY",
-            "--components",
-            "@method,@authority,@path,@query,content-digest",
-            "--random-nonce",
-            "--print",
-            "headers",
-            "--request",
-            "-",
-        ])
-        .env("PARTNER_A_KEY", b64(PARTNER_A_KEY))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(raw).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "edgeward sign: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
+    let args = [
+        "sign",
+        "--key-id",
+        "partner-a",
+        "--secret-env",
+        "PARTNER_A_KEY",
+        "--components",
+        "@method,@authority,@path,@query,content-digest",
+        "--random-nonce",
+        "--print",
+        "headers",
+        "--request",
+        "-",
+    ];
+    let out = support::cli::ok(&args, [("PARTNER_A_KEY", b64(PARTNER_A_KEY))], raw);
+    String::from_utf8(out)
         .unwrap()
         .lines()
         .filter_map(|l| {

@@ -17,7 +17,6 @@ mod support;
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -965,18 +964,12 @@ fn edgeward_sign(raw: &[u8], alg: Alg, args: &[&str]) -> std::process::Output {
             ]
         }
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgeward"))
-        .arg("sign")
-        .args(&key_args)
-        .args(args)
-        .args(["--scheme", "http", "--request", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(raw).unwrap();
-    child.wait_with_output().unwrap()
+    let args: Vec<&str> = std::iter::once("sign")
+        .chain(key_args.iter().map(String::as_str))
+        .chain(args.iter().copied())
+        .chain(["--scheme", "http", "--request", "-"])
+        .collect();
+    support::cli::run(&args, support::cli::NO_ENV, raw)
 }
 
 /// A raw HTTP/1.1 request (as `edgeward sign` prints it) as a `Msg` for plain HTTP.

@@ -569,26 +569,9 @@ fn web_bot_auth_agents() {
     assert_eq!(send(&envoy, unsigned).status, 400);
 }
 
-const CLI: &str = env!("CARGO_BIN_EXE_edgeward");
-
 /// Runs the edgeward command; its standard output (it must succeed).
 fn edgeward(args: &[&str], stdin: &[u8]) -> Vec<u8> {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(CLI)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "edgeward {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    support::cli::ok(args, support::cli::NO_ENV, stdin)
 }
 
 /// Both ends with the command: the directory is what `edgeward jwks` prints for the agent's key, the

@@ -15,6 +15,7 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod echo;
 pub mod rls;
 
