@@ -129,3 +129,40 @@ impl TestRequest {
         self
     }
 }
+
+/// The stream fixture shared by the state machine's tests (src/stream/tests.rs) and its fuzz target
+/// (src/fuzz_props/stream.rs): a signed, body-checking policy `partner` on route `partner-api`
+/// (key `k1`, HMAC over [`PARTNER_COMPONENTS`] with [`PARTNER_SECRET`], nonce required, bodies up to
+/// 1,000 bytes, limit 3 per key and minute) and `public` for every other route (limit 2 per client and
+/// minute). `top` is added to the document's top level (each member followed by a comma), `extra_limits`
+/// after the partner's limit (each preceded by a comma).
+pub fn partner_and_public(top: &str, extra_limits: &str) -> String {
+    r#"{
+      "rate_limit_slots": 64,
+      TOP
+      "policies": {
+        "partner": {
+          "signature": {
+            "keys": [{ "id": "k1", "alg": "hmac-sha256", "secret": { "base64": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" } }],
+            "components": ["@method", "@authority", "@path", "@query", "content-digest"],
+            "nonce": "required",
+            "max_body_bytes": 1000
+          },
+          "rate_limits": [{ "name": "per-key", "key": "key_id", "limit": 3, "window_s": 60 }EXTRA]
+        },
+        "public": { "rate_limits": [{ "name": "per-client", "key": "client_ip", "limit": 2, "window_s": 60 }] }
+      },
+      "routes": [
+        { "route": "partner-api", "policy": "partner" },
+        { "policy": "public" }
+      ]
+    }"#
+    .replace("TOP", top)
+    .replace("EXTRA", extra_limits)
+}
+
+/// Key `k1`'s secret in [`partner_and_public`] (the bytes its base64 names).
+pub const PARTNER_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+/// What `partner` in [`partner_and_public`] requires signed.
+pub const PARTNER_COMPONENTS: [&str; 5] =
+    ["@method", "@authority", "@path", "@query", "content-digest"];

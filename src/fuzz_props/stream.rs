@@ -12,47 +12,26 @@ use crate::keys::KeyCache;
 use crate::secret::NoEnv;
 use crate::store::MemoryStore;
 use crate::stream::{Actions, BodyBudget, HoldLimits, Phase, Stream, Verdict};
-use crate::testkit::TestRequest;
+use crate::testkit::{self, TestRequest};
 
 const NOW_S: u64 = 1_700_000_000;
 const NOW: u64 = NOW_S * 1_000_000_000;
-const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
-const COMPONENTS: [&str; 5] = ["@method", "@authority", "@path", "@query", "content-digest"];
+const SECRET: &[u8] = testkit::PARTNER_SECRET;
+const COMPONENTS: [&str; 5] = testkit::PARTNER_COMPONENTS;
 const LIMITS: HoldLimits = HoldLimits {
     timeout_ns: 5_000_000_000,
 };
 
-/// A signed, body-checking policy (limit 3 per key), a public one (limit 2 per client), and, with `rls`,
-/// a remote limit on the signed one.
+/// The stream fixture (`testkit::partner_and_public`: a signed, body-checking policy, limit 3 per key,
+/// and a public one, limit 2 per client), and, with `rls`, a remote limit on the signed one.
 fn document(rls: bool) -> Option<Document> {
-    let json = r#"{
-      "rate_limit_slots": 64,
-      RLS
-      "policies": {
-        "partner": {
-          "signature": {
-            "keys": [{ "id": "k1", "alg": "hmac-sha256", "secret": { "base64": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" } }],
-            "components": ["@method", "@authority", "@path", "@query", "content-digest"],
-            "nonce": "required",
-            "max_body_bytes": 1000
-          },
-          "rate_limits": [{ "name": "per-key", "key": "key_id", "limit": 3, "window_s": 60 }REMOTE]
-        },
-        "public": { "rate_limits": [{ "name": "per-client", "key": "client_ip", "limit": 2, "window_s": 60 }] }
-      },
-      "routes": [
-        { "route": "partner-api", "policy": "partner" },
-        { "policy": "public" }
-      ]
-    }"#;
     let json = if rls {
-        json.replace("RLS", r#""rls": { "cluster": "ratelimit", "domain": "d" },"#)
-            .replace(
-                "REMOTE",
-                r#", { "name": "remote", "key": "key_id", "limit": 5, "window_s": 60, "backend": "rls" }"#,
-            )
+        testkit::partner_and_public(
+            r#""rls": { "cluster": "ratelimit", "domain": "d" },"#,
+            r#", { "name": "remote", "key": "key_id", "limit": 5, "window_s": 60, "backend": "rls" }"#,
+        )
     } else {
-        json.replace("RLS", "").replace("REMOTE", "")
+        testkit::partner_and_public("", "")
     };
     let mut doc = Document::from_json(&json, &NoEnv).ok()?;
     // Small shared tables: every run prepares them anew.

@@ -8,40 +8,26 @@ use crate::testkit::TestRequest;
 
 const NOW_S: u64 = 1_700_000_000;
 const NOW: u64 = NOW_S * 1_000_000_000;
-const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+const SECRET: &[u8] = crate::testkit::PARTNER_SECRET;
 const LIMITS: HoldLimits = HoldLimits {
     timeout_ns: 5_000_000_000,
 };
 
-/// A signed, body-checking policy with a per-key limit of 3 per minute and a public one without body.
+/// A signed, body-checking policy with a per-key limit of 3 per minute and a public one without body
+/// (`crate::testkit::partner_and_public`), `extra_limits` after the per-key limit.
 fn doc_with(extra_limits: &str) -> Document {
-    let json = r#"{
-      "rate_limit_slots": 64,
-      "policies": {
-        "partner": {
-          "signature": {
-            "keys": [{ "id": "k1", "alg": "hmac-sha256", "secret": { "base64": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" } }],
-            "components": ["@method", "@authority", "@path", "@query", "content-digest"],
-            "nonce": "required",
-            "max_body_bytes": 1000
-          },
-          "rate_limits": [{ "name": "per-key", "key": "key_id", "limit": 3, "window_s": 60 }EXTRA]
-        },
-        "public": { "rate_limits": [{ "name": "per-client", "key": "client_ip", "limit": 2, "window_s": 60 }] }
-      },
-      "routes": [
-        { "route": "partner-api", "policy": "partner" },
-        { "policy": "public" }
-      ]
-    }"#;
-    Document::from_json(&json.replace("EXTRA", extra_limits), &NoEnv).unwrap()
+    Document::from_json(
+        &crate::testkit::partner_and_public("", extra_limits),
+        &NoEnv,
+    )
+    .unwrap()
 }
 
 fn doc() -> Document {
     doc_with("")
 }
 
-const COMPONENTS: [&str; 5] = ["@method", "@authority", "@path", "@query", "content-digest"];
+const COMPONENTS: [&str; 5] = crate::testkit::PARTNER_COMPONENTS;
 
 fn signed(nonce: &str, body: &[u8]) -> TestRequest {
     TestRequest::post("api.example.com", "/orders?a=1", body)
