@@ -747,7 +747,9 @@ impl Document {
                         }
                         ev.needs_body = Some(max);
                     }
-                    ev.upstream.key_id = Some(v.key_id.clone());
+                    if sig.upstream_key_id {
+                        ev.upstream.key_id = Some(v.key_id.clone());
+                    }
                     if let (Some(origin), Some(wba)) = (&v.agent, &sig.web_bot_auth) {
                         ev.upstream.agent = Some((wba.agent_header.clone(), origin.clone()));
                     }

@@ -14,7 +14,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,8 +23,6 @@ use support::{
     echo, exact_balance, uniq, worker_connections, Client, Envoy, EnvoyOpts, Req, Response,
     TempDir, Tls,
 };
-
-const CLI: &str = env!("CARGO_BIN_EXE_edgeward");
 
 // ---------------------------------------------------------------------------------------------
 // Keys and the policy document
@@ -74,7 +71,8 @@ fn secret_env() -> Vec<(String, String)> {
 }
 
 /// The document: `/h/` signs the head only, `/b/` also the body (Content-Digest, 1 KiB at most),
-/// `/n/` requires a nonce, `/open/` has a policy without a signature section, `/null/` no policy.
+/// `/n/` requires a nonce, `/q/` is `/h/` without the key id for the upstream (`upstream_key_id: false`),
+/// `/open/` has a policy without a signature section, `/null/` no policy.
 /// Key `rot` was rotated 10 minutes before `now`; key `early` becomes valid tomorrow.
 fn document(now: u64) -> String {
     let (_, public_pem) = ed25519_pems();
@@ -107,10 +105,16 @@ fn document(now: u64) -> String {
                 "components": ["@method", "@authority", "@path", "@query"],
                 "nonce": "required",
             } },
+            "quiet": { "signature": {
+                "keys": keys,
+                "components": ["@method", "@authority", "@path", "@query"],
+                "upstream_key_id": false,
+            } },
             "open": {},
         },
         "routes": [
             { "path_prefix": "/h/", "policy": "head" },
+            { "path_prefix": "/q/", "policy": "quiet" },
             { "path_prefix": "/b/", "policy": "body" },
             { "path_prefix": "/n/", "policy": "nonce" },
             { "path_prefix": "/null/", "policy": null },
@@ -180,24 +184,12 @@ fn raw_post(path: &str, body: &str) -> Vec<u8> {
 
 /// Runs `edgeward sign ARGS --request -` on `raw`; returns the signed request bytes.
 fn sign(raw: &[u8], args: &[&str]) -> Vec<u8> {
-    let mut child = Command::new(CLI)
-        .arg("sign")
-        .args(args)
-        .args(["--request", "-"])
-        .envs(secret_env())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(raw).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "edgeward sign {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let args: Vec<&str> = ["sign"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .chain(["--request", "-"])
+        .collect();
+    support::cli::ok(&args, secret_env(), raw)
 }
 
 /// Signs as partner-a, the secret read from the environment like a real client would.
@@ -401,6 +393,17 @@ fn cli_signed_requests_reach_the_upstream_with_the_verified_key_id() {
         "the signature is forwarded untouched"
     );
     assert_eq!(record_for(&fx.envoy, &path)["key_id"], "partner-a");
+
+    // `upstream_key_id: false`: verified and forwarded without the key id; the record still names it.
+    let path = format!("/q/{}", uniq("quiet"));
+    let resp = send_raw(&fx.envoy, &sign_a(&raw_get(&path)));
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let seen = resp.echo();
+    assert_eq!(seen.path, path);
+    assert!(seen.header_all("x-edgeward-key-id").is_empty(), "{seen:?}");
+    assert_eq!(record_for(&fx.envoy, &path)["key_id"], "partner-a");
+    let unsigned = format!("/q/{}", uniq("unsigned"));
+    assert_eq!(send_raw(&fx.envoy, &raw_get(&unsigned)).status, 401);
 
     // ed25519: the edge holds only the public key.
     let dir = TempDir::new("ed25519").unwrap();
@@ -1213,31 +1216,18 @@ fn nothing_reaches_the_upstream_before_the_check_passes() {
 // `edgeward eval` agrees with Envoy
 
 fn eval(doc_path: &std::path::Path, raw: &[u8]) -> Value {
-    let mut child = Command::new(CLI)
-        .arg("eval")
-        .arg(doc_path)
-        .args([
-            "--request",
-            "-",
-            "--client-ip",
-            "127.0.0.1",
-            "--scheme",
-            "http",
-        ])
-        .envs(secret_env())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(raw).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "edgeward eval: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let doc = doc_path.to_str().unwrap();
+    let args = [
+        "eval",
+        doc,
+        "--request",
+        "-",
+        "--client-ip",
+        "127.0.0.1",
+        "--scheme",
+        "http",
+    ];
+    serde_json::from_slice(&support::cli::ok(&args, secret_env(), raw)).unwrap()
 }
 
 #[test]

@@ -305,6 +305,9 @@ EXPERIMENTS = [
     # The host calls a user may not need: `"headers": false` on both limits (an option that exists) drops
     # RateLimit-Policy and RateLimit from allowed responses: two header writes fewer per request.
     ("Dnohdr", "D without RateLimit headers (\"headers\": false on both limits)"),
+    # `"upstream_key_id": false` on the signature: the verified key id is not published for the upstream
+    # (x-edgeward-key-id): one filter-state write fewer per request.
+    ("Dnokid", "D without the key id for the upstream (\"upstream_key_id\": false)"),
 ]
 
 
@@ -315,6 +318,8 @@ def experiments(d, ew):
         if name == "Dnohdr":
             for limit in doc["policies"]["api"]["rate_limits"]:
                 limit["headers"] = False
+        if name == "Dnokid":
+            doc["policies"]["api"]["signature"]["upstream_key_id"] = False
         out.append((name, what, ew(doc), EDGEWARD_LOG, [], (200, 200)))
     return out
 

@@ -885,6 +885,39 @@ fn shadow_mode_does_not_answer_on_the_head_and_still_sends_the_verified_key_id()
     );
 }
 
+/// `upstream_key_id: false`: a verified request is forwarded without the key id published for the
+/// upstream (one host call fewer), and the record still names the key; the default publishes it.
+#[test]
+fn upstream_key_id_false_publishes_no_key_id_and_the_record_keeps_it() {
+    let limits = r#"{ "name": "c", "key": "client_ip", "limit": 9, "window_s": 3600 }"#;
+    for (option, published) in [
+        ("", true),
+        (r#""upstream_key_id": true, "#, true),
+        (r#""upstream_key_id": false, "#, false),
+    ] {
+        let doc = Document::from_json(
+            &SIGNED_DOC
+                .replace("\"signature\": {", &format!("\"signature\": {{ {option}"))
+                .replace("LIMITS", limits),
+            &NoEnv,
+        )
+        .unwrap();
+        let ev = run_signed(&doc, &signed_post(false), &mut MemoryStore::new());
+        assert_eq!(
+            (ev.status(), ev.key_id.as_deref()),
+            (200, Some("k1")),
+            "{option}"
+        );
+        let property = ev
+            .upstream
+            .properties()
+            .into_iter()
+            .any(|(name, value)| name == "edgeward.upstream.key_id" && value == "k1");
+        assert_eq!(property, published, "{option}");
+        assert_eq!(ev.upstream.key_id.is_some(), published, "{option}");
+    }
+}
+
 #[test]
 fn a_read_of_an_absent_bucket_is_not_replayed() {
     // Without doc.prepare (e.g. a MemoryStore host), the head reads an absent key: (None, None).

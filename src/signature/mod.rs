@@ -139,6 +139,8 @@ pub struct SignatureInput {
     pub nonce_scope: NonceScope,
     pub max_body_bytes: u64,
     pub label: Option<String>,
+    /// Whether the upstream receives the verified key id (`x-edgeward-key-id`, through filter state).
+    pub upstream_key_id: bool,
 }
 
 /// Where a policy's nonces are remembered.
@@ -165,6 +167,7 @@ impl Default for SignatureInput {
             nonce_scope: NonceScope::Local,
             max_body_bytes: default_max_body(),
             label: None,
+            upstream_key_id: true,
         }
     }
 }
@@ -216,6 +219,7 @@ crate::json::json_object!(SignatureInput {
     nonce_scope: "nonce_scope" => read,
     max_body_bytes: "max_body_bytes" => read_or(default_max_body()),
     label: "label" => read,
+    upstream_key_id: "upstream_key_id" => read_or(true),
 });
 
 enum Verifier {
@@ -271,6 +275,8 @@ pub struct SignaturePolicy {
     /// The largest body held for a Content-Digest check (larger: 413 `body_too_large`).
     pub max_body_bytes: u64,
     pub label: Option<String>,
+    /// Publish the verified key id for the upstream (`x-edgeward-key-id`): one host call per request.
+    pub upstream_key_id: bool,
     accept_signature: String,
 }
 
@@ -291,6 +297,7 @@ impl fmt::Debug for SignaturePolicy {
             .field("nonce_required", &self.nonce_required)
             .field("nonce_cluster", &self.nonce_cluster)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("upstream_key_id", &self.upstream_key_id)
             .finish()
     }
 }
@@ -424,6 +431,7 @@ pub fn compile(
         nonce_cluster: input.nonce_scope == NonceScope::Cluster,
         max_body_bytes: input.max_body_bytes,
         label: input.label.clone(),
+        upstream_key_id: input.upstream_key_id,
     })
 }
 
