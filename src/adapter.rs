@@ -767,7 +767,7 @@ impl EdgewardHttp {
         let keys = Rc::clone(&self.keys);
         if let Ok(mut cache) = keys.try_borrow_mut() {
             // A set another worker's fetch has loaded serves here before this worker's next tick.
-            refresh::sync_unloaded(&HostStore, &doc.key_sources, &mut cache);
+            refresh::sync_unloaded(&HostStore, &doc.key_sources, &mut cache, req.now_ns);
         }
         let no_keys = KeyCache::EMPTY;
         let keys_ref = keys.try_borrow();

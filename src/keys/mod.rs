@@ -3,8 +3,9 @@
 //!
 //! The core never fetches: [`refresh`] decides when a fetch is due and which worker makes it (a lease in
 //! shared data), turns the answer into a [`KeySet`] ([`jwks`]) and publishes it in shared data; each worker
-//! copies a new version into its [`KeyCache`] on its tick. Requests read the cache only (no host call, no
-//! JSON on the request path).
+//! copies a new version into its [`KeyCache`] on its tick. Requests read the cache (no JSON on the request
+//! path); only while a source has never loaded in this worker does a request also look in shared data for
+//! its first set, at most once per [`refresh::PROBE_NS`] ([`refresh::sync_unloaded`]).
 
 pub mod jwks;
 pub mod refresh;
@@ -335,6 +336,8 @@ struct Slot {
     /// The shared version this copy was taken from (0: none yet).
     version: u64,
     set: Option<KeySet>,
+    /// When a request last looked in shared data for this source's first set (0: never).
+    probed_ns: u64,
 }
 
 impl KeyCache {
@@ -358,6 +361,21 @@ impl KeyCache {
         self.slots.get(i).map_or(0, |s| s.version)
     }
 
+    /// Whether a request at `now_ns` may look in shared data for source `i`'s first set: it has none, and
+    /// no request looked within `every_ns` (then this one is recorded as the last look).
+    pub fn probe_due(&mut self, i: usize, now_ns: u64, every_ns: u64) -> bool {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        if slot.set.is_some()
+            || (slot.probed_ns != 0 && now_ns.saturating_sub(slot.probed_ns) < every_ns)
+        {
+            return false;
+        }
+        slot.probed_ns = now_ns.max(1);
+        true
+    }
+
     /// Installs `set` as version `version` of source `i` (a cache made for fewer sources grows).
     pub fn install(&mut self, i: usize, version: u64, set: KeySet) {
         if self.slots.len() <= i {
@@ -367,6 +385,7 @@ impl KeyCache {
             *slot = Slot {
                 version,
                 set: Some(set),
+                probed_ns: slot.probed_ns,
             };
         }
     }

@@ -5,8 +5,9 @@
 //! when the next fetch is due and no lease is running, it takes the lease with a compare-and-swap (one
 //! worker wins) and makes the call; [`complete`] records the answer. Every worker calls [`sync`] on its
 //! tick and copies a new version into its [`KeyCache`]; a worker that has never loaded a source also
-//! looks on each request ([`sync_unloaded`]), so the first set serves every worker at once. A failed fetch or a refused set keeps the last
-//! good set and is tried again sooner (1 s, doubling, at most the refresh interval).
+//! looks on requests ([`sync_unloaded`], at most every [`PROBE_NS`]), so the first set serves every
+//! worker within milliseconds. A failed fetch or a refused set keeps the last good set and is tried again
+//! sooner (1 s, doubling, at most the refresh interval).
 
 use super::jwks::{self, KeySetError};
 use super::{KeyCache, KeySource};
@@ -356,19 +357,24 @@ pub fn sync(store: &dyn SharedStore, source: &KeySource, i: usize, cache: &mut K
     }
 }
 
-/// On a request, before its checks: copies the set of every source this worker has never loaded,
-/// when shared data holds one (returns how many it copied). Without it a worker answers 503
-/// `keys_unavailable` for up to a tick after another worker's first fetch loaded the set. It reads
-/// shared data once per never-loaded source and not at all once every source has loaded; newer
-/// versions of a loaded set still arrive on the tick ([`sync`]).
+/// How often a worker's requests may look in shared data for a source it has never loaded.
+pub const PROBE_NS: u64 = 5_000_000;
+
+/// On a request at `now_ns`, before its checks: copies the set of every source this worker has never
+/// loaded, when shared data holds one (returns how many it copied). Without it a worker answers 503
+/// `keys_unavailable` for up to a tick after another worker's first fetch loaded the set. It reads shared
+/// data at most once per [`PROBE_NS`] per never-loaded source (a directory that never answers costs at
+/// most 200 reads a second per worker, whatever the request rate) and not at all once every source has
+/// loaded; newer versions of a loaded set still arrive on the tick ([`sync`]).
 pub fn sync_unloaded(
     store: &dyn SharedStore,
     sources: &[KeySource],
     cache: &mut KeyCache,
+    now_ns: u64,
 ) -> usize {
     let mut copied = 0;
     for (i, source) in sources.iter().enumerate() {
-        if cache.get(i).is_none() && sync(store, source, i, cache) {
+        if cache.probe_due(i, now_ns, PROBE_NS) && sync(store, source, i, cache) {
             copied += 1;
         }
     }

@@ -86,8 +86,8 @@ fn one_fetch_per_refresh_and_every_worker_syncs() {
     assert!(due(&mut store, &src, T0 + 60 * S).unwrap());
 }
 
-/// A worker that has never loaded a source copies the set on a request, before its tick; once loaded,
-/// a request reads nothing (newer versions wait for the tick).
+/// A worker that has never loaded a source copies the set on a request, before its tick, looking at most
+/// once per PROBE_NS; once loaded, a request reads nothing (newer versions wait for the tick).
 #[test]
 fn a_request_copies_a_set_this_worker_never_loaded() {
     let src = source();
@@ -95,19 +95,42 @@ fn a_request_copies_a_set_this_worker_never_loaded() {
     let mut store = MemoryStore::new();
     let mut worker = KeyCache::new(1);
     assert_eq!(
-        sync_unloaded(&store, &sources, &mut worker),
+        sync_unloaded(&store, &sources, &mut worker, T0),
         0,
         "nothing fetched yet"
     );
     assert!(worker.get(0).is_none());
+    // Requests within PROBE_NS of that look do not read shared data again.
+    let reads = store.reads.get();
+    for dt in [0, 1, PROBE_NS / 2, PROBE_NS - 1] {
+        assert_eq!(sync_unloaded(&store, &sources, &mut worker, T0 + dt), 0);
+    }
+    assert_eq!(
+        store.reads.get(),
+        reads,
+        "a never-loaded source is read once per PROBE_NS"
+    );
     assert!(due(&mut store, &src, T0).unwrap());
     complete(&mut store, &src, ok(&jwks(&[1])), T0, 0);
-    assert_eq!(sync_unloaded(&store, &sources, &mut worker), 1);
+    // Loaded meanwhile, but looked at less than PROBE_NS ago: the next look finds it.
+    assert_eq!(
+        sync_unloaded(&store, &sources, &mut worker, T0 + PROBE_NS - 1),
+        0
+    );
+    assert_eq!(
+        sync_unloaded(&store, &sources, &mut worker, T0 + PROBE_NS),
+        1
+    );
     assert_eq!(kids(&worker), ["k1"]);
     assert!(due(&mut store, &src, T0 + 60 * S).unwrap());
     complete(&mut store, &src, ok(&jwks(&[2])), T0 + 60 * S, 0);
     let before = store.reads.get();
-    assert_eq!(sync_unloaded(&store, &sources, &mut worker), 0);
+    for dt in [0, PROBE_NS, 10 * S] {
+        assert_eq!(
+            sync_unloaded(&store, &sources, &mut worker, T0 + 60 * S + dt),
+            0
+        );
+    }
     assert_eq!(store.reads.get(), before, "a loaded source costs no read");
     assert_eq!(kids(&worker), ["k1"]);
     assert!(
