@@ -468,10 +468,16 @@ fn keys_unavailable_until_the_first_set_loads() {
     // The first set serves every worker at once: from the first 200 on, neither worker answers 503
     // (a worker that has not loaded it yet reads it from shared data on the request, not a tick later).
     // (A probe's two requests may straddle the load: the one before it 503, the one after 200; the set
-    // is stored before that 200 is sent, so the next probe must find it on both workers.)
+    // is stored before that 200 is sent, so the next probe must find it on both workers. A 200 followed
+    // by a 503 within one probe is the failure itself.)
     let request = partner_request(1, "k1");
     let start = Instant::now();
-    while !on_both_workers(&envoy, &request).contains(&200) {
+    loop {
+        let seen = on_both_workers(&envoy, &request);
+        assert_ne!(seen, [200, 503], "{}", envoy.log());
+        if seen.contains(&200) {
+            break;
+        }
         assert!(start.elapsed() < Duration::from_secs(10), "{}", envoy.log());
     }
     assert_eq!(
