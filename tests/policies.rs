@@ -208,6 +208,12 @@ fn schema_accepts_what_the_core_accepts() {
             ], "components": ["@query-param;name=\"id\"", "content-type", "\"@method\""], "label": "sig-1.*" }})),
         ),
         (
+            "signature without the key id for the upstream",
+            with_policy(
+                json!({ "signature": { "keys": [{ "id": "k", "alg": "hmac-sha256", "secret": secret }], "upstream_key_id": false } }),
+            ),
+        ),
+        (
             "rate limit extremes",
             json!({
                 "rate_limit_slots": 64,
@@ -516,6 +522,11 @@ fn schema_and_core_reject_the_same_bad_documents() {
             "nonce",
             with_policy(json!({ "signature": { "keys": [hmac_key], "nonce": "always" } })),
             "policies.p.signature.nonce",
+        ),
+        (
+            "upstream_key_id not a boolean",
+            with_policy(json!({ "signature": { "keys": [hmac_key], "upstream_key_id": "no" } })),
+            "policies.p.signature.upstream_key_id",
         ),
         (
             "no keys",
