@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use edgeward::document::Document;
 use serde_json::{json, Map, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -122,32 +121,11 @@ fn reference_header_lines() -> Map<String, Value> {
 // ---------------------------------------------------------------------------------------------
 // The policy document
 
-/// Every `{"env": NAME}` in a document.
-fn env_names(v: &Value, out: &mut BTreeSet<String>) {
-    match v {
-        Value::Object(map) => {
-            if let (1, Some(Value::String(name))) = (map.len(), map.get("env")) {
-                out.insert(name.clone());
-            }
-            map.values().for_each(|x| env_names(x, out));
-        }
-        Value::Array(items) => items.iter().for_each(|x| env_names(x, out)),
-        _ => {}
-    }
-}
-
-/// A test secret for a variable: base64 of 32 bytes derived from its name.
-fn dummy_secret(name: &str) -> String {
-    use base64::Engine as _;
-    let bytes: Vec<u8> = name.bytes().cycle().take(32).collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 /// The recipes' variables with test values, for Envoy.
 fn secret_env() -> Vec<(String, String)> {
     HOST_ENV_KEYS
         .iter()
-        .map(|k| (k.to_string(), dummy_secret(k)))
+        .map(|k| (k.to_string(), support::documents::dummy_secret(k)))
         .collect()
 }
 
@@ -160,11 +138,7 @@ fn assert_valid_document(what: &str, doc: &Value) {
         .map(|e| format!("{}: {e}", e.instance_path()))
         .collect();
     assert!(errors.is_empty(), "{what}: schema: {}", errors.join("\n"));
-    let mut names = BTreeSet::new();
-    env_names(doc, &mut names);
-    let env = move |name: &str| names.contains(name).then(|| dummy_secret(name));
-    if let Err(errs) = Document::from_json(&doc.to_string(), &env) {
-        let errs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    if let Err(errs) = support::documents::compile(doc) {
         panic!("{what}: the core refuses it: {}", errs.join("\n"));
     }
 }
@@ -177,8 +151,7 @@ fn assert_host_env_keys(what: &str, keys: &Value, doc: &Value) {
         .iter()
         .map(|k| k.as_str().unwrap().to_string())
         .collect();
-    let mut want = BTreeSet::new();
-    env_names(doc, &mut want);
+    let mut want = support::documents::env_names(doc);
     want.insert("EDGEWARD_HASH_KEY".to_string());
     assert_eq!(got, want, "{what}");
 }

@@ -6,10 +6,14 @@
 //! the core; documents the schema rejects are rejected by the core too, so the schema never promises what
 //! the plugin refuses (and where it can express a rule, never lets through what the plugin refuses).
 
-use edgeward::document::Document;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+use documents::compile;
+
+#[path = "support/documents.rs"]
+mod documents;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,36 +37,6 @@ fn schema_errors(v: &jsonschema::Validator, doc: &Value) -> Vec<String> {
     v.iter_errors(doc)
         .map(|e| format!("{}: {e}", e.instance_path()))
         .collect()
-}
-
-/// Every `{"env": NAME}` in a document.
-fn env_names(v: &Value, out: &mut BTreeSet<String>) {
-    match v {
-        Value::Object(map) => {
-            if let (1, Some(Value::String(name))) = (map.len(), map.get("env")) {
-                out.insert(name.clone());
-            }
-            map.values().for_each(|x| env_names(x, out));
-        }
-        Value::Array(items) => items.iter().for_each(|x| env_names(x, out)),
-        _ => {}
-    }
-}
-
-/// A dummy secret for an environment variable: base64 of 48 bytes derived from its name.
-fn dummy_secret(name: &str) -> String {
-    use base64::Engine as _;
-    let bytes: Vec<u8> = name.bytes().cycle().take(48).collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Compiles a document with a dummy value for every environment variable it names.
-fn compile(doc: &Value) -> Result<Document, Vec<String>> {
-    let mut names = BTreeSet::new();
-    env_names(doc, &mut names);
-    let env = move |name: &str| names.contains(name).then(|| dummy_secret(name));
-    Document::from_json(&doc.to_string(), &env)
-        .map_err(|errs| errs.iter().map(ToString::to_string).collect())
 }
 
 fn json_files(dir: &Path) -> Vec<PathBuf> {

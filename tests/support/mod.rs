@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod documents;
 pub mod echo;
 pub mod rls;
 
