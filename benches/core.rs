@@ -4,11 +4,15 @@
 //! `MemoryStore`), building the log record, and the whole allow path of the benchmark's policy D.
 //! Run with `cargo bench --bench core` (`cargo bench --bench core -- FILTER` runs the names containing
 //! FILTER). Each figure is the median of several timed runs; the IP table's compile time and memory are
-//! in `cargo bench --bench ip`.
+//! in `cargo bench --bench ip`. Each line also gives the heap allocations (and bytes asked for) per
+//! operation, counted after the timed runs: a figure no noisy machine changes, and the module's allocator
+//! is one of the places its time goes under V8 (docs/benchmark.md).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
@@ -33,8 +37,61 @@ const NOW: u64 = 1_767_225_600;
 const HMAC_SECRET: &[u8] = b"edgeward benchmark hmac secret!!";
 const LOG_KEY: &[u8] = b"edgeward benchmark pseudonym key";
 
+/// The system allocator, counting allocations (and reallocations) and the bytes asked for while
+/// `COUNTING` is on (off during the timed runs: one relaxed load per allocation).
+struct Counting;
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+fn count(bytes: usize) {
+    if COUNTING.load(Relaxed) {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(bytes as u64, Relaxed);
+    }
+}
+
+// SAFETY: every call is passed on unchanged to the system allocator, whose contract the callers keep.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap allocations and bytes asked for per call of `f`, over 100 calls.
+fn allocations(f: &mut impl FnMut()) -> (f64, f64) {
+    const CALLS: u64 = 100;
+    ALLOCS.store(0, Relaxed);
+    BYTES.store(0, Relaxed);
+    COUNTING.store(true, Relaxed);
+    for _ in 0..CALLS {
+        f();
+    }
+    COUNTING.store(false, Relaxed);
+    (
+        ALLOCS.load(Relaxed) as f64 / CALLS as f64,
+        BYTES.load(Relaxed) as f64 / CALLS as f64,
+    )
+}
+
 /// Times `f` (one operation per call): calibrates the iteration count, then prints the median, min and
-/// max ns/op of the runs (on a busy machine the min is the closest to the undisturbed cost).
+/// max ns/op of the runs (on a busy machine the min is the closest to the undisturbed cost), and the
+/// allocations and bytes per operation.
 fn bench(filter: &str, name: &str, mut f: impl FnMut()) {
     if !name.contains(filter) {
         return;
@@ -64,7 +121,8 @@ fn bench(filter: &str, name: &str, mut f: impl FnMut()) {
         .collect();
     runs.sort_by(|a, b| a.total_cmp(b));
     let (lo, mid, hi) = (runs[0], runs[RUNS / 2], runs[RUNS - 1]);
-    println!("{name:<48} {mid:>12.1} {lo:>12.1} {hi:>12.1}");
+    let (allocs, bytes) = allocations(&mut f);
+    println!("{name:<48} {mid:>12.1} {lo:>12.1} {hi:>12.1} {allocs:>10.1} {bytes:>10.0}");
 }
 
 /// Deterministic xorshift64* (as benches/ip.rs): the same lists on every run.
@@ -173,8 +231,8 @@ fn main() {
         .unwrap_or_default();
     let filter = filter.as_str();
     println!(
-        "{:<48} {:>12} {:>12} {:>12}   (ns per operation, {RUNS} runs)",
-        "benchmark", "median", "min", "max"
+        "{:<48} {:>12} {:>12} {:>12} {:>10} {:>10}   (ns per operation, {RUNS} runs; heap allocations and bytes per operation)",
+        "benchmark", "median", "min", "max", "allocs", "bytes"
     );
 
     // Route selection: the demo document's four entries, the request matching the last one.
