@@ -31,6 +31,7 @@ use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac as _};
 use sfv::{BareItem, Item, Member};
 use sha2::Sha256;
+use std::borrow::Cow;
 use std::fmt;
 
 /// Minimum HMAC secret length after decoding: 32 bytes, SHA-256's output length (RFC 2104 §3).
@@ -619,13 +620,21 @@ fn accept_signature(input: &SignatureInput, components: &[ComponentId]) -> Strin
     accept
 }
 
-/// Field lines of `name` joined as RFC 9110 §5.3 combines them; `None` when absent.
-fn combined(head: &RequestHead, name: &str) -> Option<String> {
-    if head.headers.count(name) == 0 {
-        return None;
+/// Field lines of `name` joined as RFC 9110 §5.3 combines them; `None` when absent. A single line (the
+/// usual case) is borrowed, not copied.
+fn combined<'a>(head: &RequestHead<'a>, name: &str) -> Option<Cow<'a, str>> {
+    let mut lines = head.headers.get_all(name).map(str::trim);
+    let first = lines.next()?;
+    let Some(second) = lines.next() else {
+        return Some(Cow::Borrowed(first));
+    };
+    let mut out = String::with_capacity(first.len() + second.len() + 2);
+    out.push_str(first);
+    for line in std::iter::once(second).chain(lines) {
+        out.push_str(", ");
+        out.push_str(line);
     }
-    let parts: Vec<&str> = head.headers.get_all(name).map(str::trim).collect();
-    Some(parts.join(", "))
+    Some(Cow::Owned(out))
 }
 
 /// The signature parameters RFC 9421 §2.3 defines, typed.

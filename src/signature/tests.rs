@@ -644,6 +644,50 @@ fn query_order_is_significant() {
     assert_eq!(verify(&p, &swapped, NOW), Err(Reason::SignatureInvalid));
 }
 
+/// Several field lines of `Signature-Input` and `Signature` are one Dictionary each (RFC 9110 §5.3: joined
+/// with ", "): a second signature on lines of its own leaves the first verifiable, whichever line comes
+/// first; a line whose label has no counterpart on the other header is refused.
+#[test]
+fn signature_fields_on_several_lines_are_combined() {
+    let p = std_policy();
+    let s = signed(&req(POST), &hmac_params(NOW));
+    let lines = |order: &[(&str, &str)]| {
+        let mut m = s.clone();
+        m.headers
+            .retain(|(k, _)| k != "signature" && k != "signature-input");
+        for (k, v) in order {
+            m.headers.push((k.to_string(), v.to_string()));
+        }
+        m
+    };
+    let sig = header(&s, "signature").to_string();
+    let si = header(&s, "signature-input").to_string();
+    let si2 = r#"sig2=("@method");created=1700000000;keyid="k1""#;
+    let sig2 = "sig2=:AAAA:";
+    for order in [
+        [
+            ("signature-input", si.as_str()),
+            ("signature-input", si2),
+            ("signature", sig.as_str()),
+            ("signature", sig2),
+        ],
+        [
+            ("signature-input", si2),
+            ("signature", sig2),
+            ("signature-input", si.as_str()),
+            ("signature", sig.as_str()),
+        ],
+    ] {
+        assert!(verify(&p, &lines(&order), NOW).is_ok(), "{order:?}");
+    }
+    let unpaired = lines(&[
+        ("signature-input", si.as_str()),
+        ("signature-input", si2),
+        ("signature", sig.as_str()),
+    ]);
+    assert_eq!(verify(&p, &unpaired, NOW), Err(Reason::SignatureInvalid));
+}
+
 #[test]
 fn duplicated_and_malformed_signature_headers_deny_deterministically() {
     let p = std_policy();
