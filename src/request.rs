@@ -241,6 +241,23 @@ impl<'a> Headers<'a> {
             .map(|(_, v)| v)
     }
 
+    /// The field lines of `name`, each trimmed, joined as RFC 9110 §5.3 combines them (`", "`); `None`
+    /// when absent. A single line (the usual case) is borrowed, not copied.
+    pub fn combined(&self, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+        let mut lines = self.get_all(name).map(str::trim);
+        let first = lines.next()?;
+        let Some(second) = lines.next() else {
+            return Some(std::borrow::Cow::Borrowed(first));
+        };
+        let mut out = String::with_capacity(first.len() + second.len() + 2);
+        out.push_str(first);
+        for line in std::iter::once(second).chain(lines) {
+            out.push_str(", ");
+            out.push_str(line);
+        }
+        Some(std::borrow::Cow::Owned(out))
+    }
+
     /// How many times a header occurs.
     pub fn count(&self, name: &str) -> usize {
         self.iter()

@@ -135,7 +135,16 @@ impl ComponentId {
     /// Validates an identifier taken from a covered-components inner list (an sf-string with parameters).
     pub fn from_item(item: &Item) -> Result<ComponentId, ComponentError> {
         match &item.bare {
-            BareItem::String(name) => ComponentId::new(name, item.params.clone()),
+            BareItem::String(name) => ComponentId::new(name.clone(), item.params.clone()),
+            _ => Err(ComponentError::NotAString),
+        }
+    }
+
+    /// [`ComponentId::from_item`], taking the item: its name and parameters are moved, not copied
+    /// (the request path, once per covered component).
+    pub fn from_owned_item(item: Item) -> Result<ComponentId, ComponentError> {
+        match item.bare {
+            BareItem::String(name) => ComponentId::new(name, item.params),
             _ => Err(ComponentError::NotAString),
         }
     }
@@ -156,10 +165,10 @@ impl ComponentId {
         };
         let params = sfv::parse_params(params)
             .map_err(|_| ComponentError::MalformedParams(s.to_string()))?;
-        ComponentId::new(name, params)
+        ComponentId::new(name.to_string(), params)
     }
 
-    fn new(name: &str, params: Params) -> Result<ComponentId, ComponentError> {
+    fn new(name: String, params: Params) -> Result<ComponentId, ComponentError> {
         let bool_param = |p: &'static str| -> Result<bool, ComponentError> {
             match params.iter().find(|(k, _)| k == p) {
                 None => Ok(false),
@@ -168,11 +177,11 @@ impl ComponentId {
             }
         };
         if let Some(rest) = name.strip_prefix('@') {
-            let derived = Derived::parse(name).ok_or_else(|| {
+            let derived = Derived::parse(&name).ok_or_else(|| {
                 if rest == "status" {
                     ComponentError::Status
                 } else {
-                    ComponentError::UnknownDerived(name.to_string())
+                    ComponentError::UnknownDerived(name.clone())
                 }
             })?;
             for (k, v) in &params {
@@ -184,7 +193,7 @@ impl ComponentId {
                     _ => {
                         return Err(ComponentError::ParamNotAllowed {
                             param: k.clone(),
-                            component: name.to_string(),
+                            component: name.clone(),
                         })
                     }
                 }
@@ -193,7 +202,7 @@ impl ComponentId {
                 return Err(ComponentError::QueryParamWithoutName);
             }
             return Ok(ComponentId {
-                name: name.to_string(),
+                name,
                 params,
                 kind: Kind::Derived(derived),
             });
@@ -203,7 +212,7 @@ impl ComponentId {
                 .bytes()
                 .all(|c| sfv::is_tchar(c) && !c.is_ascii_uppercase());
         if !valid_name {
-            return Err(ComponentError::InvalidName(name.to_string()));
+            return Err(ComponentError::InvalidName(name));
         }
         let mut key = None;
         for (k, v) in &params {
@@ -222,7 +231,7 @@ impl ComponentId {
             return Err(ComponentError::BsCombined);
         }
         Ok(ComponentId {
-            name: name.to_string(),
+            name,
             params,
             kind: Kind::Field { sf, key, bs },
         })
@@ -594,7 +603,18 @@ pub fn signature_base(
     covered: &[ComponentId],
     params_value: &str,
 ) -> Option<String> {
-    let mut base = String::with_capacity(256);
+    signature_base_sized(head, covered, params_value, 256)
+}
+
+/// [`signature_base`] in a string of `capacity` bytes to start with (a verifier that knows the size of
+/// the values grows it at most rarely).
+pub fn signature_base_sized(
+    head: &RequestHead,
+    covered: &[ComponentId],
+    params_value: &str,
+    capacity: usize,
+) -> Option<String> {
+    let mut base = String::with_capacity(capacity);
     for c in covered {
         c.write(&mut base);
         base.push_str(": ");

@@ -36,6 +36,15 @@ impl DigestAlg {
         }
     }
 
+    /// Whether `claimed` is the digest of `body` (compared in constant time; no copy of the digest).
+    fn matches(self, body: &[u8], claimed: &[u8]) -> bool {
+        let eq = |actual: &[u8]| claimed.len() == actual.len() && bool::from(claimed.ct_eq(actual));
+        match self {
+            DigestAlg::Sha256 => eq(&Sha256::digest(body)),
+            DigestAlg::Sha512 => eq(&Sha512::digest(body)),
+        }
+    }
+
     /// The raw digest of `body`.
     pub fn digest(self, body: &[u8]) -> Vec<u8> {
         match self {
@@ -53,11 +62,10 @@ pub fn content_digest_header(alg: DigestAlg, body: &[u8]) -> String {
 /// Checks `body` against the request's Content-Digest: at least one supported member, every supported
 /// member matching, unknown algorithms ignored. Missing, malformed, repeated or wrong → `DigestMismatch`.
 pub fn check_content_digest(headers: Headers, body: &[u8]) -> Result<(), Reason> {
-    if headers.count("content-digest") == 0 {
-        return Err(Reason::DigestMismatch);
-    }
-    let joined: Vec<&str> = headers.get_all("content-digest").map(str::trim).collect();
-    let dict = sfv::parse_dictionary(&joined.join(", ")).map_err(|_| Reason::DigestMismatch)?;
+    let value = headers
+        .combined("content-digest")
+        .ok_or(Reason::DigestMismatch)?;
+    let dict = sfv::parse_dictionary(&value).map_err(|_| Reason::DigestMismatch)?;
     // A repeated algorithm is ambiguous (which one would the upstream check?): refuse. The size bound
     // keeps the duplicate check cheap.
     if dict.len() > MAX_MEMBERS || sfv::has_duplicate_keys(&dict) {
@@ -75,8 +83,7 @@ pub fn check_content_digest(headers: Headers, body: &[u8]) -> Result<(), Reason>
         else {
             return Err(Reason::DigestMismatch);
         };
-        let actual = alg.digest(body);
-        if claimed.len() != actual.len() || !bool::from(claimed.as_slice().ct_eq(&actual)) {
+        if !alg.matches(body, claimed) {
             return Err(Reason::DigestMismatch);
         }
         checked += 1;
@@ -210,5 +217,33 @@ mod tests {
             ("content-digest".to_string(), good512.clone()),
         ];
         assert_eq!(check_content_digest(Headers::new(&two), body), Ok(()));
+        // Every line is read: a wrong or repeated member on the second line refuses the body, and
+        // the lines are trimmed before they join.
+        let bad512 = content_digest_header(DigestAlg::Sha512, b"abd");
+        for (first, second, expected) in [
+            (good256.clone(), bad512, Err(Reason::DigestMismatch)),
+            (
+                good256.clone(),
+                good256.clone(),
+                Err(Reason::DigestMismatch),
+            ),
+            (format!("  {good256} "), format!(" {good512}  "), Ok(())),
+            // A digest of the other algorithm's length under this name (a 64-byte sha-256 claim).
+            (
+                good512.replacen("sha-512", "sha-256", 1),
+                good512.clone(),
+                Err(Reason::DigestMismatch),
+            ),
+        ] {
+            let lines = vec![
+                ("content-digest".to_string(), first),
+                ("content-digest".to_string(), second),
+            ];
+            assert_eq!(
+                check_content_digest(Headers::new(&lines), body),
+                expected,
+                "{lines:?}"
+            );
+        }
     }
 }

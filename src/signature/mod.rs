@@ -31,7 +31,6 @@ use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac as _};
 use sfv::{BareItem, Item, Member};
 use sha2::Sha256;
-use std::borrow::Cow;
 use std::fmt;
 
 /// Minimum HMAC secret length after decoding: 32 bytes, SHA-256's output length (RFC 2104 §3).
@@ -279,6 +278,13 @@ pub struct SignaturePolicy {
     /// Publish the verified key id for the upstream (`x-edgeward-key-id`): one host call per request.
     pub upstream_key_id: bool,
     accept_signature: String,
+}
+
+impl SignaturePolicy {
+    /// The ids of the policy's own keys (not those of its key sources, which change at run time).
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| k.id.as_str())
+    }
 }
 
 impl fmt::Debug for SignaturePolicy {
@@ -620,23 +626,6 @@ fn accept_signature(input: &SignatureInput, components: &[ComponentId]) -> Strin
     accept
 }
 
-/// Field lines of `name` joined as RFC 9110 §5.3 combines them; `None` when absent. A single line (the
-/// usual case) is borrowed, not copied.
-fn combined<'a>(head: &RequestHead<'a>, name: &str) -> Option<Cow<'a, str>> {
-    let mut lines = head.headers.get_all(name).map(str::trim);
-    let first = lines.next()?;
-    let Some(second) = lines.next() else {
-        return Some(Cow::Borrowed(first));
-    };
-    let mut out = String::with_capacity(first.len() + second.len() + 2);
-    out.push_str(first);
-    for line in std::iter::once(second).chain(lines) {
-        out.push_str(", ");
-        out.push_str(line);
-    }
-    Some(Cow::Owned(out))
-}
-
 /// The signature parameters RFC 9421 §2.3 defines, typed.
 struct SigParams {
     created: Option<u64>,
@@ -647,7 +636,7 @@ struct SigParams {
     tag: Option<String>,
 }
 
-fn sig_params(params: &sfv::Params) -> Option<SigParams> {
+fn sig_params(params: sfv::Params) -> Option<SigParams> {
     let mut p = SigParams {
         created: None,
         expires: None,
@@ -658,14 +647,14 @@ fn sig_params(params: &sfv::Params) -> Option<SigParams> {
     };
     for (k, v) in params {
         match (k.as_str(), v) {
-            ("created", BareItem::Integer(i)) => p.created = Some(u64::try_from(*i).ok()?),
-            ("expires", BareItem::Integer(i)) => p.expires = Some(u64::try_from(*i).ok()?),
+            ("created", BareItem::Integer(i)) => p.created = Some(u64::try_from(i).ok()?),
+            ("expires", BareItem::Integer(i)) => p.expires = Some(u64::try_from(i).ok()?),
             ("nonce", BareItem::String(s)) if !s.is_empty() && s.len() <= MAX_NONCE_LEN => {
-                p.nonce = Some(s.clone())
+                p.nonce = Some(s)
             }
-            ("alg", BareItem::String(s)) => p.alg = Some(Alg::parse(s)?),
-            ("keyid", BareItem::String(s)) => p.keyid = Some(s.clone()),
-            ("tag", BareItem::String(s)) => p.tag = Some(s.clone()),
+            ("alg", BareItem::String(s)) => p.alg = Some(Alg::parse(&s)?),
+            ("keyid", BareItem::String(s)) => p.keyid = Some(s),
+            ("tag", BareItem::String(s)) => p.tag = Some(s),
             ("created" | "expires" | "nonce" | "alg" | "keyid" | "tag", _) => return None,
             // Unknown parameters are signed (they are in @signature-params) and otherwise ignored.
             _ => {}
@@ -742,8 +731,8 @@ impl SignaturePolicy {
         ring: KeyRing,
     ) -> Result<Verified, Reason> {
         let (Some(input_value), Some(sig_value)) = (
-            combined(head, "signature-input"),
-            combined(head, "signature"),
+            head.headers.combined("signature-input"),
+            head.headers.combined("signature"),
         ) else {
             return Err(Reason::SignatureMissing);
         };
@@ -767,15 +756,17 @@ impl SignaturePolicy {
         let mut worst = Reason::SignatureInvalid;
         let mut tried = 0usize;
         let mut budget = MAX_BASE_INPUT_BYTES;
-        for (label, input) in &inputs {
-            if self.label.as_ref().is_some_and(|l| l != label) {
+        // Taken by value: the covered components' names and the parameters move out of the parsed
+        // field instead of being copied.
+        for (label, input) in inputs {
+            if self.label.as_ref().is_some_and(|l| *l != label) {
                 continue;
             }
             tried += 1;
-            let Some((_, sig)) = sigs.iter().find(|(l, _)| l == label) else {
+            let Some((_, sig)) = sigs.iter().find(|(l, _)| *l == label) else {
                 continue;
             };
-            match self.verify_one(head, now, ring, label, input, sig, &mut budget) {
+            match self.verify_one(head, now, ring, &label, input, sig, &mut budget) {
                 Ok(v) => return Ok(v),
                 Err(r) if rank(r) > rank(worst) => worst = r,
                 Err(_) => {}
@@ -794,11 +785,14 @@ impl SignaturePolicy {
         now: u64,
         ring: KeyRing,
         label: &str,
-        input: &Member,
+        input: Member,
         sig: &Member,
         budget: &mut usize,
     ) -> Result<Verified, Reason> {
         const INVALID: Reason = Reason::SignatureInvalid;
+        // `@signature-params` is the inner list as received, serialized before it is taken apart.
+        let mut params_value = String::with_capacity(128);
+        sfv::write_member(&mut params_value, &input);
         let Member::InnerList(items, params) = input else {
             return Err(INVALID);
         };
@@ -814,7 +808,7 @@ impl SignaturePolicy {
         }
         let mut covered: Vec<ComponentId> = Vec::with_capacity(items.len());
         for item in items {
-            let id = ComponentId::from_item(item).map_err(|_| INVALID)?;
+            let id = ComponentId::from_owned_item(item).map_err(|_| INVALID)?;
             if covered.iter().any(|c| c.same_as(&id)) {
                 return Err(INVALID);
             }
@@ -861,9 +855,15 @@ impl SignaturePolicy {
             .fold(0usize, |n, c| n.saturating_add(c.input_len(head)));
         *budget = budget.checked_sub(cost).ok_or(INVALID)?;
 
-        let mut params_value = String::with_capacity(128);
-        sfv::write_member(&mut params_value, input);
-        let base = components::signature_base(head, &covered, &params_value).ok_or(INVALID)?;
+        // Sized for the whole base: the values (`cost`), each line's name and punctuation, the
+        // parameters.
+        let capacity = covered
+            .iter()
+            .fold(cost.saturating_add(params_value.len() + 24), |n, c| {
+                n.saturating_add(c.name.len() + 16)
+            });
+        let base = components::signature_base_sized(head, &covered, &params_value, capacity)
+            .ok_or(INVALID)?;
 
         let verifies = |base: &str| {
             candidates

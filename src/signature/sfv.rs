@@ -177,7 +177,8 @@ impl<'a> Parser<'a> {
         if !self.eat(b'(') {
             return Err(ParseError);
         }
-        let mut items = Vec::new();
+        // A covered-components list has a handful of items: one allocation, not two, for up to 8.
+        let mut items = Vec::with_capacity(8);
         loop {
             self.skip_sp();
             if self.eat(b')') {
@@ -417,10 +418,17 @@ pub fn parse_params(input: &str) -> Result<Params, ParseError> {
     }
 }
 
-/// Whether a dictionary repeats a key: O(n log n), since a client chooses n. Keys are compared by a
-/// 64-bit FNV-1a hash (sorting integers instead of strings: 6 KB less .wasm): a collision between two
-/// different keys reads as a repeat, which only refuses the field (fail closed).
+/// Whether a dictionary repeats a key. Callers bound the size first (a client chooses it): up to 16
+/// members the keys are compared pairwise, with no allocation (the request path: a signature or digest
+/// field has one or two members). Larger dictionaries compare 64-bit FNV-1a hashes, sorted: O(n log n);
+/// a collision between two different keys reads as a repeat, which only refuses the field (fail closed).
 pub fn has_duplicate_keys(dict: &Dictionary) -> bool {
+    if dict.len() <= 16 {
+        return dict
+            .iter()
+            .enumerate()
+            .any(|(i, (k, _))| dict.iter().skip(i + 1).any(|(k2, _)| k2 == k));
+    }
     let mut hashes: Vec<u64> = dict
         .iter()
         .map(|(k, _)| {
@@ -659,6 +667,25 @@ mod tests {
         assert!(!has_duplicate_keys(&d));
         let d = parse_dictionary(&format!("{}, k7", many.join(", "))).unwrap();
         assert!(has_duplicate_keys(&d));
+    }
+
+    #[test]
+    fn duplicate_keys_detected_on_both_sides_of_the_pairwise_bound() {
+        // Up to 16 members the keys are compared pairwise, above that by sorted hashes: every size
+        // across the bound, with the repeat at each position against the first, middle and last key.
+        for n in 1..=20usize {
+            let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+            let d = parse_dictionary(&keys.join(", ")).unwrap();
+            assert!(!has_duplicate_keys(&d), "{n} distinct keys");
+            for target in [0, n / 2, n - 1] {
+                for at in 0..=n {
+                    let mut repeated = keys.clone();
+                    repeated.insert(at, keys[target].clone());
+                    let d = parse_dictionary(&repeated.join(", ")).unwrap();
+                    assert!(has_duplicate_keys(&d), "{repeated:?}");
+                }
+            }
+        }
     }
 
     #[test]
