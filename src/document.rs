@@ -355,7 +355,7 @@ impl Document {
                 &mut errs,
             )
             .unwrap_or_default();
-            let log = match &p.log {
+            let mut log = match &p.log {
                 Some(own) => {
                     let merged = if doc_log_ok {
                         own.over(&doc_log)
@@ -367,6 +367,9 @@ impl Document {
                 None => default_log.clone(),
             }
             .unwrap_or_default();
+            if let Some(sig) = &signature {
+                log.precompute_key_ids(sig.key_ids());
+            }
             policies.push(Policy {
                 name: name.clone(),
                 mode: p.mode,

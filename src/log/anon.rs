@@ -141,19 +141,33 @@ impl PseudonymKey {
 
     /// `base64url(HMAC-SHA-256(key, label ‖ 0x00 ‖ value)[..16])`, 22 characters, no padding.
     pub fn pseudonym(&self, label: &str, value: &[u8]) -> String {
+        let mut out = String::with_capacity(22);
+        self.push_pseudonym(&mut out, label, value);
+        out
+    }
+
+    /// [`PseudonymKey::pseudonym`], appended to `out` (the record writes it in place).
+    pub fn push_pseudonym(&self, out: &mut String, label: &str, value: &[u8]) {
         let mut mac = self.0.clone();
         mac.update(label.as_bytes());
         mac.update(&[0]);
         mac.update(value);
         let tag = mac.finalize().into_bytes();
         let short = tag.get(..PSEUDONYM_BYTES).unwrap_or(&tag);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(short)
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(short, out);
     }
 
     /// The pseudonym of an address over its canonical binary form.
     pub fn pseudonym_ip(&self, label: &str, ip: IpAddr) -> String {
+        let mut out = String::with_capacity(22);
+        self.push_pseudonym_ip(&mut out, label, ip);
+        out
+    }
+
+    /// [`PseudonymKey::pseudonym_ip`], appended to `out`.
+    pub fn push_pseudonym_ip(&self, out: &mut String, label: &str, ip: IpAddr) {
         let (buf, len) = canonical_bytes(ip);
-        self.pseudonym(label, buf.get(..len).unwrap_or(&buf))
+        self.push_pseudonym(out, label, buf.get(..len).unwrap_or(&buf));
     }
 }
 

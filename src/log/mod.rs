@@ -171,7 +171,14 @@ pub struct LogPolicy {
     query: QueryRule,
     upstream_xff: UpstreamXff,
     fields: bool,
+    /// `key_id` pseudonyms computed at configure for the ids of the policy's own keys (id,
+    /// pseudonym): a signed request's record then computes no MAC for its key id.
+    known_key_ids: Vec<(String, String)>,
 }
+
+/// At most this many key ids get a pseudonym computed at configure (the lookup is linear); the ids
+/// of other keys (key sources, larger key lists) are computed per record, as before.
+const MAX_KNOWN_KEY_IDS: usize = 32;
 
 impl Default for LogPolicy {
     /// What a document without any `log` section gets: /24 and /48 truncation, every query value
@@ -188,6 +195,7 @@ impl Default for LogPolicy {
             query: QueryRule::redact_all(),
             upstream_xff: UpstreamXff::Keep,
             fields: false,
+            known_key_ids: Vec::new(),
         }
     }
 }
@@ -257,6 +265,7 @@ pub fn compile(
         query,
         upstream_xff,
         fields: input.fields.unwrap_or(false),
+        known_key_ids: Vec::new(),
     })
 }
 
@@ -529,10 +538,39 @@ impl LogPolicy {
             .map(|k| k.pseudonym_ip(LABEL_CLIENT_IP, ip))
     }
 
+    /// Computes, once, the `key_id` pseudonyms of `ids` (the ids of the policy's own keys; the first
+    /// [`MAX_KNOWN_KEY_IDS`]), when this policy pseudonymizes key ids. Records then look them up.
+    pub fn precompute_key_ids<'i>(&mut self, ids: impl IntoIterator<Item = &'i str>) {
+        self.known_key_ids.clear();
+        let Some(k) = self.key.as_ref().filter(|_| self.pseudo_key_id) else {
+            return;
+        };
+        for id in ids {
+            if self.known_key_ids.len() == MAX_KNOWN_KEY_IDS {
+                break;
+            }
+            if !self.known_key_ids.iter().any(|(known, _)| known == id) {
+                let p = k.pseudonym(LABEL_KEY_ID, id.as_bytes());
+                self.known_key_ids.push((id.to_string(), p));
+            }
+        }
+    }
+
+    /// The `key_id` pseudonym computed at configure for `id`, if it is one of the policy's own keys.
+    pub(crate) fn known_key_id(&self, id: &str) -> Option<&str> {
+        self.known_key_ids
+            .iter()
+            .find(|(known, _)| known == id)
+            .map(|(_, p)| p.as_str())
+    }
+
     /// The `key_id` value as logged: its pseudonym when listed, else the id itself (a key id is no secret).
-    fn key_id_value<'k>(&self, key_id: Option<&'k str>) -> Option<std::borrow::Cow<'k, str>> {
+    fn key_id_value<'k>(&'k self, key_id: Option<&'k str>) -> Option<std::borrow::Cow<'k, str>> {
         let id = key_id?;
         if self.pseudo_key_id {
+            if let Some(p) = self.known_key_id(id) {
+                return Some(std::borrow::Cow::Borrowed(p));
+            }
             let k = self.key.as_ref()?;
             Some(std::borrow::Cow::Owned(
                 k.pseudonym(LABEL_KEY_ID, id.as_bytes()),
@@ -618,17 +656,35 @@ impl LogPolicy {
             }
             None => out.push_str("null"),
         }
+        // Pseudonyms (base64url: nothing to escape) are written in place, without a string each.
+        let quoted = |out: &mut String, write: &dyn Fn(&PseudonymKey, &mut String)| match &self.key
+        {
+            Some(k) => {
+                out.push('"');
+                write(k, out);
+                out.push('"');
+            }
+            None => out.push_str("null"),
+        };
         if self.pseudo_client_ip {
             out.push_str(",\"client\":");
-            push_json_opt(
-                &mut out,
-                r.client_ip
-                    .and_then(|ip| self.client_pseudonym(ip))
-                    .as_deref(),
-            );
+            match r.client_ip {
+                Some(ip) => quoted(&mut out, &|k, o| {
+                    k.push_pseudonym_ip(o, LABEL_CLIENT_IP, ip)
+                }),
+                None => out.push_str("null"),
+            }
         }
         out.push_str(",\"key_id\":");
-        push_json_opt(&mut out, self.key_id_value(r.key_id).as_deref());
+        match r.key_id {
+            Some(id) if self.pseudo_key_id => match self.known_key_id(id) {
+                Some(p) => push_json_str(&mut out, p),
+                None => quoted(&mut out, &|k, o| {
+                    k.push_pseudonym(o, LABEL_KEY_ID, id.as_bytes())
+                }),
+            },
+            id => push_json_opt(&mut out, id),
+        }
         if let Some(agent) = r.agent {
             out.push_str(",\"agent\":");
             push_json_str(&mut out, agent);

@@ -37,10 +37,32 @@ impl QueryRule {
     }
 
     /// Whether a query parameter (a raw `name=value` or bare segment, as sent) keeps its value.
+    ///
+    /// Compares the name as [`normalize_name`] would write it, decoded into a stack buffer: no
+    /// allocation per parameter. A name that does not fit, or does not decode to UTF-8, takes
+    /// `normalize_name` itself.
     fn keeps(&self, raw_name: &str) -> bool {
-        self.keep_all || {
-            let n = normalize_name(raw_name);
-            self.keep.contains(&n)
+        if self.keep_all {
+            return true;
+        }
+        if self.keep.is_empty() {
+            return false;
+        }
+        let mut buf = [0u8; 128];
+        let mut len = 0;
+        for b in decoded_name(raw_name) {
+            let Some(slot) = buf.get_mut(len) else {
+                return self.keep.contains(&normalize_name(raw_name));
+            };
+            *slot = b;
+            len += 1;
+        }
+        match std::str::from_utf8(buf.get(..len).unwrap_or_default()) {
+            Ok(n) => {
+                let n = n.trim();
+                self.keep.iter().any(|k| k == n)
+            }
+            Err(_) => self.keep.contains(&normalize_name(raw_name)),
         }
     }
 }
@@ -49,10 +71,17 @@ impl QueryRule {
 /// `[` (`token[]`, `token%5B0%5D` and `token` are one parameter to PHP and Rails), surrounding whitespace
 /// trimmed and ASCII-lowercased. Bytes that do not decode to UTF-8 are replaced, so they match nothing.
 pub fn normalize_name(raw: &str) -> String {
+    let out: Vec<u8> = decoded_name(raw).collect();
+    String::from_utf8_lossy(&out).trim().to_string()
+}
+
+/// The bytes of [`normalize_name`] before the UTF-8 check and the trim: percent-decoded, `+` as a
+/// space, up to the first `[`, ASCII-lowercased.
+fn decoded_name(raw: &str) -> impl Iterator<Item = u8> + '_ {
     let bytes = raw.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
+    std::iter::from_fn(move || {
+        let b = *bytes.get(i)?;
         let decoded = match b {
             b'%' => match (
                 bytes.get(i + 1).and_then(|h| hex(*h)),
@@ -68,12 +97,8 @@ pub fn normalize_name(raw: &str) -> String {
             other => other,
         };
         i += 1;
-        if decoded == b'[' {
-            break;
-        }
-        out.push(decoded.to_ascii_lowercase());
-    }
-    String::from_utf8_lossy(&out).trim().to_string()
+        (decoded != b'[').then(|| decoded.to_ascii_lowercase())
+    })
 }
 
 /// `path` with the query's values redacted under `rule`; both `&` and `;` separate parameters (some
@@ -279,6 +304,69 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(redact_query(input, &keep()), want, "{input}");
         }
+    }
+
+    /// The allocation-free comparison in `keeps` agrees with comparing `normalize_name`'s output, also
+    /// where it falls back to it: names longer than its buffer, and bytes that are not UTF-8 (which
+    /// `normalize_name` replaces, so a kept name written with U+FFFD is listed too).
+    #[test]
+    fn keeps_agrees_with_normalize_name() {
+        let long = "a".repeat(127);
+        let longer = "a".repeat(128);
+        let rule = QueryRule::keeping([
+            "page",
+            "tok en",
+            "caf\u{e9}",
+            "\u{fffd}x",
+            long.as_str(),
+            longer.as_str(),
+        ]);
+        let names = [
+            "page",
+            "PAGE",
+            "pa%67e",
+            "page[]",
+            " page ",
+            "page%20",
+            "pages",
+            "tok+en",
+            "tok%20en",
+            "TOK%20EN[1]",
+            "caf%C3%A9",
+            "caf%c3%a9",
+            "CAF%C3%89",
+            "%FFx",
+            "%ff%20x",
+            "x",
+            "",
+            "%",
+            "%zz",
+            "[",
+            "+page+",
+        ];
+        let mut cases: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        for n in [126, 127, 128, 129, 200] {
+            cases.push("a".repeat(n));
+            cases.push("A".repeat(n));
+            cases.push(format!("{} ", "a".repeat(n)));
+            cases.push(format!("%61{}", "a".repeat(n.saturating_sub(1))));
+        }
+        let mut kept = 0;
+        for raw in &cases {
+            let expected = rule.keep.contains(&normalize_name(raw));
+            assert_eq!(rule.keeps(raw), expected, "{raw:?}");
+            kept += usize::from(expected);
+        }
+        // Both answers occur, on each side of the buffer's size.
+        assert!(
+            kept >= 10 && kept < cases.len(),
+            "{kept} of {}",
+            cases.len()
+        );
+        assert!(rule.keeps(&"A".repeat(128)) && rule.keeps(&"a".repeat(127)));
+        assert!(!rule.keeps(&"a".repeat(129)) && rule.keeps("%FFx"));
+        assert!(!QueryRule::redact_all().keeps("page"));
+        assert!(QueryRule::keeping(["*"]).keeps("anything"));
     }
 
     /// The attack run's spellings of `token`: none of them keeps its value, and none of them escapes a

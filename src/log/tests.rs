@@ -469,6 +469,73 @@ fn pseudonyms_rotate_with_the_key() {
     assert_ne!(v["key_id"], v["header:x-user-id"]);
 }
 
+/// Key ids of the policy's own keys get their pseudonym at configure; records and fields give the same
+/// value as computing it, for known and unknown ids alike, and nothing is computed when key ids are
+/// not pseudonymized.
+#[test]
+fn key_id_pseudonyms_computed_at_configure_are_the_same_value() {
+    let k = PseudonymKey::new(&[0x4b; 32]).unwrap();
+    let mut p = full_policy(0x4b);
+    p.precompute_key_ids(["partner-key-1", "other", "partner-key-1"]);
+    assert_eq!(p.known_key_ids.len(), 2, "one entry per id");
+    assert_eq!(
+        p.known_key_id("partner-key-1"),
+        Some(k.pseudonym("key_id", b"partner-key-1").as_str())
+    );
+    assert_eq!(p.known_key_id("unknown"), None);
+    let h = request_headers();
+    for id in ["partner-key-1", "other", "unknown"] {
+        let mut r = input(&h);
+        r.key_id = Some(id);
+        let (_, v) = record_json(&p, &r);
+        assert_eq!(v["key_id"], k.pseudonym("key_id", id.as_bytes()), "{id}");
+        let (_, fresh) = record_json(&full_policy(0x4b), &r);
+        assert_eq!(v, fresh, "{id}");
+    }
+    // The table is bounded; ids past it are computed per record.
+    let many: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+    p.precompute_key_ids(many.iter().map(String::as_str));
+    assert_eq!(p.known_key_ids.len(), MAX_KNOWN_KEY_IDS);
+    let mut r = input(&h);
+    r.key_id = Some("k99");
+    assert_eq!(
+        record_json(&p, &r).1["key_id"],
+        k.pseudonym("key_id", b"k99")
+    );
+    // Key ids logged as they are: nothing computed.
+    let mut raw = policy(json!({"pseudonym_key": key_json(1), "pseudonymize": ["client_ip"]}));
+    raw.precompute_key_ids(["partner-key-1"]);
+    assert!(raw.known_key_ids.is_empty());
+    assert_eq!(record_json(&raw, &input(&h)).1["key_id"], "partner-key-1");
+}
+
+/// A compiled document computes the pseudonyms of its signature policies' key ids, and only where the
+/// log pseudonymizes key ids.
+#[test]
+fn documents_compute_their_key_id_pseudonyms_at_configure() {
+    let top = format!(
+        r#""log": {{ "pseudonym_key": {}, "pseudonymize": ["key_id"] }},"#,
+        key_json(7)
+    );
+    let doc =
+        crate::document::Document::from_json(&crate::testkit::partner_and_public(&top, ""), &NoEnv)
+            .unwrap();
+    let by_name = |n: &str| doc.policies.iter().find(|p| p.name == n).unwrap();
+    let k = PseudonymKey::new(&[7; 32]).unwrap();
+    assert_eq!(
+        by_name("partner").log.known_key_id("k1"),
+        Some(k.pseudonym("key_id", b"k1").as_str())
+    );
+    assert_eq!(by_name("public").log.known_key_id("k1"), None);
+    let plain =
+        crate::document::Document::from_json(&crate::testkit::partner_and_public("", ""), &NoEnv)
+            .unwrap();
+    assert!(plain
+        .policies
+        .iter()
+        .all(|p| p.log.known_key_ids.is_empty()));
+}
+
 #[test]
 fn key_id_is_raw_unless_listed() {
     let p = policy(json!({"pseudonym_key": key_json(1), "pseudonymize": ["client_ip"]}));
