@@ -69,14 +69,15 @@ impl QueryRule {
 
 /// A parameter name as compared with the allow-list: percent-decoded (`+` is a space), cut at the first
 /// `[` (`token[]`, `token%5B0%5D` and `token` are one parameter to PHP and Rails), surrounding whitespace
-/// trimmed and ASCII-lowercased. Bytes that do not decode to UTF-8 are replaced, so they match nothing.
+/// trimmed and ASCII-lowercased. Bytes that do not decode to UTF-8 are replaced with U+FFFD, so they match
+/// only an allow-list entry written with U+FFFD.
 pub fn normalize_name(raw: &str) -> String {
     let out: Vec<u8> = decoded_name(raw).collect();
     String::from_utf8_lossy(&out).trim().to_string()
 }
 
 /// The bytes of [`normalize_name`] before the UTF-8 check and the trim: percent-decoded, `+` as a
-/// space, up to the first `[`, ASCII-lowercased.
+/// space, up to the first `[`, ASCII-lowercased. Fused: nothing after the `[`.
 fn decoded_name(raw: &str) -> impl Iterator<Item = u8> + '_ {
     let bytes = raw.as_bytes();
     let mut i = 0;
@@ -99,6 +100,7 @@ fn decoded_name(raw: &str) -> impl Iterator<Item = u8> + '_ {
         i += 1;
         (decoded != b'[').then(|| decoded.to_ascii_lowercase())
     })
+    .fuse()
 }
 
 /// `path` with the query's values redacted under `rule`; both `&` and `;` separate parameters (some
@@ -217,7 +219,8 @@ fn redact_params<'p>(whole: &'p str, start: usize, rule: &QueryRule) -> Cow<'p, 
     {
         return Cow::Borrowed(whole);
     }
-    let mut out = String::with_capacity(whole.len());
+    // Room for a few values shorter than `REDACTED` without growing.
+    let mut out = String::with_capacity(whole.len() + 4 * REDACTED.len());
     out.push_str(kept);
     let mut rest = query;
     loop {

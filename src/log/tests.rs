@@ -491,6 +491,12 @@ fn key_id_pseudonyms_computed_at_configure_are_the_same_value() {
         assert_eq!(v["key_id"], k.pseudonym("key_id", id.as_bytes()), "{id}");
         let (_, fresh) = record_json(&full_policy(0x4b), &r);
         assert_eq!(v, fresh, "{id}");
+        let f = p.fields(&r);
+        let field = f
+            .iter()
+            .find(|(n, _)| *n == "edgeward.key_id")
+            .map(|(_, v)| v);
+        assert_eq!(field.map(String::as_str), v["key_id"].as_str(), "{id}");
     }
     // The table is bounded; ids past it are computed per record.
     let many: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();

@@ -30,6 +30,32 @@ pub const MAX_ATTEMPTS: u32 = 8;
 
 const HEADER_BYTES: usize = 8 + 16;
 const SLOT_BYTES: usize = 8 + 16;
+/// The largest set: the header and [`WAYS`] slots.
+const MAX_SET_BYTES: usize = HEADER_BYTES + SLOT_BYTES * WAYS;
+
+/// An encoded set (at most [`MAX_SET_BYTES`]).
+struct SetBytes {
+    buf: [u8; MAX_SET_BYTES],
+    len: usize,
+}
+
+impl SetBytes {
+    /// Appends `bytes`; what would pass the end is dropped (cannot happen: a table has at most
+    /// [`WAYS`] ways, and the store refuses a set of the wrong length when it is read back).
+    fn push(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(MAX_SET_BYTES);
+        if let (Some(dst), Some(src)) =
+            (self.buf.get_mut(self.len..end), bytes.get(..end - self.len))
+        {
+            dst.copy_from_slice(src);
+        }
+        self.len = end;
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
 
 /// One limit's table: where its sets live and how they are laid out.
 #[derive(Debug, Clone)]
@@ -193,15 +219,19 @@ impl Table {
         img
     }
 
-    fn encode(&self, img: &SetImage) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.bytes());
-        v.extend_from_slice(&self.tag.to_le_bytes());
-        v.extend_from_slice(&img.share_tat.to_le_bytes());
+    /// The set's bytes as stored, written on the stack (a write per limit and request: no allocation).
+    fn encode(&self, img: &SetImage) -> SetBytes {
+        let mut out = SetBytes {
+            buf: [0; MAX_SET_BYTES],
+            len: 0,
+        };
+        out.push(&self.tag.to_le_bytes());
+        out.push(&img.share_tat.to_le_bytes());
         for s in img.slots.iter().take(self.ways) {
-            v.extend_from_slice(&s.fp.to_le_bytes());
-            v.extend_from_slice(&s.tat.to_le_bytes());
+            out.push(&s.fp.to_le_bytes());
+            out.push(&s.tat.to_le_bytes());
         }
-        v
+        out
     }
 
     pub(crate) fn prepare(&self, store: &mut dyn SharedStore) -> Result<usize, StoreError> {
@@ -210,7 +240,7 @@ impl Table {
         for set in 0..self.sets {
             let key = self.store_key(set);
             if store.get(&key)?.0.is_none() {
-                store.set(&key, &empty, None)?;
+                store.set(&key, empty.as_slice(), None)?;
                 written += 1;
             }
         }
@@ -300,7 +330,7 @@ fn refund(limit: &Limit, plan: &Plan, store: &mut dyn SharedStore) {
             return; // taken over since: the token went back to the refill already
         }
         slot.tat = slot.tat.saturating_sub(limit.gcra.interval());
-        match store.set(&plan.key, &limit.table.encode(&image), cas) {
+        match store.set(&plan.key, limit.table.encode(&image).as_slice(), cas) {
             Err(StoreError::CasMismatch) => continue,
             _ => return,
         }
@@ -401,26 +431,30 @@ impl BucketBackend for LocalBackend<'_> {
                 let Some(p) = plans.get(i) else {
                     return Verdict::Unavailable;
                 };
-                let failure = match self.store.set(&p.key, &l.table.encode(&p.image), p.cas) {
-                    Ok(()) => break,
-                    Err(StoreError::CasMismatch) if attempts < MAX_ATTEMPTS => {
-                        attempts += 1;
-                        match plan(l, place, &*self.store, now_ns) {
-                            Ok(np) => {
-                                let allowed = np.step.allowed;
-                                if let Some(slot) = plans.get_mut(i) {
-                                    *slot = np;
+                let failure =
+                    match self
+                        .store
+                        .set(&p.key, l.table.encode(&p.image).as_slice(), p.cas)
+                    {
+                        Ok(()) => break,
+                        Err(StoreError::CasMismatch) if attempts < MAX_ATTEMPTS => {
+                            attempts += 1;
+                            match plan(l, place, &*self.store, now_ns) {
+                                Ok(np) => {
+                                    let allowed = np.step.allowed;
+                                    if let Some(slot) = plans.get_mut(i) {
+                                        *slot = np;
+                                    }
+                                    if allowed {
+                                        continue;
+                                    }
+                                    None // another worker emptied the bucket meanwhile
                                 }
-                                if allowed {
-                                    continue;
-                                }
-                                None // another worker emptied the bucket meanwhile
+                                Err(_) => Some(Verdict::Unavailable),
                             }
-                            Err(_) => Some(Verdict::Unavailable),
                         }
-                    }
-                    Err(_) => Some(Verdict::Unavailable),
-                };
+                        Err(_) => Some(Verdict::Unavailable),
+                    };
                 for (done, lim) in plans.iter().zip(limits).take(i) {
                     refund(lim, done, &mut *self.store);
                 }

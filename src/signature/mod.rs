@@ -790,7 +790,7 @@ impl SignaturePolicy {
         budget: &mut usize,
     ) -> Result<Verified, Reason> {
         const INVALID: Reason = Reason::SignatureInvalid;
-        // `@signature-params` is the inner list as received, serialized before it is taken apart.
+        // `@signature-params`: the inner list serialized canonically, before it is taken apart.
         let mut params_value = String::with_capacity(128);
         sfv::write_member(&mut params_value, &input);
         let Member::InnerList(items, params) = input else {

@@ -177,8 +177,7 @@ impl<'a> Parser<'a> {
         if !self.eat(b'(') {
             return Err(ParseError);
         }
-        // A covered-components list has a handful of items: one allocation, not two, for up to 8.
-        let mut items = Vec::with_capacity(8);
+        let mut items = Vec::new();
         loop {
             self.skip_sp();
             if self.eat(b')') {
@@ -418,10 +417,11 @@ pub fn parse_params(input: &str) -> Result<Params, ParseError> {
     }
 }
 
-/// Whether a dictionary repeats a key. Callers bound the size first (a client chooses it): up to 16
-/// members the keys are compared pairwise, with no allocation (the request path: a signature or digest
-/// field has one or two members). Larger dictionaries compare 64-bit FNV-1a hashes, sorted: O(n log n);
-/// a collision between two different keys reads as a repeat, which only refuses the field (fail closed).
+/// Whether a dictionary repeats a key. A client chooses the size, so the work is bounded here: up to 16
+/// members the keys are compared pairwise, exactly and with no allocation (the request path: a signature
+/// or digest field has one or two members). Larger dictionaries compare 64-bit FNV-1a hashes, sorted:
+/// O(n log n); a collision between two different keys reads as a repeat, which only refuses the field
+/// (fail closed).
 pub fn has_duplicate_keys(dict: &Dictionary) -> bool {
     if dict.len() <= 16 {
         return dict
