@@ -134,10 +134,7 @@ impl std::error::Error for ComponentError {}
 impl ComponentId {
     /// Validates an identifier taken from a covered-components inner list (an sf-string with parameters).
     pub fn from_item(item: &Item) -> Result<ComponentId, ComponentError> {
-        match &item.bare {
-            BareItem::String(name) => ComponentId::new(name.clone(), item.params.clone()),
-            _ => Err(ComponentError::NotAString),
-        }
+        ComponentId::from_owned_item(item.clone())
     }
 
     /// [`ComponentId::from_item`], taking the item: its name and parameters are moved, not copied
@@ -154,7 +151,7 @@ impl ComponentId {
     pub fn parse_config(s: &str) -> Result<ComponentId, ComponentError> {
         if s.starts_with('"') {
             let item = sfv::parse_item(s).map_err(|_| ComponentError::Invalid(s.to_string()))?;
-            return ComponentId::from_item(&item);
+            return ComponentId::from_owned_item(item);
         }
         let (name, params) = match s.find(';') {
             Some(i) => (
