@@ -1,7 +1,7 @@
 //! Microbenchmarks of the pure core, natively: ns per operation for route selection, IP lookup
 //! (10, 10k, 100k prefixes), signature verification (hmac-sha256 over a ~256-byte base, ed25519) through
 //! `SignaturePolicy::verify_head`, Content-Digest (1 KiB, 64 KiB), a rate-limit decision (two limits,
-//! `MemoryStore`), building the log record, and the whole allow path of the benchmark's policy D.
+//! `MemoryStore`; and with token leases), building the log record, and the whole allow path of the benchmark's policy D.
 //! Run with `cargo bench --bench core` (`cargo bench --bench core -- FILTER` runs the names containing
 //! FILTER). Each figure is the median of several timed runs; the IP table's compile time and memory are
 //! in `cargo bench --bench ip`. Each line also gives the heap allocations (and bytes asked for) per
@@ -369,6 +369,32 @@ fn main() {
             ));
         },
     );
+
+    // The same with `"lease": 64` on both limits, one worker: 63 of 64 decisions touch no shared data.
+    let leased = Document::from_json(
+        &policy_d(&hmac_key).replace(r#""window_s": 1 }"#, r#""window_s": 1, "lease": 64 }"#),
+        &edgeward::secret::NoEnv,
+    )
+    .unwrap();
+    let leased_limits = &leased.policies[0].rate_limits;
+    assert!(leased_limits.limits().iter().all(|l| l.lease == 64));
+    let worker = edgeward::rate_limit::Leases::new();
+    let mut store = MemoryStore::new();
+    leased.prepare(&mut store).unwrap();
+    bench(filter, "rate-limit decision (2 limits, leasing 64)", || {
+        now_ns += 1_000;
+        let keys = KeyInputs {
+            client_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            key_id: Some("bench-client"),
+            headers: Headers::new(&req_hmac.headers),
+        };
+        let (out, _) =
+            leased_limits.acquire_held(&keys, now_ns, &mut store, &worker, &leased.hash_key);
+        assert!(matches!(
+            out,
+            edgeward::rate_limit::RateOutcome::Allowed { .. }
+        ));
+    });
 
     // The log record of an allowed request (two pseudonyms, one header, RFC 3339 time).
     let h = head(&req_hmac);

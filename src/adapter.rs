@@ -12,6 +12,7 @@ use crate::document::Document;
 use crate::host::{self, level};
 use crate::keys::refresh::{self, Fetched};
 use crate::keys::KeyCache;
+use crate::rate_limit::Leases;
 use crate::request::{HeaderText, Headers, Peer, RequestHead, TlsVersion};
 use crate::store::{Cas, SharedStore, StoreError};
 use crate::stream::{Actions, BodyBudget, HoldLimits, LocalReply, Stream, Verdict};
@@ -259,6 +260,8 @@ struct EdgewardRoot {
     budget: Rc<BodyBudget>,
     /// This worker's copies of the document's key source sets (crate::keys), read by its streams.
     keys: Rc<RefCell<KeyCache>>,
+    /// This worker's token leases of this configuration's limits (crate::rate_limit::Leases).
+    leases: Rc<Leases>,
     /// Key source fetches this root has in flight: call token → source index.
     fetches: BTreeMap<u32, usize>,
 }
@@ -314,6 +317,7 @@ impl EdgewardRoot {
             metrics: Rc::new(Metrics::default()),
             budget: Rc::new(BodyBudget::new(0)),
             keys: Rc::new(RefCell::new(KeyCache::default())),
+            leases: Rc::new(Leases::disabled()),
             fetches: BTreeMap::new(),
         }
     }
@@ -474,6 +478,12 @@ impl EdgewardRoot {
                 }
                 let _ = host::set_tick_period(tick);
                 self.keys = Rc::new(RefCell::new(KeyCache::new(doc.key_sources.len())));
+                // Leases are of this document's tables: a new document starts without any.
+                self.leases = Rc::new(if doc.leases() {
+                    Leases::new()
+                } else {
+                    Leases::disabled()
+                });
                 self.fetches.clear();
                 self.doc = Some(Rc::new(doc));
                 // A set another configuration of this process already holds (a reload) serves at once.
@@ -504,6 +514,7 @@ impl EdgewardRoot {
             metrics: self.metrics.clone(),
             budget: self.budget.clone(),
             keys: self.keys.clone(),
+            leases: Rc::clone(&self.leases),
             req: None,
             stream: Stream::new(),
             grpc_token: None,
@@ -549,6 +560,7 @@ struct EdgewardHttp {
     metrics: Rc<Metrics>,
     budget: Rc<BodyBudget>,
     keys: Rc<RefCell<KeyCache>>,
+    leases: Rc<Leases>,
     req: Option<RequestData>,
     /// The stream's life (crate::stream): every decision is made there.
     stream: Stream,
@@ -778,6 +790,7 @@ impl EdgewardHttp {
             req.now_ns,
             limits,
             keys_ref.as_deref().unwrap_or(&no_keys),
+            &self.leases,
             &self.budget,
             &mut HostStore,
         );

@@ -484,6 +484,13 @@ impl Document {
         }
         Ok(())
     }
+
+    /// Whether any limit leases tokens (a worker then keeps a lease table for this document).
+    pub fn leases(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|p| p.rate_limits.limits().iter().any(|l| l.lease > 1))
+    }
 }
 
 /// The document's hash key: SHA-256 of a domain label, the document text and `EDGEWARD_HASH_KEY`

@@ -14,7 +14,9 @@ use crate::document::{Document, Mode, Policy};
 use crate::https::{arrived_over_https, valid_authority};
 use crate::keys::KeyCache;
 use crate::log::{LogPolicy, RecordInput, XffAction};
-use crate::rate_limit::{remote, FailureMode, KeyInputs, RateOutcome, Receipt, RemoteAnswer};
+use crate::rate_limit::{
+    remote, FailureMode, KeyInputs, Leases, RateOutcome, Receipt, RemoteAnswer,
+};
 use crate::request::RequestHead;
 use crate::route::{normalize_host, select, Target};
 use crate::signature::{check_content_digest, check_nonce, release_nonce, KeyRing, NonceOutcome};
@@ -461,6 +463,7 @@ impl Evaluation {
 
     /// The admission step, on the head once every check before it passed: one token from every local
     /// limit (or none), then the nonce, then the call to the rate limit service is prepared.
+    #[allow(clippy::too_many_arguments)]
     fn admit(
         &mut self,
         doc: &Document,
@@ -468,6 +471,7 @@ impl Evaluation {
         head: &RequestHead,
         nonce: Option<NonceHold>,
         now_ns: u64,
+        leases: &Leases,
         store: &mut dyn SharedStore,
     ) {
         let keys = KeyInputs {
@@ -477,10 +481,13 @@ impl Evaluation {
         };
         if !policy.rate_limits.limits().is_empty() {
             let mut replaying = self.read_ahead.replaying(store);
-            let (outcome, receipt) =
-                policy
-                    .rate_limits
-                    .acquire_held(&keys, now_ns, &mut replaying, &doc.hash_key);
+            let (outcome, receipt) = policy.rate_limits.acquire_held(
+                &keys,
+                now_ns,
+                &mut replaying,
+                leases,
+                &doc.hash_key,
+            );
             match outcome {
                 RateOutcome::Allowed { headers } => {
                     self.response_headers.extend(headers);
@@ -619,17 +626,19 @@ impl Document {
         now_ns: u64,
         store: &mut dyn SharedStore,
     ) -> Evaluation {
-        self.evaluate_head_with(head, now_ns, &KeyCache::EMPTY, store)
+        self.evaluate_head_with(head, now_ns, &KeyCache::EMPTY, &Leases::disabled(), store)
     }
 
     /// Evaluates the request head: selects the policy, runs every check that needs no body and makes
     /// every reservation (tokens, nonce); `needs_body` and `remote` say what is still pending. `keys`
-    /// holds this worker's copies of the document's key source sets.
+    /// holds this worker's copies of the document's key source sets, `leases` its token leases
+    /// (limits with `"lease"`).
     pub fn evaluate_head_with(
         &self,
         head: &RequestHead,
         now_ns: u64,
         keys: &KeyCache,
+        leases: &Leases,
         store: &mut dyn SharedStore,
     ) -> Evaluation {
         let mut ev = Evaluation::new();
@@ -722,6 +731,7 @@ impl Document {
                 &keys,
                 now_ns,
                 &ev.read_ahead.recording(store),
+                leases,
                 &self.hash_key,
             );
             if let Some(reply) = early.filter(|_| policy.mode == Mode::Enforce) {
@@ -764,7 +774,7 @@ impl Document {
                 }
             }
         }
-        ev.admit(self, policy, head, nonce, now_ns, store);
+        ev.admit(self, policy, head, nonce, now_ns, leases, store);
         ev
     }
 }

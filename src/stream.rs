@@ -13,6 +13,7 @@ use crate::decision::{Reason, Reply};
 use crate::document::Document;
 use crate::engine::{content_length, Evaluation};
 use crate::keys::KeyCache;
+use crate::rate_limit::Leases;
 use crate::request::RequestHead;
 use crate::store::SharedStore;
 use std::cell::Cell;
@@ -216,6 +217,7 @@ impl Stream {
         now_ns: u64,
         limits: HoldLimits,
         keys: &KeyCache,
+        leases: &Leases,
         budget: &BodyBudget,
         store: &mut dyn SharedStore,
     ) -> Actions {
@@ -223,7 +225,7 @@ impl Stream {
         if self.phase != Phase::Start {
             return actions;
         }
-        let mut ev = doc.evaluate_head_with(head, now_ns, keys, store);
+        let mut ev = doc.evaluate_head_with(head, now_ns, keys, leases, store);
         if let Some(max) = ev.needs_body {
             if end_of_stream {
                 ev.evaluate_body(doc, head, &[], store);

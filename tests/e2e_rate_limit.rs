@@ -386,6 +386,96 @@ fn concurrent_burst_of_three_times_the_limit_lets_exactly_the_limit_through() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Token leases (`"lease"`): per worker, taken from the shared bucket, never more than the limit
+
+/// Which worker served the connection just opened (`before`: the per-worker counts before it).
+fn new_connection_worker(envoy: &Envoy, before: &[u64]) -> usize {
+    let after = worker_connections(envoy);
+    let grew: Vec<usize> = (0..after.len())
+        .filter(|&w| after[w] > before.get(w).copied().unwrap_or(0))
+        .collect();
+    assert_eq!(grew.len(), 1, "one new connection: {before:?} -> {after:?}");
+    grew[0]
+}
+
+#[test]
+fn leases_are_per_worker_and_never_admit_more_than_the_limit() {
+    let doc = json!({
+        "policies": {
+            "leased": { "rate_limits": [
+                { "name": "leased", "key": "client_ip", "limit": 100, "window_s": 3600, "lease": 8 },
+            ] },
+        },
+        "routes": [{ "path_prefix": "/leased/", "policy": "leased" }],
+    })
+    .to_string();
+    let (envoy, echo) = start_with(doc, &[], |o| o.edit(exact_balance));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Two connections held open at once: exact balance puts them on different workers.
+    let client = ip("127.0.0.6");
+    let remaining = rt.block_on(async {
+        let before = worker_connections(&envoy);
+        let mut x = connect_h1(client, envoy.http_addr()).await;
+        let (status, h1) = get(&mut x, "/leased/1", &[]).await;
+        assert_eq!(status, 200);
+        let wx = new_connection_worker(&envoy, &before);
+        let before = worker_connections(&envoy);
+        let mut y = connect_h1(client, envoy.http_addr()).await;
+        let (status, h2) = get(&mut y, "/leased/2", &[]).await;
+        assert_eq!(status, 200);
+        let wy = new_connection_worker(&envoy, &before);
+        assert_ne!(wx, wy, "the two connections share a worker");
+        let (status, h3) = get(&mut x, "/leased/3", &[]).await;
+        assert_eq!(status, 200);
+        [h1, h2, h3].map(|h| parse_ratelimit(header(&h, "ratelimit").unwrap()).1)
+    });
+    // Without leases: 99, 98, 97. With them: the first worker takes its token and 7 more, a full
+    // bucket's lease starting 100/64 = 1 token ahead (98 left in its view); the second worker finds 91
+    // in the shared bucket and leases 8 of them (90); the first worker's next request comes from its
+    // lease (97 in its view: its unused leased tokens still count).
+    assert_eq!(remaining, [98, 90, 97]);
+
+    // A concurrent burst of 300 from another client over both workers: never more than 100, and
+    // at most the documented bound fewer: the reserve (1) and one lease held by the other worker (7).
+    let prefix = format!("/leased/{}", uniq("burst"));
+    let statuses = rt.block_on(async {
+        let mut senders = Vec::new();
+        for _ in 0..300 {
+            senders.push(connect_h1(ip("127.0.0.7"), envoy.http_addr()).await);
+        }
+        let barrier = Arc::new(tokio::sync::Barrier::new(senders.len()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, mut sender) in senders.into_iter().enumerate() {
+            let barrier = Arc::clone(&barrier);
+            let path = format!("{prefix}/{i}");
+            tasks.spawn(async move {
+                barrier.wait().await;
+                (path.clone(), get(&mut sender, &path, &[]).await.0)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            out.push(r.unwrap());
+        }
+        out
+    });
+    let passed = statuses.iter().filter(|(_, s)| *s == 200).count();
+    let limited = statuses.iter().filter(|(_, s)| *s == 429).count();
+    eprintln!("leased burst: {passed} passed, {limited} limited");
+    assert_eq!(passed + limited, 300, "{statuses:?}");
+    assert!((92..=100).contains(&passed), "{passed} passed");
+    assert_eq!(echo.count_prefix(&format!("{prefix}/")), passed);
+    for (path, _) in statuses.iter().filter(|(_, s)| *s == 429) {
+        assert_never_reached_upstream(&echo, path);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Refill after the window
 
 #[test]

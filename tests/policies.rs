@@ -214,7 +214,9 @@ fn schema_accepts_what_the_core_accepts() {
                     "log": { "ipv6_prefix": 32 },
                     "rate_limits": [
                         { "name": "u", "key": "header:x-user", "limit": 5, "window_s": 1, "key_case": "exact" },
-                        { "name": "v", "key": "header:x-org", "limit": 5, "window_s": 1, "key_case": "fold" }
+                        { "name": "v", "key": "header:x-org", "limit": 5, "window_s": 1, "key_case": "fold" },
+                        { "name": "w", "key": "client_ip", "limit": 5, "window_s": 1, "lease": 8 },
+                        { "name": "x", "key": "route", "limit": 5, "window_s": 1, "lease": null }
                     ]
                 }},
                 "routes": [{ "path": "/health", "policy": null }, { "policy": "p" }]
@@ -734,6 +736,25 @@ fn schema_and_core_reject_the_same_bad_documents() {
                 { "name": "c", "key": "client_ip", "limit": 1, "window_s": 1, "key_case": "exact" }
             ] })),
             "policies.p.rate_limits[0].key_case",
+        ),
+        (
+            "a lease past 64",
+            with_policy(json!({ "rate_limits": [
+                { "name": "c", "key": "client_ip", "limit": 1, "window_s": 1, "lease": 65 }
+            ] })),
+            "policies.p.rate_limits[0].lease",
+        ),
+        (
+            "a lease on a limit of the rate limit service",
+            json!({
+                "rls": { "cluster": "ratelimit", "domain": "edgeward" },
+                "policies": { "p": { "rate_limits": [
+                    { "name": "c", "key": "client_ip", "limit": 1, "window_s": 1,
+                      "backend": "rls", "lease": 2 }
+                ] } },
+                "routes": [{ "policy": "p" }]
+            }),
+            "policies.p.rate_limits[0].lease",
         ),
         (
             "short pseudonym key",

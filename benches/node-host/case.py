@@ -2,7 +2,7 @@
 """Writes the benchmark's configuration D (benches/e2e/bench.py: the document, the signed request, the
 headers Envoy hands the plugin) as a case for benches/node-host/run.mjs.
 
-    python3 benches/node-host/case.py --cli target/release/edgeward [--case D] > d.json
+    python3 benches/node-host/case.py --cli target/release/edgeward [--case D|Dlease] > d.json
 """
 
 import argparse
@@ -19,10 +19,14 @@ import bench  # noqa: E402
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--cli", required=True)
-    p.add_argument("--case", default="D", help="D, or D-nonce (nonce required: each request needs its own)")
+    p.add_argument("--case", default="D", choices=["D", "Dlease"],
+                   help="D, or Dlease (D with \"lease\": 64 on both limits, as bench.py's experiment)")
     a = p.parse_args()
     allow10 = bench.prefixes(10, 0x5EED_0010)
     doc = bench.document(allow10)
+    if a.case == "Dlease":
+        for limit in doc["policies"]["api"]["rate_limits"]:
+            limit["lease"] = 64
     headers, body = bench.signed_request(types.SimpleNamespace(cli=a.cli), int(time.time()))
     # As Envoy's HTTP/1 codec hands them to the filter (bench's HCM: no request id, no XFF appended).
     host = [(":authority", bench.HOST), (":path", bench.PATH), (":method", "POST"), (":scheme", "http")]

@@ -7,6 +7,9 @@ how many pairs came out lower. Give the same build twice for the A/A spread.
 
     python3 benches/node-host/compare.py --cli target/release/edgeward --old old.wasm --new new.wasm [--pairs 8]
 
+`--old-case` / `--new-case` (default D) give each side its own case (benches/node-host/case.py), e.g. one
+build on D and on Dlease.
+
 On a shared machine this resolves changes of 1–2 µs that Envoy's end-to-end rounds cannot (docs/benchmark.md).
 """
 
@@ -35,21 +38,26 @@ def main():
     p.add_argument("--cli", required=True, help="the edgeward command (signs the case's request)")
     p.add_argument("--old", required=True)
     p.add_argument("--new", required=True)
+    p.add_argument("--old-case", default="D", help="case.py's --case for the old side")
+    p.add_argument("--new-case", default="D", help="case.py's --case for the new side")
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--requests", type=int, default=60000, help="per round of run.mjs (5 rounds, after warm-up)")
     a = p.parse_args()
     pairs = []
     with tempfile.TemporaryDirectory() as tmp:
-        case = os.path.join(tmp, "case.json")
+        cases = {}
         for i in range(a.pairs):
-            with open(case, "w") as f:
-                subprocess.run([sys.executable, os.path.join(HERE, "case.py"), "--cli", a.cli], stdout=f, check=True)
+            for name in {a.old_case, a.new_case}:
+                cases[name] = os.path.join(tmp, f"{name}.json")
+                with open(cases[name], "w") as f:
+                    subprocess.run([sys.executable, os.path.join(HERE, "case.py"), "--cli", a.cli, "--case", name],
+                                   stdout=f, check=True)
             if i % 2 == 0:
-                old = run(a.old, case, a.requests)
-                new = run(a.new, case, a.requests)
+                old = run(a.old, cases[a.old_case], a.requests)
+                new = run(a.new, cases[a.new_case], a.requests)
             else:
-                new = run(a.new, case, a.requests)
-                old = run(a.old, case, a.requests)
+                new = run(a.new, cases[a.new_case], a.requests)
+                old = run(a.old, cases[a.old_case], a.requests)
             pairs.append((old, new))
             print(f"pair {i + 1}: old {old:.2f}  new {new:.2f}  new − old {new - old:+.2f} µs", flush=True)
     d = [n - o for o, n in pairs]

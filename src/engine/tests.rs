@@ -1462,7 +1462,13 @@ fn bot_request() -> TestRequest {
 fn a_verified_agent_is_passed_upstream_and_logged() {
     let d = key_source_doc();
     let r = bot_request();
-    let ev = d.evaluate_head_with(&r.head(), NOW_NS, &agent_cache(), &mut MemoryStore::new());
+    let ev = d.evaluate_head_with(
+        &r.head(),
+        NOW_NS,
+        &agent_cache(),
+        &crate::rate_limit::Leases::disabled(),
+        &mut MemoryStore::new(),
+    );
     assert_eq!(ev.reply, None, "{ev:?}");
     assert_eq!(ev.agent.as_deref(), Some("https://agent.example"));
     assert_eq!(
@@ -1507,6 +1513,7 @@ fn a_verified_agent_is_passed_upstream_and_logged() {
         &other.head(),
         NOW_NS,
         &agent_cache(),
+        &crate::rate_limit::Leases::disabled(),
         &mut MemoryStore::new(),
     );
     assert_eq!(
@@ -1552,7 +1559,13 @@ fn an_unloaded_key_source_is_503_not_401() {
     // Loaded, and the key is not there: the usual 401.
     let mut cache = crate::keys::KeyCache::new(2);
     cache.install(1, 1, crate::keys::KeySet::default());
-    let ev = d.evaluate_head_with(&r.head(), NOW_NS, &cache, &mut MemoryStore::new());
+    let ev = d.evaluate_head_with(
+        &r.head(),
+        NOW_NS,
+        &cache,
+        &crate::rate_limit::Leases::disabled(),
+        &mut MemoryStore::new(),
+    );
     assert_eq!(
         (ev.status(), ev.reason()),
         (401, Some(Reason::SignatureInvalid))

@@ -9,6 +9,7 @@
 use super::Bytes;
 use crate::document::Document;
 use crate::keys::KeyCache;
+use crate::rate_limit::Leases;
 use crate::secret::NoEnv;
 use crate::store::MemoryStore;
 use crate::stream::{Actions, BodyBudget, HoldLimits, Phase, Stream, Verdict};
@@ -23,12 +24,14 @@ const LIMITS: HoldLimits = HoldLimits {
 };
 
 /// The stream fixture (`testkit::partner_and_public`: a signed, body-checking policy, limit 3 per key,
-/// and a public one, limit 2 per client), and, with `rls`, a remote limit on the signed one.
+/// and a public one, limit 2 per client), and, with `rls`, a remote limit on the signed one and a
+/// leasing local one (a refund after the service's denial then meets leased tokens).
 fn document(rls: bool) -> Option<Document> {
     let json = if rls {
         testkit::partner_and_public(
             r#""rls": { "cluster": "ratelimit", "domain": "d" },"#,
-            r#", { "name": "remote", "key": "key_id", "limit": 5, "window_s": 60, "backend": "rls" }"#,
+            r#", { "name": "remote", "key": "key_id", "limit": 5, "window_s": 60, "backend": "rls" },
+                { "name": "leased", "key": "key_id", "limit": 100, "window_s": 60, "lease": 4 }"#,
         )
     } else {
         testkit::partner_and_public("", "")
@@ -124,6 +127,7 @@ pub fn stream(data: &[u8]) {
         if doc.prepare(&mut store).is_err() {
             super::sfv::panic_with("prepare failed on a memory store");
         }
+        let leases = Leases::new();
         let mut streams = [Stream::new(), Stream::new()];
         let mut seen = [Seen::default(), Seen::default()];
         let mut events = 0;
@@ -147,6 +151,7 @@ pub fn stream(data: &[u8]) {
                     NOW,
                     LIMITS,
                     &KeyCache::EMPTY,
+                    &leases,
                     &budget,
                     &mut store,
                 ),

@@ -28,6 +28,14 @@ pub struct Step {
     pub state: LimitState,
 }
 
+/// Tokens a worker holds: one per slot in `[next, end)`, `interval` apart (`end` is the bucket's
+/// arrival time the lease left).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaseSlots {
+    pub next: u128,
+    pub end: u128,
+}
+
 impl Gcra {
     /// `limit` ≥ 1, `window_s` ≥ 1, `burst` ≥ 1 (checked at compile time by the caller).
     pub fn new(limit: u64, window_s: u64, burst: u64) -> Gcra {
@@ -79,6 +87,72 @@ impl Gcra {
             tat,
             state: self.state(tat, now),
         }
+    }
+
+    /// Idle credit a lease may give up so that it lasts while the bucket is (nearly) full:
+    /// `burst / 64` tokens' worth of refill (none below a burst of 64).
+    pub fn lease_reserve(&self) -> u128 {
+        u128::from(self.burst / 64) * self.interval
+    }
+
+    /// Offers one request at tick `now` that may also lease up to `max - 1` more tokens for this
+    /// worker (see `lease.rs`). The request's own token takes the first slot handed out; the lease
+    /// holds the slots after it, each usable while `now` has not passed it, so that every admission
+    /// stays inside the bound of a plain GCRA. A lease never takes more than half of
+    /// what the bucket can give now, and none when that is fewer than 2 (such a bucket is served one
+    /// token at a time, exactly). The state reported counts the leased tokens as still in the bucket.
+    pub fn take_leasing(&self, tat: u128, now: u128, max: u64) -> (Step, Option<LeaseSlots>) {
+        let plain = self.take(tat, now);
+        if max < 2 || !plain.allowed {
+            return (plain, None);
+        }
+        // How many tokens a request at `now` could take from a bucket whose next slot is `base`
+        // (`base - now` is within the tolerance: the plain take was allowed).
+        let avail = |base: u128| {
+            self.tolerance.saturating_sub(base.saturating_sub(now)) / self.interval + 1
+        };
+        let base0 = tat.max(now);
+        if avail(base0) / 2 < 2 {
+            return (plain, None);
+        }
+        // `lease_reserve` ≤ tolerance (burst / 64 ≤ burst - 1), so `base` still admits.
+        let base = base0.max(now.saturating_add(self.lease_reserve()));
+        let k = u128::from(max).min(avail(base) / 2);
+        if k < 2 {
+            return (plain, None);
+        }
+        let end = base + k * self.interval;
+        let step = Step {
+            allowed: true,
+            tat: end,
+            state: self.state(base + self.interval, now),
+        };
+        (
+            step,
+            Some(LeaseSlots {
+                next: base + self.interval,
+                end,
+            }),
+        )
+    }
+
+    /// The slot a lease can hand out at `now` (its first slot not yet passed), if any.
+    pub fn lease_slot(&self, lease: LeaseSlots, now: u128) -> Option<u128> {
+        let slot = if lease.next >= now {
+            lease.next
+        } else {
+            let behind = (now - lease.next).div_ceil(self.interval);
+            lease
+                .next
+                .saturating_add(behind.saturating_mul(self.interval))
+        };
+        (slot < lease.end).then_some(slot)
+    }
+
+    /// The state a request served from a lease at `slot` reports: the bucket as the lease left it,
+    /// with the lease's tokens after `slot` counted as still there.
+    pub fn leased_state(&self, slot: u128, now: u128) -> LimitState {
+        self.state(slot.saturating_add(self.interval), now)
     }
 
     /// Remaining tokens and seconds until full of a bucket (no token taken).

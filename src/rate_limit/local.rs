@@ -17,7 +17,8 @@
 //! `MAX_ATTEMPTS` times. If it fails partway, the tokens already taken are refunded (each by its own
 //! CAS loop; a refund that cannot land is dropped, which is again only stricter).
 
-use super::gcra::{Gcra, Step};
+use super::gcra::{Gcra, LeaseSlots, Step};
+use super::lease::Leases;
 use super::{BucketBackend, KeySpec, KeyValue, Limit, LimitState, Verdict};
 use crate::store::{Cas, SharedStore, StoreError};
 use siphasher::sip::SipHasher13;
@@ -62,6 +63,8 @@ impl SetBytes {
 pub(crate) struct Table {
     /// `edgeward.rl.<uid>.`; the uid is stable across worker VMs (same document → same uid).
     prefix: String,
+    /// The table's identity (in its name): same document, same limit → same uid in every worker.
+    uid: u64,
     sets: u32,
     ways: usize,
     /// Hash of the bucket parameters, also written into every set: a set whose tag differs (a foreign
@@ -98,6 +101,39 @@ struct Plan {
     image: SetImage,
     way: usize,
     step: Step,
+    /// The tokens this update also takes for this worker's lease.
+    lease: Option<LeaseSlots>,
+}
+
+/// Where one limit's token for one request comes from.
+// Kept by value in one Vec per request: boxing the plan would cost an allocation per limit.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+enum Source {
+    /// The shared bucket (this update, once committed).
+    Shared(Plan),
+    /// This worker's lease on the key's bucket: `slot`, nothing written.
+    Leased {
+        place: Place,
+        slot: u128,
+        state: super::LimitState,
+    },
+}
+
+impl Source {
+    fn allowed(&self) -> bool {
+        match self {
+            Source::Shared(p) => p.step.allowed,
+            Source::Leased { .. } => true,
+        }
+    }
+
+    fn state(&self) -> super::LimitState {
+        match self {
+            Source::Shared(p) => p.step.state,
+            Source::Leased { state, .. } => *state,
+        }
+    }
 }
 
 /// An unkeyed, stable hash (same value in every VM and on every architecture) for table names.
@@ -160,10 +196,17 @@ impl Table {
         };
         Table {
             prefix: format!("edgeward.rl.{uid:016x}."),
+            uid,
             sets,
             ways,
             tag: stable_hash(&[b"tag-v1", l, w, b, &(ways as u64).to_le_bytes()]),
         }
+    }
+
+    /// The table's identity (leases are held per table and key).
+    #[cfg(test)]
+    pub(crate) fn uid(&self) -> u64 {
+        self.uid
     }
 
     /// Number of shared-data keys this table can ever use.
@@ -258,12 +301,14 @@ fn read_u128(v: &[u8], at: usize) -> Option<u128> {
     Some(u128::from_le_bytes(b))
 }
 
-/// Reads a key's set and checks one token out of its bucket (nothing is written).
+/// Reads a key's set and checks one token out of its bucket, and up to `lease - 1` more for this
+/// worker's lease (nothing is written).
 fn plan(
     limit: &Limit,
     place: Place,
     store: &dyn SharedStore,
     now_ns: u64,
+    lease: u64,
 ) -> Result<Plan, StoreError> {
     let t = &limit.table;
     let key = t.store_key(place.set);
@@ -280,7 +325,12 @@ fn plan(
     } else {
         (place.fallback, fallback_tat, true)
     };
-    let step = limit.gcra.take(start, now);
+    let (step, lease) = if shared {
+        // Another key's bucket: no lease on it.
+        (limit.gcra.take(start, now), None)
+    } else {
+        limit.gcra.take_leasing(start, now, lease)
+    };
     if step.allowed {
         if shared {
             image.share_tat = image.share_tat.max(step.tat);
@@ -298,23 +348,55 @@ fn plan(
         image,
         way,
         step,
+        lease,
+    })
+}
+
+/// How many tokens this worker may lease from `limit` (1: none).
+fn lease_size(limit: &Limit, leases: &Leases) -> u64 {
+    if leases.enabled() {
+        limit.lease
+    } else {
+        1
+    }
+}
+
+/// This worker's next leased token for the key, if its lease has one usable now.
+fn leased(limit: &Limit, place: Place, leases: &Leases, now: u128) -> Option<Source> {
+    if limit.lease < 2 {
+        return None;
+    }
+    let slots = leases.get(limit.table.uid, place)?;
+    let slot = limit.gcra.lease_slot(slots, now)?;
+    Some(Source::Leased {
+        place,
+        slot,
+        state: limit.gcra.leased_state(slot, now),
     })
 }
 
 /// Whether `key` would get a token from `limit` now, and the bucket's state: a read, no write.
+/// A usable lease of this worker answers without a read.
 pub(crate) fn peek(
     limit: &Limit,
     key: &KeyValue<'_>,
     hash_key: &[u8; 16],
     store: &dyn SharedStore,
+    leases: &Leases,
     now_ns: u64,
 ) -> Result<(bool, LimitState), StoreError> {
-    let p = plan(limit, limit.table.place(key, hash_key), store, now_ns)?;
+    let place = limit.table.place(key, hash_key);
+    if let Some(Source::Leased { state, .. }) =
+        leased(limit, place, leases, limit.gcra.ticks(now_ns))
+    {
+        return Ok((true, state));
+    }
+    let p = plan(limit, place, store, now_ns, 1)?;
     Ok((p.step.allowed, p.step.state))
 }
 
-/// Gives back the token a committed plan took, if its slot still holds what the plan wrote.
-fn refund(limit: &Limit, plan: &Plan, store: &mut dyn SharedStore) {
+/// Gives back `tokens` of what a committed plan took, if its slot still holds what the plan wrote.
+fn refund(limit: &Limit, plan: &Plan, tokens: u128, store: &mut dyn SharedStore) {
     let Some(written) = plan.image.slots.get(plan.way) else {
         return;
     };
@@ -329,8 +411,31 @@ fn refund(limit: &Limit, plan: &Plan, store: &mut dyn SharedStore) {
         if slot.fp != written.fp {
             return; // taken over since: the token went back to the refill already
         }
-        slot.tat = slot.tat.saturating_sub(limit.gcra.interval());
+        slot.tat = slot
+            .tat
+            .saturating_sub(tokens.saturating_mul(limit.gcra.interval()));
         match store.set(&plan.key, limit.table.encode(&image).as_slice(), cas) {
+            Err(StoreError::CasMismatch) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Gives back a token this worker's lease handed out, to the key's bucket (if the key still holds
+/// its slot in the set: else the token went back to the refill already).
+fn refund_leased(limit: &Limit, place: Place, store: &mut dyn SharedStore) {
+    let key = limit.table.store_key(place.set);
+    for _ in 0..MAX_ATTEMPTS {
+        let Ok((Some(value), cas)) = store.get(&key) else {
+            return;
+        };
+        let mut image = limit.table.decode(Some(&value));
+        let ways = limit.table.ways.min(WAYS);
+        let Some(slot) = image.slots.iter_mut().take(ways).find(|s| s.fp == place.fp) else {
+            return;
+        };
+        slot.tat = slot.tat.saturating_sub(limit.gcra.interval());
+        match store.set(&key, limit.table.encode(&image).as_slice(), cas) {
             Err(StoreError::CasMismatch) => continue,
             _ => return,
         }
@@ -341,15 +446,17 @@ fn refund(limit: &Limit, plan: &Plan, store: &mut dyn SharedStore) {
 pub struct LocalBackend<'s> {
     store: &'s mut dyn SharedStore,
     hash_key: [u8; 16],
-    /// The committed updates of the last admitted request (for a later refund).
-    taken: Vec<Plan>,
+    /// This worker's leases (a disabled table: every token from the shared bucket).
+    leases: Option<&'s Leases>,
+    /// Where the last admitted request's tokens came from (for a later refund).
+    taken: Vec<Source>,
 }
 
 /// The tokens one admitted request took, one per local limit, so that they can be given back when
 /// a later check (the rate limit service) denies the request.
 #[derive(Debug, Default)]
 pub struct Receipt {
-    taken: Vec<Plan>,
+    taken: Vec<Source>,
 }
 
 impl Receipt {
@@ -363,7 +470,8 @@ impl Receipt {
     }
 
     /// Gives back each token to the limit it came from (`limits`: the same limits, same order), for
-    /// the limits `which` selects.
+    /// the limits `which` selects. A token from this worker's lease goes back to the shared bucket
+    /// (the lease keeps its later slots).
     pub(crate) fn refund(
         self,
         limits: &[Limit],
@@ -373,9 +481,13 @@ impl Receipt {
         if self.taken.len() != limits.len() {
             return;
         }
-        for (plan, limit) in self.taken.iter().zip(limits) {
-            if which(limit) {
-                refund(limit, plan, store);
+        for (source, limit) in self.taken.iter().zip(limits) {
+            if !which(limit) {
+                continue;
+            }
+            match source {
+                Source::Shared(plan) => refund(limit, plan, 1, store),
+                Source::Leased { place, .. } => refund_leased(limit, *place, store),
             }
         }
     }
@@ -387,13 +499,33 @@ impl<'s> LocalBackend<'s> {
         LocalBackend {
             store,
             hash_key: *hash_key,
+            leases: None,
             taken: Vec::new(),
         }
+    }
+
+    /// Serves and takes leases of limits with `"lease"` from this worker's table.
+    pub fn with_leases(mut self, leases: &'s Leases) -> LocalBackend<'s> {
+        self.leases = Some(leases);
+        self
     }
 
     /// What the last admitted request took (empty after a denial).
     pub fn into_receipt(self) -> Receipt {
         Receipt { taken: self.taken }
+    }
+}
+
+/// Gives back what the already committed updates took (a later limit failed): every token of
+/// each, its lease's too (no lease was handed to the worker yet).
+fn refund_committed(sources: &[Source], limits: &[Limit], store: &mut dyn SharedStore) {
+    for (source, limit) in sources.iter().zip(limits) {
+        if let Source::Shared(plan) = source {
+            let leased = plan
+                .lease
+                .map_or(0, |l| l.end.saturating_sub(l.next) / limit.gcra.interval());
+            refund(limit, plan, 1 + leased, store);
+        }
     }
 }
 
@@ -403,33 +535,41 @@ impl BucketBackend for LocalBackend<'_> {
         if limits.len() != keys.len() {
             return Verdict::Unavailable;
         }
+        let disabled = Leases::disabled();
+        let leases = self.leases.unwrap_or(&disabled);
         let mut places = Vec::with_capacity(limits.len());
-        let mut plans = Vec::with_capacity(limits.len());
+        let mut sources = Vec::with_capacity(limits.len());
         for (l, k) in limits.iter().zip(keys) {
             let place = l.table.place(k, &self.hash_key);
-            match plan(l, place, &*self.store, now_ns) {
-                Ok(p) => plans.push(p),
-                Err(_) => return Verdict::Unavailable,
+            if let Some(source) = leased(l, place, leases, l.gcra.ticks(now_ns)) {
+                sources.push(source);
+            } else {
+                match plan(l, place, &*self.store, now_ns, lease_size(l, leases)) {
+                    Ok(p) => sources.push(Source::Shared(p)),
+                    Err(_) => return Verdict::Unavailable,
+                }
             }
             places.push(place);
         }
-        let states = |plans: &[Plan]| {
-            plans
+        let states = |sources: &[Source]| {
+            sources
                 .iter()
-                .map(|p| p.step.state)
+                .map(Source::state)
                 .collect::<Vec<LimitState>>()
         };
-        if plans.iter().any(|p| !p.step.allowed) {
-            return Verdict::Limited(states(&plans));
+        if sources.iter().any(|s| !s.allowed()) {
+            return Verdict::Limited(states(&sources));
         }
-        for i in 0..plans.len() {
+        for i in 0..sources.len() {
             let (Some(l), Some(&place)) = (limits.get(i), places.get(i)) else {
                 return Verdict::Unavailable;
             };
             let mut attempts = 1;
             loop {
-                let Some(p) = plans.get(i) else {
-                    return Verdict::Unavailable;
+                let p = match sources.get(i) {
+                    Some(Source::Shared(p)) => p,
+                    Some(Source::Leased { .. }) => break, // nothing to write
+                    None => return Verdict::Unavailable,
                 };
                 let failure =
                     match self
@@ -439,11 +579,11 @@ impl BucketBackend for LocalBackend<'_> {
                         Ok(()) => break,
                         Err(StoreError::CasMismatch) if attempts < MAX_ATTEMPTS => {
                             attempts += 1;
-                            match plan(l, place, &*self.store, now_ns) {
+                            match plan(l, place, &*self.store, now_ns, lease_size(l, leases)) {
                                 Ok(np) => {
                                     let allowed = np.step.allowed;
-                                    if let Some(slot) = plans.get_mut(i) {
-                                        *slot = np;
+                                    if let Some(slot) = sources.get_mut(i) {
+                                        *slot = Source::Shared(np);
                                     }
                                     if allowed {
                                         continue;
@@ -455,14 +595,25 @@ impl BucketBackend for LocalBackend<'_> {
                         }
                         Err(_) => Some(Verdict::Unavailable),
                     };
-                for (done, lim) in plans.iter().zip(limits).take(i) {
-                    refund(lim, done, &mut *self.store);
-                }
-                return failure.unwrap_or_else(|| Verdict::Limited(states(&plans)));
+                let done = sources.get(..i).unwrap_or_default();
+                refund_committed(done, limits, &mut *self.store);
+                return failure.unwrap_or_else(|| Verdict::Limited(states(&sources)));
             }
         }
-        let verdict = Verdict::Allowed(states(&plans));
-        self.taken = plans;
+        // Every limit gave its token: only now does the worker use or hold leases.
+        for ((source, l), place) in sources.iter().zip(limits).zip(&places) {
+            match source {
+                Source::Leased { slot, .. } => {
+                    leases.used(l.table.uid, *place, *slot, l.gcra.interval());
+                }
+                Source::Shared(Plan {
+                    lease: Some(slots), ..
+                }) => leases.hold(l.table.uid, *place, *slots),
+                Source::Shared(_) => {}
+            }
+        }
+        let verdict = Verdict::Allowed(states(&sources));
+        self.taken = sources;
         verdict
     }
 }

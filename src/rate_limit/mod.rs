@@ -7,9 +7,11 @@
 //! limit, so sharing under a full table only ever makes limiting stricter. Store failures fail closed.
 
 mod gcra;
+mod lease;
 mod local;
 pub mod remote;
 
+pub use lease::{Leases, LEASE_ENTRIES, MAX_LEASE};
 pub use local::{LocalBackend, Receipt, MAX_ATTEMPTS, WAYS};
 pub use remote::{FailureMode, RemoteAnswer, RlsConfig, RlsInput};
 
@@ -50,6 +52,9 @@ pub struct LimitInput {
     pub backend: Option<String>,
     /// `header:` keys only: `"fold"` (default, ASCII case ignored) or `"exact"`.
     pub key_case: Option<KeyCase>,
+    /// Local limits only: tokens a worker may take at once and hand to the key's next requests
+    /// itself (`lease.rs`); 1 or absent: none.
+    pub lease: Option<u64>,
 }
 
 /// How a `header:` key's value is compared.
@@ -79,6 +84,7 @@ crate::json::json_object!(LimitInput {
     ipv6_prefix: "ipv6_prefix" => read,
     backend: "backend" => read,
     key_case: "key_case" => some,
+    lease: "lease" => read,
 });
 
 /// Where a limit's buckets live.
@@ -118,6 +124,8 @@ pub struct Limit {
     pub backend: Backend,
     /// JSON path of this limit in the document (for document-wide checks).
     pub path: String,
+    /// Tokens a worker may lease at once (1: none).
+    pub lease: u64,
     pub(crate) gcra: Gcra,
     pub(crate) table: local::Table,
 }
@@ -371,6 +379,19 @@ fn compile_one(
             Backend::Local
         }
     };
+    let lease = input.lease.unwrap_or(1);
+    if !(1..=MAX_LEASE).contains(&lease) {
+        bad(
+            "lease",
+            format!("{lease} is out of range (allowed 1..={MAX_LEASE})"),
+        );
+    } else if lease > 1 && backend == Backend::Rls {
+        bad(
+            "lease",
+            "applies only to local limits (the rate limit service counts every request)"
+                .to_string(),
+        );
+    }
     if input.key_case.is_some() && !matches!(key, Some(KeySpec::Header { .. }) | None) {
         bad(
             "key_case",
@@ -408,6 +429,7 @@ fn compile_one(
         headers: input.headers,
         backend,
         path: p.to_string(),
+        lease,
         gcra,
         table,
     })
@@ -553,6 +575,7 @@ impl RateLimits {
         keys: &KeyInputs<'_>,
         now_ns: u64,
         store: &dyn SharedStore,
+        leases: &Leases,
         hash_key: &[u8; 16],
     ) -> Option<Reply> {
         let mut seen: Vec<(&Limit, LimitState)> = Vec::new();
@@ -567,7 +590,7 @@ impl RateLimits {
             if !matches!(key, KeyValue::Ip(_)) {
                 return None;
             }
-            let (allowed, state) = local::peek(l, &key, hash_key, store, now_ns).ok()?;
+            let (allowed, state) = local::peek(l, &key, hash_key, store, leases, now_ns).ok()?;
             empty |= !allowed;
             seen.push((l, state));
         }
@@ -582,14 +605,16 @@ impl RateLimits {
 
     /// Like [`RateLimits::acquire`], and also returns what was taken so that [`RateLimits::refund`]
     /// can give it back (when the rate limit service denies the request afterwards).
+    /// `leases`: this worker's (limits with `"lease"` use and take them).
     pub fn acquire_held(
         &self,
         keys: &KeyInputs<'_>,
         now_ns: u64,
         store: &mut dyn SharedStore,
+        leases: &Leases,
         hash_key: &[u8; 16],
     ) -> (RateOutcome, Receipt) {
-        let mut backend = LocalBackend::new(store, hash_key);
+        let mut backend = LocalBackend::new(store, hash_key).with_leases(leases);
         let outcome = self.decide(&mut backend, keys, now_ns);
         (outcome, backend.into_receipt())
     }

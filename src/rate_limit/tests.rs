@@ -5,6 +5,8 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use crate::decision::Decision;
 use crate::store::{Cas, MemoryStore};
 
+mod lease;
+
 const S: u64 = 1_000_000_000;
 const T0: u64 = 1_700_000_000 * S;
 const HK: [u8; 16] = *b"0123456789abcdef";
@@ -1234,14 +1236,18 @@ fn check_head_reads_client_ip_limits_only_and_takes_nothing() {
         let rl = limits(&format!("[{json}]"));
         let mut store = MemoryStore::new();
         for _ in 0..3 {
-            assert_eq!(rl.check_head(&keys, T0, &store, &HK), None, "{json}");
+            assert_eq!(
+                rl.check_head(&keys, T0, &store, &Leases::disabled(), &HK),
+                None,
+                "{json}"
+            );
         }
         assert_eq!(
             passes(&rl, &keys, T0, &mut store, 5),
             2,
             "{json}: checks took no token"
         );
-        let reply = rl.check_head(&keys, T0, &store, &HK);
+        let reply = rl.check_head(&keys, T0, &store, &Leases::disabled(), &HK);
         assert_eq!(reply.is_some(), denied, "{json}");
         if let Some(r) = reply {
             assert_eq!((r.status, r.reason), (429, Reason::RateLimited));
@@ -1250,7 +1256,13 @@ fn check_head_reads_client_ip_limits_only_and_takes_nothing() {
         }
         // A store that cannot be read decides nothing on the head.
         assert_eq!(
-            rl.check_head(&keys, T0, &crate::store::DownStore, &HK),
+            rl.check_head(
+                &keys,
+                T0,
+                &crate::store::DownStore,
+                &Leases::disabled(),
+                &HK
+            ),
             None
         );
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::rate_limit::Leases;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -39,6 +40,7 @@ struct Run {
     doc: Document,
     store: MemoryStore,
     budget: BodyBudget,
+    leases: Leases,
 }
 
 impl Run {
@@ -51,6 +53,7 @@ impl Run {
             doc,
             store,
             budget: BodyBudget::new(budget),
+            leases: Leases::new(),
         }
     }
 
@@ -62,6 +65,7 @@ impl Run {
             NOW,
             LIMITS,
             &KeyCache::EMPTY,
+            &self.leases,
             &self.budget,
             &mut self.store,
         )
@@ -267,6 +271,7 @@ fn a_rate_limited_request_consumes_no_nonce() {
         later,
         LIMITS,
         &KeyCache::EMPTY,
+        &run.leases,
         &run.budget,
         &mut run.store,
     );

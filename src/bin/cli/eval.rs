@@ -210,7 +210,13 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode, Failure> {
     let mut store = MemoryStore::new();
     doc.prepare(&mut store)
         .map_err(|e| format!("shared store: {e:?}"))?;
-    let mut ev = doc.evaluate_head_with(&head, now_ns, &keys, &mut store);
+    let mut ev = doc.evaluate_head_with(
+        &head,
+        now_ns,
+        &keys,
+        &edgeward::rate_limit::Leases::disabled(),
+        &mut store,
+    );
     if ev.needs_body.is_some() {
         ev.evaluate_body(&doc, &head, &req.body, &mut store);
     }

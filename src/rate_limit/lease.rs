@@ -1,0 +1,131 @@
+//! Token leases: a worker's own tokens of hot buckets (a limit's `"lease": N`), so that most requests
+//! of a busy key take their token from worker memory instead of two shared-data calls.
+//!
+//! A request that finds no usable lease takes its token from the shared bucket as usual, and in the
+//! same compare-and-swap up to `N - 1` more for this worker ([`super::gcra::Gcra::take_leasing`]).
+//! The key's next requests on this worker then use those, with no host call.
+//!
+//! - **Never exceeded.** A leased token is usable only until the moment the shared bucket would
+//!   have handed out its slot. Every admission therefore happens no later than its slot and no
+//!   earlier than the tolerance allows. That is a plain GCRA's bound: at most `burst` plus `limit`
+//!   per `window_s` in any interval, whatever the workers do.
+//! - **Stricter, by a bounded amount.** Tokens sitting in one worker's lease are not available to
+//!   the other workers: a request can be refused while up to `(workers - 1) × (N - 1)` tokens of its
+//!   bucket sit unused elsewhere (a lease never takes more than half of what is left, and none from a
+//!   nearly empty bucket). A lease taken from a bucket that is (nearly) full starts `burst / 64`
+//!   tokens' refill ahead ([`super::gcra::Gcra::lease_reserve`]), so that it lasts: that idle
+//!   credit is given up. A leased token that expires, or is refunded, is dropped.
+//! - **Headers.** `RateLimit` reports this worker's view: the bucket as its lease found it, with
+//!   the lease's unused tokens counted as still there.
+//!
+//! The table is a fixed number of entries per worker (no allocation per request): a key whose
+//! entry is taken over by another key loses its lease's tokens (stricter, never looser).
+
+use super::gcra::LeaseSlots;
+use super::local::Place;
+use std::cell::RefCell;
+use std::fmt;
+
+/// Entries per worker (and configuration): 256 × 64 bytes.
+pub const LEASE_ENTRIES: usize = 256;
+
+/// Largest accepted `lease`.
+pub const MAX_LEASE: u64 = 64;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Entry {
+    /// The limit's table.
+    uid: u64,
+    set: u32,
+    fp: u64,
+    slots: LeaseSlots,
+}
+
+/// One worker's leases, for every leasing limit of one configuration.
+pub struct Leases {
+    entries: RefCell<Vec<Entry>>,
+}
+
+// Entries hold hashes of client keys: not printed.
+impl fmt::Debug for Leases {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leases")
+            .field("entries", &self.entries.borrow().len())
+            .finish()
+    }
+}
+
+impl Default for Leases {
+    fn default() -> Self {
+        Leases::new()
+    }
+}
+
+impl Leases {
+    /// A worker's table, empty.
+    pub fn new() -> Leases {
+        Leases {
+            entries: RefCell::new(vec![Entry::default(); LEASE_ENTRIES]),
+        }
+    }
+
+    /// A table that holds nothing: every token comes from the shared bucket, one at a time (the CLI,
+    /// one-shot evaluations).
+    pub fn disabled() -> Leases {
+        Leases {
+            entries: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Whether leases can be held at all.
+    pub(crate) fn enabled(&self) -> bool {
+        !self.entries.borrow().is_empty()
+    }
+
+    fn index(len: usize, uid: u64, place: Place) -> usize {
+        // `fp` and `set` come from a keyed hash; `uid` separates limits (route and global limits
+        // have fp = set = 0).
+        let h = place.fp ^ uid.rotate_left(29) ^ u64::from(place.set).rotate_left(47);
+        usize::try_from(h % (len.max(1) as u64)).unwrap_or(0)
+    }
+
+    /// This key's lease, if this worker holds one.
+    pub(crate) fn get(&self, uid: u64, place: Place) -> Option<LeaseSlots> {
+        let entries = self.entries.borrow();
+        let e = entries.get(Self::index(entries.len(), uid, place))?;
+        (e.uid == uid && e.set == place.set && e.fp == place.fp && e.slots.next < e.slots.end)
+            .then_some(e.slots)
+    }
+
+    /// The request used `slot` of this key's lease: the next one is after it.
+    pub(crate) fn used(&self, uid: u64, place: Place, slot: u128, interval: u128) {
+        let mut entries = self.entries.borrow_mut();
+        let len = entries.len();
+        if let Some(e) = entries.get_mut(Self::index(len, uid, place)) {
+            if e.uid == uid && e.set == place.set && e.fp == place.fp {
+                e.slots.next = slot.saturating_add(interval);
+            }
+        }
+    }
+
+    /// A new lease for this key (replacing whatever the entry held).
+    pub(crate) fn hold(&self, uid: u64, place: Place, slots: LeaseSlots) {
+        let mut entries = self.entries.borrow_mut();
+        let len = entries.len();
+        if let Some(e) = entries.get_mut(Self::index(len, uid, place)) {
+            *e = Entry {
+                uid,
+                set: place.set,
+                fp: place.fp,
+                slots,
+            };
+        }
+    }
+
+    /// Drops every lease (their tokens are given up: stricter).
+    pub fn clear(&self) {
+        for e in self.entries.borrow_mut().iter_mut() {
+            *e = Entry::default();
+        }
+    }
+}
