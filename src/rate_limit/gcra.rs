@@ -55,6 +55,11 @@ impl Gcra {
         u128::from(now_ns) * u128::from(self.limit)
     }
 
+    /// The last nanosecond whose ticks do not pass `ticks`.
+    pub fn last_ns(&self, ticks: u128) -> u64 {
+        u64::try_from(ticks / u128::from(self.limit)).unwrap_or(u64::MAX)
+    }
+
     /// One token, in ticks (what a refund gives back).
     pub fn interval(&self) -> u128 {
         self.interval

@@ -18,8 +18,10 @@
 //! - **Headers.** `RateLimit` reports this worker's view: the bucket as its lease found it, with
 //!   the lease's unused tokens counted as still there.
 //!
-//! The table is a fixed number of entries per worker (no allocation per request): a key whose
-//! entry is taken over by another key loses its lease's tokens (stricter, never looser).
+//! The table is a fixed number of entries per worker (no allocation per request). An entry that
+//! holds a usable lease is never taken over: another key that maps to it takes its tokens one at a
+//! time, exactly as without leases, until the lease is used up or its last slot passes. So a flood of
+//! other keys cannot make a key lose its leased tokens.
 
 use super::gcra::LeaseSlots;
 use super::local::Place;
@@ -39,6 +41,15 @@ struct Entry {
     set: u32,
     fp: u64,
     slots: LeaseSlots,
+    /// The last nanosecond at which the lease's last slot is still usable.
+    until_ns: u64,
+}
+
+impl Entry {
+    fn free_for(&self, uid: u64, place: Place, now_ns: u64) -> bool {
+        let mine = self.uid == uid && self.set == place.set && self.fp == place.fp;
+        mine || self.slots.next >= self.slots.end || now_ns > self.until_ns
+    }
 }
 
 /// One worker's leases, for every leasing limit of one configuration.
@@ -82,7 +93,7 @@ impl Leases {
         !self.entries.borrow().is_empty()
     }
 
-    fn index(len: usize, uid: u64, place: Place) -> usize {
+    pub(super) fn index(len: usize, uid: u64, place: Place) -> usize {
         // `fp` and `set` come from a keyed hash; `uid` separates limits (route and global limits
         // have fp = set = 0).
         let h = place.fp ^ uid.rotate_left(29) ^ u64::from(place.set).rotate_left(47);
@@ -108,17 +119,37 @@ impl Leases {
         }
     }
 
-    /// A new lease for this key (replacing whatever the entry held).
-    pub(crate) fn hold(&self, uid: u64, place: Place, slots: LeaseSlots) {
+    /// Whether this key may take a lease now: its entry is free (never used, used up, or past its
+    /// last slot) or already this key's.
+    pub(crate) fn free_for(&self, uid: u64, place: Place, now_ns: u64) -> bool {
+        let entries = self.entries.borrow();
+        entries
+            .get(Self::index(entries.len(), uid, place))
+            .is_some_and(|e| e.free_for(uid, place, now_ns))
+    }
+
+    /// A new lease for this key, `until_ns` the last nanosecond its last slot is usable (nothing when
+    /// another key's lease holds the entry).
+    pub(crate) fn hold(
+        &self,
+        uid: u64,
+        place: Place,
+        slots: LeaseSlots,
+        until_ns: u64,
+        now_ns: u64,
+    ) {
         let mut entries = self.entries.borrow_mut();
         let len = entries.len();
         if let Some(e) = entries.get_mut(Self::index(len, uid, place)) {
-            *e = Entry {
-                uid,
-                set: place.set,
-                fp: place.fp,
-                slots,
-            };
+            if e.free_for(uid, place, now_ns) {
+                *e = Entry {
+                    uid,
+                    set: place.set,
+                    fp: place.fp,
+                    slots,
+                    until_ns,
+                };
+            }
         }
     }
 

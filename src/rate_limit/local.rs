@@ -352,9 +352,9 @@ fn plan(
     })
 }
 
-/// How many tokens this worker may lease from `limit` (1: none).
-fn lease_size(limit: &Limit, leases: &Leases) -> u64 {
-    if leases.enabled() {
+/// How many tokens this worker may lease from `limit` for the key at `place` (1: none).
+fn lease_size(limit: &Limit, place: Place, leases: &Leases, now_ns: u64) -> u64 {
+    if limit.lease > 1 && leases.enabled() && leases.free_for(limit.table.uid, place, now_ns) {
         limit.lease
     } else {
         1
@@ -544,7 +544,13 @@ impl BucketBackend for LocalBackend<'_> {
             if let Some(source) = leased(l, place, leases, l.gcra.ticks(now_ns)) {
                 sources.push(source);
             } else {
-                match plan(l, place, &*self.store, now_ns, lease_size(l, leases)) {
+                match plan(
+                    l,
+                    place,
+                    &*self.store,
+                    now_ns,
+                    lease_size(l, place, leases, now_ns),
+                ) {
                     Ok(p) => sources.push(Source::Shared(p)),
                     Err(_) => return Verdict::Unavailable,
                 }
@@ -579,7 +585,13 @@ impl BucketBackend for LocalBackend<'_> {
                         Ok(()) => break,
                         Err(StoreError::CasMismatch) if attempts < MAX_ATTEMPTS => {
                             attempts += 1;
-                            match plan(l, place, &*self.store, now_ns, lease_size(l, leases)) {
+                            match plan(
+                                l,
+                                place,
+                                &*self.store,
+                                now_ns,
+                                lease_size(l, place, leases, now_ns),
+                            ) {
                                 Ok(np) => {
                                     let allowed = np.step.allowed;
                                     if let Some(slot) = sources.get_mut(i) {
@@ -608,7 +620,10 @@ impl BucketBackend for LocalBackend<'_> {
                 }
                 Source::Shared(Plan {
                     lease: Some(slots), ..
-                }) => leases.hold(l.table.uid, *place, *slots),
+                }) => {
+                    let until = l.gcra.last_ns(slots.end.saturating_sub(l.gcra.interval()));
+                    leases.hold(l.table.uid, *place, *slots, until, now_ns);
+                }
                 Source::Shared(_) => {}
             }
         }

@@ -199,6 +199,15 @@ fn a_lease_takes_at_most_half_of_what_is_left_and_none_near_empty() {
     }
 }
 
+/// A request whose only key is its headers.
+fn by_headers(h: &[(String, String)]) -> KeyInputs<'_> {
+    KeyInputs {
+        client_ip: None,
+        key_id: None,
+        headers: Headers::new(h),
+    }
+}
+
 /// A small deterministic generator (xorshift64*).
 struct Rng(u64);
 
@@ -304,6 +313,59 @@ fn an_expired_lease_is_dropped_and_the_next_token_comes_from_the_bucket() {
     // Every slot passed: back to the shared bucket.
     assert!(ok(&rl, &k, T0 + S, &mut store, &w));
     assert_eq!(store.reads.get(), 1);
+}
+
+#[test]
+fn a_flood_of_other_keys_cannot_take_a_lease_away() {
+    let rl = leasing("header:x-user", 1_000_000_000, 1, 1_000_000_000, 8);
+    let limit = &rl.limits()[0];
+    let user = |v: &str| hdrs(&[("x-user", v)]);
+    let place_of = |h: &[(String, String)]| {
+        limit.table.place(
+            &KeyValue::Header(Headers::new(h), "x-user", KeyCase::Fold),
+            &HK,
+        )
+    };
+    let slot_of =
+        |h: &[(String, String)]| Leases::index(LEASE_ENTRIES, limit.table.uid(), place_of(h));
+    let victim = user("victim");
+    // Keys that share the victim's entry in the worker's table.
+    let rivals: Vec<Vec<(String, String)>> = (0..20_000)
+        .map(|i| user(&format!("u{i}")))
+        .filter(|h| slot_of(h) == slot_of(&victim))
+        .take(20)
+        .collect();
+    assert_eq!(rivals.len(), 20);
+    let w = Leases::new();
+    let mut store = MemoryStore::new();
+    assert!(ok(&rl, &by_headers(&victim), T0, &mut store, &w));
+    let held = w.get(limit.table.uid(), place_of(&victim));
+    assert!(held.is_some());
+    // Every rival is served (one token at a time: no lease for them) and the victim keeps its lease.
+    store.reads.set(0);
+    for (i, rival) in rivals.iter().enumerate() {
+        assert!(ok(
+            &rl,
+            &by_headers(rival),
+            T0 + 1 + i as u64,
+            &mut store,
+            &w
+        ));
+        assert!(ok(
+            &rl,
+            &by_headers(rival),
+            T0 + 1 + i as u64,
+            &mut store,
+            &w
+        ));
+    }
+    assert_eq!(store.reads.get(), 40, "no rival got a lease");
+    assert_eq!(w.get(limit.table.uid(), place_of(&victim)), held);
+    // Once the victim's lease has passed its last slot, the entry is free for the next key.
+    let later = T0 + S;
+    assert!(ok(&rl, &by_headers(&rivals[0]), later, &mut store, &w));
+    assert!(w.get(limit.table.uid(), place_of(&rivals[0])).is_some());
+    assert_eq!(w.get(limit.table.uid(), place_of(&victim)), None);
 }
 
 // ---------------------------------------------------------------- one token from every limit or none
