@@ -378,7 +378,7 @@ fn main() {
     .unwrap();
     let leased_limits = &leased.policies[0].rate_limits;
     assert!(leased_limits.limits().iter().all(|l| l.lease == 64));
-    let worker = edgeward::rate_limit::Leases::new();
+    let worker = std::rc::Rc::new(edgeward::rate_limit::Leases::new());
     let mut store = MemoryStore::new();
     leased.prepare(&mut store).unwrap();
     bench(filter, "rate-limit decision (2 limits, leasing 64)", || {

@@ -22,6 +22,7 @@ use crate::route::{normalize_host, select, Target};
 use crate::signature::{check_content_digest, check_nonce, release_nonce, KeyRing, NonceOutcome};
 use crate::store::{ReadAhead, SharedStore};
 use std::net::IpAddr;
+use std::rc::Rc;
 
 /// The prefix of headers edgeward sets toward the upstream; a client's own are refused.
 pub const INTERNAL_HEADER_PREFIX: &str = "x-edgeward-";
@@ -471,7 +472,7 @@ impl Evaluation {
         head: &RequestHead,
         nonce: Option<NonceHold>,
         now_ns: u64,
-        leases: &Leases,
+        leases: &Rc<Leases>,
         store: &mut dyn SharedStore,
     ) {
         let keys = KeyInputs {
@@ -626,7 +627,13 @@ impl Document {
         now_ns: u64,
         store: &mut dyn SharedStore,
     ) -> Evaluation {
-        self.evaluate_head_with(head, now_ns, &KeyCache::EMPTY, &Leases::disabled(), store)
+        self.evaluate_head_with(
+            head,
+            now_ns,
+            &KeyCache::EMPTY,
+            &Rc::new(Leases::disabled()),
+            store,
+        )
     }
 
     /// Evaluates the request head: selects the policy, runs every check that needs no body and makes
@@ -638,7 +645,7 @@ impl Document {
         head: &RequestHead,
         now_ns: u64,
         keys: &KeyCache,
-        leases: &Leases,
+        leases: &Rc<Leases>,
         store: &mut dyn SharedStore,
     ) -> Evaluation {
         let mut ev = Evaluation::new();

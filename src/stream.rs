@@ -17,6 +17,7 @@ use crate::rate_limit::Leases;
 use crate::request::RequestHead;
 use crate::store::SharedStore;
 use std::cell::Cell;
+use std::rc::Rc;
 
 /// The bytes one worker holds in request bodies at once, shared by its streams: a body-holding
 /// request reserves its declared length (else the policy's `max_body_bytes`) before it is held.
@@ -217,7 +218,7 @@ impl Stream {
         now_ns: u64,
         limits: HoldLimits,
         keys: &KeyCache,
-        leases: &Leases,
+        leases: &Rc<Leases>,
         budget: &BodyBudget,
         store: &mut dyn SharedStore,
     ) -> Actions {

@@ -1466,7 +1466,7 @@ fn a_verified_agent_is_passed_upstream_and_logged() {
         &r.head(),
         NOW_NS,
         &agent_cache(),
-        &crate::rate_limit::Leases::disabled(),
+        &std::rc::Rc::new(crate::rate_limit::Leases::disabled()),
         &mut MemoryStore::new(),
     );
     assert_eq!(ev.reply, None, "{ev:?}");
@@ -1513,7 +1513,7 @@ fn a_verified_agent_is_passed_upstream_and_logged() {
         &other.head(),
         NOW_NS,
         &agent_cache(),
-        &crate::rate_limit::Leases::disabled(),
+        &std::rc::Rc::new(crate::rate_limit::Leases::disabled()),
         &mut MemoryStore::new(),
     );
     assert_eq!(
@@ -1563,7 +1563,7 @@ fn an_unloaded_key_source_is_503_not_401() {
         &r.head(),
         NOW_NS,
         &cache,
-        &crate::rate_limit::Leases::disabled(),
+        &std::rc::Rc::new(crate::rate_limit::Leases::disabled()),
         &mut MemoryStore::new(),
     );
     assert_eq!(

@@ -127,7 +127,7 @@ pub fn stream(data: &[u8]) {
         if doc.prepare(&mut store).is_err() {
             super::sfv::panic_with("prepare failed on a memory store");
         }
-        let leases = Leases::new();
+        let leases = std::rc::Rc::new(Leases::new());
         let mut streams = [Stream::new(), Stream::new()];
         let mut seen = [Seen::default(), Seen::default()];
         let mut events = 0;

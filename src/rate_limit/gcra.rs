@@ -28,12 +28,15 @@ pub struct Step {
     pub state: LimitState,
 }
 
-/// Tokens a worker holds: one per slot in `[next, end)`, `interval` apart (`end` is the bucket's
-/// arrival time the lease left).
+/// Tokens a worker holds: bit `j` of `bits` is the slot `base + j × interval`. Bit 0 is the slot of
+/// the request that took the lease (held again only if that request is refunded); `end` is the
+/// bucket's arrival time the lease left. A token keeps its own slot from lease to use or refund, so
+/// that no slot is ever handed out twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LeaseSlots {
-    pub next: u128,
+    pub base: u128,
     pub end: u128,
+    pub bits: u64,
 }
 
 impl Gcra {
@@ -126,38 +129,44 @@ impl Gcra {
         if k < 2 {
             return (plain, None);
         }
+        // k ≤ max ≤ 64 (`MAX_LEASE`): bits 1 … k-1.
+        let k = k.min(64);
         let end = base + k * self.interval;
         let step = Step {
             allowed: true,
             tat: end,
             state: self.state(base + self.interval, now),
         };
-        (
-            step,
-            Some(LeaseSlots {
-                next: base + self.interval,
-                end,
-            }),
-        )
+        let bits = (u64::MAX >> (64 - k)) & !1;
+        (step, Some(LeaseSlots { base, end, bits }))
     }
 
-    /// The slot a lease can hand out at `now` (its first slot not yet passed), if any.
-    pub fn lease_slot(&self, lease: LeaseSlots, now: u128) -> Option<u128> {
-        let slot = if lease.next >= now {
-            lease.next
+    /// The token a lease can hand out at `now`: its first slot not yet passed (and not further ahead
+    /// than the tolerance, should the host clock step back), as (bit, slot).
+    pub fn lease_slot(&self, lease: LeaseSlots, now: u128) -> Option<(u32, u128)> {
+        let passed = if now > lease.base {
+            (now - lease.base).div_ceil(self.interval)
         } else {
-            let behind = (now - lease.next).div_ceil(self.interval);
-            lease
-                .next
-                .saturating_add(behind.saturating_mul(self.interval))
+            0
         };
-        (slot < lease.end).then_some(slot)
+        let open = if passed >= 64 {
+            0
+        } else {
+            lease.bits & (u64::MAX << passed)
+        };
+        if open == 0 {
+            return None;
+        }
+        let bit = open.trailing_zeros();
+        let slot = lease.base + u128::from(bit) * self.interval;
+        (slot.saturating_sub(now) <= self.tolerance).then_some((bit, slot))
     }
 
-    /// The state a request served from a lease at `slot` reports: the bucket as the lease left it,
-    /// with the lease's tokens after `slot` counted as still there.
-    pub fn leased_state(&self, slot: u128, now: u128) -> LimitState {
-        self.state(slot.saturating_add(self.interval), now)
+    /// The state a request served from a lease reports once it used a token (`left`: the lease's
+    /// tokens after it): the bucket as the lease left it, with those tokens counted as still there.
+    pub fn leased_state(&self, lease: LeaseSlots, left: u32, now: u128) -> LimitState {
+        let unused = u128::from(left) * self.interval;
+        self.state(lease.end.saturating_sub(unused), now)
     }
 
     /// Remaining tokens and seconds until full of a bucket (no token taken).

@@ -10,11 +10,14 @@
 //!   earlier than the tolerance allows. That is a plain GCRA's bound: at most `burst` plus `limit`
 //!   per `window_s` in any interval, whatever the workers do.
 //! - **Stricter, by a bounded amount.** Tokens sitting in one worker's lease are not available to
-//!   the other workers: a request can be refused while up to `(workers - 1) × (N - 1)` tokens of its
+//!   the other workers: a request can be refused while up to `(workers - 1) × N` tokens of its
 //!   bucket sit unused elsewhere (a lease never takes more than half of what is left, and none from a
 //!   nearly empty bucket). A lease taken from a bucket that is (nearly) full starts `burst / 64`
 //!   tokens' refill ahead ([`super::gcra::Gcra::lease_reserve`]), so that it lasts: that idle
-//!   credit is given up. A leased token that expires, or is refunded, is dropped.
+//!   credit is given up. A leased token that expires is dropped.
+//! - **Refunds.** Every token keeps its own slot (a bit of the lease), so a refund gives the token
+//!   back to the lease it came from (the request's own token too, when it took the lease), never to
+//!   the shared bucket, whose slot before its arrival time may be one a worker holds.
 //! - **Headers.** `RateLimit` reports this worker's view: the bucket as its lease found it, with
 //!   the lease's unused tokens counted as still there.
 //!
@@ -46,9 +49,12 @@ struct Entry {
 }
 
 impl Entry {
+    fn is(&self, uid: u64, place: Place) -> bool {
+        self.uid == uid && self.set == place.set && self.fp == place.fp
+    }
+
     fn free_for(&self, uid: u64, place: Place, now_ns: u64) -> bool {
-        let mine = self.uid == uid && self.set == place.set && self.fp == place.fp;
-        mine || self.slots.next >= self.slots.end || now_ns > self.until_ns
+        self.is(uid, place) || self.slots.bits == 0 || now_ns > self.until_ns
     }
 }
 
@@ -100,23 +106,43 @@ impl Leases {
         usize::try_from(h % (len.max(1) as u64)).unwrap_or(0)
     }
 
+    /// The entry this key's lease would use (requests with two leasing limits on one entry lease
+    /// for the first only).
+    pub(crate) fn entry(&self, uid: u64, place: Place) -> usize {
+        Self::index(self.entries.borrow().len(), uid, place)
+    }
+
     /// This key's lease, if this worker holds one.
     pub(crate) fn get(&self, uid: u64, place: Place) -> Option<LeaseSlots> {
         let entries = self.entries.borrow();
         let e = entries.get(Self::index(entries.len(), uid, place))?;
-        (e.uid == uid && e.set == place.set && e.fp == place.fp && e.slots.next < e.slots.end)
-            .then_some(e.slots)
+        (e.is(uid, place) && e.slots.bits != 0).then_some(e.slots)
     }
 
-    /// The request used `slot` of this key's lease: the next one is after it.
-    pub(crate) fn used(&self, uid: u64, place: Place, slot: u128, interval: u128) {
+    /// The entry of this key's lease that started at `base`, to change.
+    fn with_lease(&self, uid: u64, place: Place, base: u128, change: impl FnOnce(&mut u64)) {
         let mut entries = self.entries.borrow_mut();
         let len = entries.len();
         if let Some(e) = entries.get_mut(Self::index(len, uid, place)) {
-            if e.uid == uid && e.set == place.set && e.fp == place.fp {
-                e.slots.next = slot.saturating_add(interval);
+            if e.is(uid, place) && e.slots.base == base {
+                change(&mut e.slots.bits);
             }
         }
+    }
+
+    /// A request used token `bit` of this key's lease (tokens before it have passed: dropped).
+    pub(crate) fn used(&self, uid: u64, place: Place, base: u128, bit: u32) {
+        self.with_lease(uid, place, base, |bits| {
+            *bits &= u64::MAX.checked_shl(bit + 1).unwrap_or(0);
+        });
+    }
+
+    /// A refunded request gives token `bit` (its own slot) back to the lease it came from, if this
+    /// worker still holds that lease; else the token is dropped (stricter).
+    pub(crate) fn give_back(&self, uid: u64, place: Place, base: u128, bit: u32) {
+        self.with_lease(uid, place, base, |bits| {
+            *bits |= 1u64.checked_shl(bit).unwrap_or(0);
+        });
     }
 
     /// Whether this key may take a lease now: its entry is free (never used, used up, or past its

@@ -18,11 +18,12 @@
 //! CAS loop; a refund that cannot land is dropped, which is again only stricter).
 
 use super::gcra::{Gcra, LeaseSlots, Step};
-use super::lease::Leases;
+use super::lease::{Leases, LEASE_ENTRIES};
 use super::{BucketBackend, KeySpec, KeyValue, Limit, LimitState, Verdict};
 use crate::store::{Cas, SharedStore, StoreError};
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
+use std::rc::Rc;
 
 /// Slots per set of a keyed limit.
 pub const WAYS: usize = 8;
@@ -101,6 +102,10 @@ struct Plan {
     image: SetImage,
     way: usize,
     step: Step,
+    /// Where the key lives (a lease is held under it).
+    place: Place,
+    /// The lease size this update asked for (1: none); a retry asks for the same.
+    asked: u64,
     /// The tokens this update also takes for this worker's lease.
     lease: Option<LeaseSlots>,
 }
@@ -112,10 +117,11 @@ struct Plan {
 enum Source {
     /// The shared bucket (this update, once committed).
     Shared(Plan),
-    /// This worker's lease on the key's bucket: `slot`, nothing written.
+    /// Token `bit` of this worker's lease (started at `base`) on the key's bucket: nothing written.
     Leased {
         place: Place,
-        slot: u128,
+        base: u128,
+        bit: u32,
         state: super::LimitState,
     },
 }
@@ -308,7 +314,7 @@ fn plan(
     place: Place,
     store: &dyn SharedStore,
     now_ns: u64,
-    lease: u64,
+    asked: u64,
 ) -> Result<Plan, StoreError> {
     let t = &limit.table;
     let key = t.store_key(place.set);
@@ -329,7 +335,7 @@ fn plan(
         // Another key's bucket: no lease on it.
         (limit.gcra.take(start, now), None)
     } else {
-        limit.gcra.take_leasing(start, now, lease)
+        limit.gcra.take_leasing(start, now, asked)
     };
     if step.allowed {
         if shared {
@@ -348,17 +354,34 @@ fn plan(
         image,
         way,
         step,
+        place,
+        asked,
         lease,
     })
 }
 
-/// How many tokens this worker may lease from `limit` for the key at `place` (1: none).
-fn lease_size(limit: &Limit, place: Place, leases: &Leases, now_ns: u64) -> u64 {
-    if limit.lease > 1 && leases.enabled() && leases.free_for(limit.table.uid, place, now_ns) {
-        limit.lease
-    } else {
-        1
+/// How many tokens this worker may lease from `limit` for the key at `place` (1: none): only into
+/// a free entry that no earlier limit of this request claimed (`claimed`: one bit per entry).
+fn lease_size(
+    limit: &Limit,
+    place: Place,
+    leases: &Leases,
+    now_ns: u64,
+    claimed: &mut [u64; LEASE_ENTRIES / 64],
+) -> u64 {
+    if limit.lease < 2 || !leases.enabled() || !leases.free_for(limit.table.uid, place, now_ns) {
+        return 1;
     }
+    let entry = leases.entry(limit.table.uid, place);
+    let Some(word) = claimed.get_mut(entry / 64) else {
+        return 1;
+    };
+    let bit = 1u64 << (entry % 64);
+    if *word & bit != 0 {
+        return 1;
+    }
+    *word |= bit;
+    limit.lease
 }
 
 /// This worker's next leased token for the key, if its lease has one usable now.
@@ -366,12 +389,14 @@ fn leased(limit: &Limit, place: Place, leases: &Leases, now: u128) -> Option<Sou
     if limit.lease < 2 {
         return None;
     }
-    let slots = leases.get(limit.table.uid, place)?;
-    let slot = limit.gcra.lease_slot(slots, now)?;
+    let lease = leases.get(limit.table.uid, place)?;
+    let (bit, _) = limit.gcra.lease_slot(lease, now)?;
+    let left = (lease.bits & u64::MAX.checked_shl(bit + 1).unwrap_or(0)).count_ones();
     Some(Source::Leased {
         place,
-        slot,
-        state: limit.gcra.leased_state(slot, now),
+        base: lease.base,
+        bit,
+        state: limit.gcra.leased_state(lease, left, now),
     })
 }
 
@@ -395,8 +420,11 @@ pub(crate) fn peek(
     Ok((p.step.allowed, p.step.state))
 }
 
-/// Gives back `tokens` of what a committed plan took, if its slot still holds what the plan wrote.
-fn refund(limit: &Limit, plan: &Plan, tokens: u128, store: &mut dyn SharedStore) {
+/// Gives back the token a committed plan took (one slot), if its slot in the set still belongs to
+/// the key the plan wrote. `exact`: only if nobody took a token from that bucket since (its arrival
+/// time is still what the plan wrote), so that exactly this request's slot is freed; limits that
+/// lease ask for this, since the slot before the bucket's arrival time may be one a worker holds.
+fn refund(limit: &Limit, plan: &Plan, exact: bool, store: &mut dyn SharedStore) {
     let Some(written) = plan.image.slots.get(plan.way) else {
         return;
     };
@@ -411,31 +439,11 @@ fn refund(limit: &Limit, plan: &Plan, tokens: u128, store: &mut dyn SharedStore)
         if slot.fp != written.fp {
             return; // taken over since: the token went back to the refill already
         }
-        slot.tat = slot
-            .tat
-            .saturating_sub(tokens.saturating_mul(limit.gcra.interval()));
-        match store.set(&plan.key, limit.table.encode(&image).as_slice(), cas) {
-            Err(StoreError::CasMismatch) => continue,
-            _ => return,
+        if exact && slot.tat != written.tat {
+            return; // another token was taken after it: dropped (stricter)
         }
-    }
-}
-
-/// Gives back a token this worker's lease handed out, to the key's bucket (if the key still holds
-/// its slot in the set: else the token went back to the refill already).
-fn refund_leased(limit: &Limit, place: Place, store: &mut dyn SharedStore) {
-    let key = limit.table.store_key(place.set);
-    for _ in 0..MAX_ATTEMPTS {
-        let Ok((Some(value), cas)) = store.get(&key) else {
-            return;
-        };
-        let mut image = limit.table.decode(Some(&value));
-        let ways = limit.table.ways.min(WAYS);
-        let Some(slot) = image.slots.iter_mut().take(ways).find(|s| s.fp == place.fp) else {
-            return;
-        };
         slot.tat = slot.tat.saturating_sub(limit.gcra.interval());
-        match store.set(&key, limit.table.encode(&image).as_slice(), cas) {
+        match store.set(&plan.key, limit.table.encode(&image).as_slice(), cas) {
             Err(StoreError::CasMismatch) => continue,
             _ => return,
         }
@@ -446,8 +454,8 @@ fn refund_leased(limit: &Limit, place: Place, store: &mut dyn SharedStore) {
 pub struct LocalBackend<'s> {
     store: &'s mut dyn SharedStore,
     hash_key: [u8; 16],
-    /// This worker's leases (a disabled table: every token from the shared bucket).
-    leases: Option<&'s Leases>,
+    /// This worker's leases (none: every token from the shared bucket, one at a time).
+    leases: Option<Rc<Leases>>,
     /// Where the last admitted request's tokens came from (for a later refund).
     taken: Vec<Source>,
 }
@@ -457,6 +465,8 @@ pub struct LocalBackend<'s> {
 #[derive(Debug, Default)]
 pub struct Receipt {
     taken: Vec<Source>,
+    /// The worker's leases the tokens may have come from or gone to.
+    leases: Option<Rc<Leases>>,
 }
 
 impl Receipt {
@@ -470,8 +480,7 @@ impl Receipt {
     }
 
     /// Gives back each token to the limit it came from (`limits`: the same limits, same order), for
-    /// the limits `which` selects. A token from this worker's lease goes back to the shared bucket
-    /// (the lease keeps its later slots).
+    /// the limits `which` selects.
     pub(crate) fn refund(
         self,
         limits: &[Limit],
@@ -482,14 +491,34 @@ impl Receipt {
             return;
         }
         for (source, limit) in self.taken.iter().zip(limits) {
-            if !which(limit) {
-                continue;
-            }
-            match source {
-                Source::Shared(plan) => refund(limit, plan, 1, store),
-                Source::Leased { place, .. } => refund_leased(limit, *place, store),
+            if which(limit) {
+                give_back(limit, source, self.leases.as_deref(), store);
             }
         }
+    }
+}
+
+/// Gives back one request's token of `limit`. A token that came from a lease, or whose request took
+/// one, goes back to that lease as its own slot (if the worker still holds it); any other goes
+/// back to the shared bucket.
+fn give_back(limit: &Limit, source: &Source, leases: Option<&Leases>, store: &mut dyn SharedStore) {
+    match (source, leases) {
+        (
+            Source::Shared(Plan {
+                lease: Some(lease),
+                place,
+                ..
+            }),
+            Some(leases),
+        ) => leases.give_back(limit.table.uid, *place, lease.base, 0),
+        (Source::Shared(plan), _) => refund(limit, plan, limit.lease > 1, store),
+        (
+            Source::Leased {
+                place, base, bit, ..
+            },
+            Some(leases),
+        ) => leases.give_back(limit.table.uid, *place, *base, *bit),
+        (Source::Leased { .. }, None) => {}
     }
 }
 
@@ -505,27 +534,31 @@ impl<'s> LocalBackend<'s> {
     }
 
     /// Serves and takes leases of limits with `"lease"` from this worker's table.
-    pub fn with_leases(mut self, leases: &'s Leases) -> LocalBackend<'s> {
-        self.leases = Some(leases);
+    pub fn with_leases(mut self, leases: &Rc<Leases>) -> LocalBackend<'s> {
+        self.leases = Some(Rc::clone(leases));
         self
     }
 
     /// What the last admitted request took (empty after a denial).
     pub fn into_receipt(self) -> Receipt {
-        Receipt { taken: self.taken }
+        Receipt {
+            taken: self.taken,
+            leases: self.leases,
+        }
     }
 }
 
-/// Gives back what the already committed updates took (a later limit failed): every token of
-/// each, its lease's too (no lease was handed to the worker yet).
-fn refund_committed(sources: &[Source], limits: &[Limit], store: &mut dyn SharedStore) {
-    for (source, limit) in sources.iter().zip(limits) {
-        if let Source::Shared(plan) = source {
-            let leased = plan
-                .lease
-                .map_or(0, |l| l.end.saturating_sub(l.next) / limit.gcra.interval());
-            refund(limit, plan, 1 + leased, store);
+/// Hands the worker the lease a committed update took (`own`: with the request's own token too,
+/// when the request did not get through).
+fn hold(limit: &Limit, plan: &Plan, own: bool, leases: &Leases, now_ns: u64) {
+    if let Some(mut lease) = plan.lease {
+        if own {
+            lease.bits |= 1;
         }
+        let last = 63u32.saturating_sub(lease.bits.leading_zeros());
+        let last_slot = lease.base + u128::from(last) * limit.gcra.interval();
+        let until = limit.gcra.last_ns(last_slot);
+        leases.hold(limit.table.uid, plan.place, lease, until, now_ns);
     }
 }
 
@@ -536,26 +569,20 @@ impl BucketBackend for LocalBackend<'_> {
             return Verdict::Unavailable;
         }
         let disabled = Leases::disabled();
-        let leases = self.leases.unwrap_or(&disabled);
-        let mut places = Vec::with_capacity(limits.len());
+        let leases: &Leases = self.leases.as_deref().unwrap_or(&disabled);
+        let mut claimed = [0u64; LEASE_ENTRIES / 64];
         let mut sources = Vec::with_capacity(limits.len());
         for (l, k) in limits.iter().zip(keys) {
             let place = l.table.place(k, &self.hash_key);
             if let Some(source) = leased(l, place, leases, l.gcra.ticks(now_ns)) {
                 sources.push(source);
-            } else {
-                match plan(
-                    l,
-                    place,
-                    &*self.store,
-                    now_ns,
-                    lease_size(l, place, leases, now_ns),
-                ) {
-                    Ok(p) => sources.push(Source::Shared(p)),
-                    Err(_) => return Verdict::Unavailable,
-                }
+                continue;
             }
-            places.push(place);
+            let asked = lease_size(l, place, leases, now_ns, &mut claimed);
+            match plan(l, place, &*self.store, now_ns, asked) {
+                Ok(p) => sources.push(Source::Shared(p)),
+                Err(_) => return Verdict::Unavailable,
+            }
         }
         let states = |sources: &[Source]| {
             sources
@@ -567,7 +594,7 @@ impl BucketBackend for LocalBackend<'_> {
             return Verdict::Limited(states(&sources));
         }
         for i in 0..sources.len() {
-            let (Some(l), Some(&place)) = (limits.get(i), places.get(i)) else {
+            let Some(l) = limits.get(i) else {
                 return Verdict::Unavailable;
             };
             let mut attempts = 1;
@@ -585,13 +612,7 @@ impl BucketBackend for LocalBackend<'_> {
                         Ok(()) => break,
                         Err(StoreError::CasMismatch) if attempts < MAX_ATTEMPTS => {
                             attempts += 1;
-                            match plan(
-                                l,
-                                place,
-                                &*self.store,
-                                now_ns,
-                                lease_size(l, place, leases, now_ns),
-                            ) {
+                            match plan(l, p.place, &*self.store, now_ns, p.asked) {
                                 Ok(np) => {
                                     let allowed = np.step.allowed;
                                     if let Some(slot) = sources.get_mut(i) {
@@ -607,24 +628,27 @@ impl BucketBackend for LocalBackend<'_> {
                         }
                         Err(_) => Some(Verdict::Unavailable),
                     };
-                let done = sources.get(..i).unwrap_or_default();
-                refund_committed(done, limits, &mut *self.store);
+                // The updates already committed give their tokens back: a lease keeps its tokens
+                // and the request's own for this worker; a plain token returns to its bucket.
+                for (done, lim) in sources.iter().zip(limits).take(i) {
+                    if let Source::Shared(plan) = done {
+                        if plan.lease.is_some() {
+                            hold(lim, plan, true, leases, now_ns);
+                        } else {
+                            refund(lim, plan, lim.lease > 1, &mut *self.store);
+                        }
+                    }
+                }
                 return failure.unwrap_or_else(|| Verdict::Limited(states(&sources)));
             }
         }
         // Every limit gave its token: only now does the worker use or hold leases.
-        for ((source, l), place) in sources.iter().zip(limits).zip(&places) {
+        for (source, l) in sources.iter().zip(limits) {
             match source {
-                Source::Leased { slot, .. } => {
-                    leases.used(l.table.uid, *place, *slot, l.gcra.interval());
-                }
-                Source::Shared(Plan {
-                    lease: Some(slots), ..
-                }) => {
-                    let until = l.gcra.last_ns(slots.end.saturating_sub(l.gcra.interval()));
-                    leases.hold(l.table.uid, *place, *slots, until, now_ns);
-                }
-                Source::Shared(_) => {}
+                Source::Leased {
+                    place, base, bit, ..
+                } => leases.used(l.table.uid, *place, *base, *bit),
+                Source::Shared(plan) => hold(l, plan, false, leases, now_ns),
             }
         }
         let verdict = Verdict::Allowed(states(&sources));

@@ -24,6 +24,7 @@ use siphasher::sip128::SipHasher13;
 use std::fmt;
 use std::hash::Hasher;
 use std::net::{IpAddr, Ipv6Addr};
+use std::rc::Rc;
 
 /// Default of the document-level `rate_limit_slots`: buckets per keyed limit.
 pub const DEFAULT_SLOTS: u32 = 65_536;
@@ -611,7 +612,7 @@ impl RateLimits {
         keys: &KeyInputs<'_>,
         now_ns: u64,
         store: &mut dyn SharedStore,
-        leases: &Leases,
+        leases: &Rc<Leases>,
         hash_key: &[u8; 16],
     ) -> (RateOutcome, Receipt) {
         let mut backend = LocalBackend::new(store, hash_key).with_leases(leases);

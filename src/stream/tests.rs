@@ -40,7 +40,7 @@ struct Run {
     doc: Document,
     store: MemoryStore,
     budget: BodyBudget,
-    leases: Leases,
+    leases: Rc<Leases>,
 }
 
 impl Run {
@@ -53,7 +53,7 @@ impl Run {
             doc,
             store,
             budget: BodyBudget::new(budget),
-            leases: Leases::new(),
+            leases: Rc::new(Leases::new()),
         }
     }
 

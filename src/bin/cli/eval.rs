@@ -214,7 +214,7 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode, Failure> {
         &head,
         now_ns,
         &keys,
-        &edgeward::rate_limit::Leases::disabled(),
+        &std::rc::Rc::new(edgeward::rate_limit::Leases::disabled()),
         &mut store,
     );
     if ev.needs_body.is_some() {

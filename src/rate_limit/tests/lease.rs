@@ -5,6 +5,15 @@ use super::*;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+use crate::rate_limit::gcra::LeaseSlots;
+use crate::rate_limit::local::Place;
+use std::rc::Rc;
+
+/// A worker's lease table.
+fn worker() -> Rc<Leases> {
+    Rc::new(Leases::new())
+}
+
 /// A policy with one limit `name` (key `key`) that leases `lease` tokens.
 fn leasing(key: &str, limit: u64, window_s: u64, burst: u64, lease: u64) -> RateLimits {
     limits(&format!(
@@ -18,12 +27,18 @@ fn take(
     keys: &KeyInputs,
     now: u64,
     store: &mut dyn SharedStore,
-    leases: &Leases,
+    leases: &Rc<Leases>,
 ) -> (RateOutcome, Receipt) {
     rl.acquire_held(keys, now, store, leases, &HK)
 }
 
-fn ok(rl: &RateLimits, keys: &KeyInputs, now: u64, store: &mut MemoryStore, w: &Leases) -> bool {
+fn ok(
+    rl: &RateLimits,
+    keys: &KeyInputs,
+    now: u64,
+    store: &mut MemoryStore,
+    w: &Rc<Leases>,
+) -> bool {
     allowed(&take(rl, keys, now, store, w).0)
 }
 
@@ -36,7 +51,7 @@ fn remaining(o: &RateOutcome) -> u64 {
 
 /// How many requests at `now` from a worker without leases pass (what is left in the bucket).
 fn left(rl: &RateLimits, keys: &KeyInputs, now: u64, store: &mut MemoryStore) -> usize {
-    let exact = Leases::disabled();
+    let exact = Rc::new(Leases::disabled());
     (0..10_000)
         .take_while(|_| ok(rl, keys, now, store, &exact))
         .count()
@@ -107,7 +122,7 @@ fn a_hot_key_reads_and_writes_the_bucket_once_per_lease() {
     // D's limit: a billion per second. 24 requests a microsecond apart.
     let rl = leasing("client_ip", 1_000_000_000, 1, 1_000_000_000, 8);
     let k = from_ip("192.0.2.1");
-    for (worker, reads, cas) in [(Leases::new(), 3, 4), (Leases::disabled(), 24, 25)] {
+    for (worker, reads, cas) in [(worker(), 3, 4), (Rc::new(Leases::disabled()), 24, 25)] {
         let mut store = MemoryStore::new();
         rl.prepare(&mut store).unwrap();
         let set = rl.limits()[0]
@@ -127,17 +142,14 @@ fn a_hot_key_reads_and_writes_the_bucket_once_per_lease() {
 fn check_head_answers_from_a_lease_without_reading() {
     let rl = leasing("client_ip", 1_000_000_000, 1, 1_000_000_000, 8);
     let k = from_ip("192.0.2.1");
-    let w = Leases::new();
+    let w = worker();
     let mut store = MemoryStore::new();
     assert!(ok(&rl, &k, T0, &mut store, &w));
     store.reads.set(0);
     assert_eq!(rl.check_head(&k, T0 + 1_000, &store, &w, &HK), None);
     assert_eq!(store.reads.get(), 0, "the lease answered");
     // Another worker holds no lease: it reads.
-    assert_eq!(
-        rl.check_head(&k, T0 + 1_000, &store, &Leases::new(), &HK),
-        None
-    );
+    assert_eq!(rl.check_head(&k, T0 + 1_000, &store, &worker(), &HK), None);
     assert_eq!(store.reads.get(), 1);
 }
 
@@ -149,14 +161,14 @@ fn one_worker_with_a_lease_gets_exactly_the_burst() {
     for (burst, lease) in [(10, 8), (10, 2), (63, 64), (3, 8), (1, 8)] {
         let rl = leasing("client_ip", burst, 3600, burst, lease);
         let k = from_ip("192.0.2.1");
-        let w = Leases::new();
+        let w = worker();
         let mut store = MemoryStore::new();
         let passed = (0..3 * burst)
             .filter(|i| ok(&rl, &k, T0 + i * 1_000, &mut store, &w))
             .count();
         assert_eq!(passed as u64, burst, "burst {burst} lease {lease}");
         // Remaining counts down one by one in this worker's view.
-        let w = Leases::new();
+        let w = worker();
         let mut store = MemoryStore::new();
         let seen: Vec<u64> = (0..burst)
             .map(|i| remaining(&take(&rl, &k, T0 + i, &mut store, &w).0))
@@ -170,7 +182,7 @@ fn one_worker_with_a_lease_gets_exactly_the_burst() {
 fn a_lease_takes_at_most_half_of_what_is_left_and_none_near_empty() {
     let rl = leasing("client_ip", 10, 3600, 10, 8);
     let k = from_ip("192.0.2.1");
-    let (a, b) = (Leases::new(), Leases::new());
+    let (a, b) = (worker(), worker());
     let mut store = MemoryStore::new();
     // Worker a: its token and 4 more (half of 10 is 5, own token included).
     assert!(ok(&rl, &k, T0, &mut store, &a));
@@ -178,16 +190,13 @@ fn a_lease_takes_at_most_half_of_what_is_left_and_none_near_empty() {
         .table
         .place(&KeyValue::Ip(k.client_ip.unwrap()), &HK);
     let uid = rl.limits()[0].table.uid();
-    let held = |w: &Leases| {
-        w.get(uid, place)
-            .map_or(0, |s| (s.end - s.next) / rl.limits()[0].gcra.interval())
-    };
+    let held = |w: &Leases| w.get(uid, place).map_or(0, |s| s.bits.count_ones());
     assert_eq!(held(&a), 4);
     // Worker b: 5 left, so its own and 1 more.
     assert!(ok(&rl, &k, T0, &mut store, &b));
     assert_eq!(held(&b), 1);
     // 3 left in the bucket: too few to lease (half is 1).
-    assert!(ok(&rl, &k, T0, &mut store, &Leases::new()));
+    assert!(ok(&rl, &k, T0, &mut store, &worker()));
     assert_eq!(left(&rl, &k, T0, &mut store), 2);
     // Then every token held is still good, and not one more: 4 for a, 1 for b.
     for (w, n) in [(&a, 4), (&b, 1)] {
@@ -235,8 +244,8 @@ fn leases_across_workers_never_admit_more_than_a_plain_bucket() {
     ] {
         let rl = leasing("client_ip", limit, window_s, burst, lease);
         let k = from_ip("192.0.2.1");
-        let workers = [Leases::new(), Leases::new(), Leases::new()];
-        let exact = Leases::disabled();
+        let workers = [worker(), worker(), worker()];
+        let exact = Rc::new(Leases::disabled());
         let (mut store, mut reference) = (MemoryStore::new(), MemoryStore::new());
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
         let mut now = T0;
@@ -272,7 +281,61 @@ fn leases_across_workers_never_admit_more_than_a_plain_bucket() {
 }
 
 #[test]
-fn a_lease_used_after_its_slot_would_break_the_bound() {
+fn refunds_from_leases_and_buckets_never_admit_more_than_a_plain_bucket() {
+    // As above, and about one admitted request in six is refunded a little later (the rate limit
+    // service said no, its body failed): a refunded request is not admitted, and its token must
+    // not let any slot be used twice.
+    for (limit, window_s, burst, lease, seed) in [
+        (100, 1, 100, 8, 11),
+        (1, 1, 8, 4, 12),
+        (10, 1, 64, 64, 13),
+        (1_000, 1, 2_000, 16, 14),
+    ] {
+        let rl = leasing("client_ip", limit, window_s, burst, lease);
+        let k = from_ip("192.0.2.1");
+        let workers = [worker(), worker(), worker()];
+        let mut store = MemoryStore::new();
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ seed);
+        let mut now = T0;
+        let mut admitted: Vec<(u64, bool)> = Vec::new();
+        let mut pending: std::collections::VecDeque<(Receipt, usize)> = Default::default();
+        let mut refunds = 0;
+        for _ in 0..20_000 {
+            let r = rng.next();
+            now += if r.is_multiple_of(500) {
+                (r >> 9) % (3 * S)
+            } else {
+                (r >> 9) % 200_000
+            };
+            let w = &workers[((r >> 40) % 3) as usize];
+            let (o, receipt) = take(&rl, &k, now, &mut store, w);
+            if allowed(&o) {
+                admitted.push((now, true));
+                if (r >> 20).is_multiple_of(6) {
+                    pending.push_back((receipt, admitted.len() - 1));
+                }
+            }
+            if (r >> 30).is_multiple_of(4) {
+                if let Some((receipt, i)) = pending.pop_front() {
+                    rl.refund(receipt, &mut store);
+                    admitted[i].1 = false;
+                    refunds += 1;
+                }
+            }
+        }
+        let times: Vec<u64> = admitted.iter().filter(|a| a.1).map(|a| a.0).collect();
+        let what = format!("limit {limit}/{window_s}s burst {burst} lease {lease}");
+        assert!(refunds >= 10, "{what}: {refunds} refunds");
+        assert_eq!(
+            over_gcra_bound(&times, limit, window_s, burst),
+            None,
+            "{what}: an admission more than the limit allows"
+        );
+    }
+}
+
+#[test]
+fn the_bound_check_catches_one_admission_too_many() {
     // The check above can fail: admissions that beat the bucket by one are caught.
     let mut times: Vec<u64> = (0..10).map(|i| T0 + i).collect();
     assert_eq!(
@@ -294,7 +357,7 @@ fn an_expired_lease_is_dropped_and_the_next_token_comes_from_the_bucket() {
     // A billion per second: the lease starts burst/64 tokens (15.625 ms) ahead, one slot per ns.
     let rl = leasing("client_ip", 1_000_000_000, 1, 1_000_000_000, 8);
     let k = from_ip("192.0.2.1");
-    let w = Leases::new();
+    let w = worker();
     let mut store = MemoryStore::new();
     assert!(ok(&rl, &k, T0, &mut store, &w));
     let reserve = 15_625_000;
@@ -305,11 +368,9 @@ fn an_expired_lease_is_dropped_and_the_next_token_comes_from_the_bucket() {
     let place = rl.limits()[0]
         .table
         .place(&KeyValue::Ip(k.client_ip.unwrap()), &HK);
-    let ticks = rl.limits()[0].gcra.ticks(T0 + reserve + 4);
-    assert_eq!(
-        w.get(rl.limits()[0].table.uid(), place).map(|s| s.next),
-        Some(ticks)
-    );
+    let lease = w.get(rl.limits()[0].table.uid(), place).unwrap();
+    assert_eq!(lease.base, rl.limits()[0].gcra.ticks(T0 + reserve));
+    assert_eq!(lease.bits, 0b1111_0000, "slots 4 to 7 left");
     // Every slot passed: back to the shared bucket.
     assert!(ok(&rl, &k, T0 + S, &mut store, &w));
     assert_eq!(store.reads.get(), 1);
@@ -336,7 +397,7 @@ fn a_flood_of_other_keys_cannot_take_a_lease_away() {
         .take(20)
         .collect();
     assert_eq!(rivals.len(), 20);
-    let w = Leases::new();
+    let w = worker();
     let mut store = MemoryStore::new();
     assert!(ok(&rl, &by_headers(&victim), T0, &mut store, &w));
     let held = w.get(limit.table.uid(), place_of(&victim));
@@ -377,7 +438,7 @@ fn a_denial_by_another_limit_uses_no_leased_token() {
             {"name": "small", "key": "route", "limit": 2, "window_s": 3600}]"#,
     );
     let k = from_ip("192.0.2.1");
-    let w = Leases::new();
+    let w = worker();
     let mut store = MemoryStore::new();
     let place = rl.limits()[0]
         .table
@@ -396,37 +457,13 @@ fn a_denial_by_another_limit_uses_no_leased_token() {
 }
 
 #[test]
-fn a_refund_gives_back_the_request_token_and_keeps_the_lease() {
-    // Burst 100: a lease from the full bucket gives up 1 token (100/64) of idle credit.
-    let rl = leasing("route", 100, 60, 100, 8);
-    let k = from_ip("192.0.2.1");
-    let a = Leases::new();
-    let mut store = MemoryStore::new();
-    let (o, receipt) = take(&rl, &k, T0, &mut store, &a);
-    assert_eq!(remaining(&o), 98, "the reserve and its own token");
-    rl.refund(receipt, &mut store);
-    // 100 - 1 reserve - 7 leased: 92 left for every other worker, and a's 7 still good.
-    assert_eq!(left(&rl, &k, T0, &mut store), 92);
-    // A leased token costs no write; refunded, it goes back to the shared bucket, where another
-    // worker finds it.
-    let before = writes(&store, &rl);
-    let (o, receipt) = take(&rl, &k, T0, &mut store, &a);
-    assert!(allowed(&o));
-    assert_eq!(writes(&store, &rl), before);
-    rl.refund(receipt, &mut store);
-    assert_eq!(left(&rl, &k, T0, &mut store), 1);
-    let rest = (0..10).filter(|_| ok(&rl, &k, T0, &mut store, &a)).count();
-    assert_eq!(rest, 6);
-}
-
-#[test]
-fn a_failed_commit_gives_back_the_whole_lease() {
+fn a_failed_commit_leaves_the_lease_and_its_own_token_with_the_worker() {
     let rl = limits(
         r#"[{"name": "first", "key": "route", "limit": 100, "window_s": 60, "lease": 8},
             {"name": "second", "key": "client_ip", "limit": 100, "window_s": 60}]"#,
     );
     let k = from_ip("192.0.2.1");
-    let w = Leases::new();
+    let w = worker();
     let mut mem = MemoryStore::new();
     rl.prepare(&mut mem).unwrap();
     let mut store = Racy::new(mem);
@@ -435,13 +472,148 @@ fn a_failed_commit_gives_back_the_whole_lease() {
     let (o, receipt) = rl.acquire_held(&k, T0, &mut store, &w, &HK);
     assert!(matches!(o, RateOutcome::Unavailable { .. }), "{o:?}");
     assert!(receipt.is_empty());
+    // The 8 tokens `first` took (its own slot and 7 leased) stay with the worker: 100 - 1 reserve
+    // - 8 left in the shared bucket, and the worker holds all 8.
     let uid = rl.limits()[0].table.uid();
     let route = rl.limits()[0].table.place(&KeyValue::Constant, &HK);
-    assert_eq!(w.get(uid, route), None, "no lease was handed to the worker");
-    // Its own token and the 7 leased came back; only the reserve (1 token) is gone.
+    assert_eq!(w.get(uid, route).map(|l| l.bits), Some(0xFF));
     let mut mem = store.inner;
     let first_only = limits(r#"[{"name": "first", "key": "route", "limit": 100, "window_s": 60}]"#);
-    assert_eq!(left(&first_only, &k, T0, &mut mem), 99);
+    assert_eq!(left(&first_only, &k, T0, &mut mem), 91);
+}
+
+#[test]
+fn a_refunded_token_goes_back_to_the_lease_as_its_own_slot() {
+    // Burst 100: a lease from the full bucket gives up 1 token (100/64) of idle credit.
+    let rl = leasing("route", 100, 60, 100, 8);
+    let k = from_ip("192.0.2.1");
+    let a = worker();
+    let mut store = MemoryStore::new();
+    let (o, receipt) = take(&rl, &k, T0, &mut store, &a);
+    assert_eq!(remaining(&o), 98, "the reserve and its own token");
+    let before = writes(&store, &rl);
+    rl.refund(receipt, &mut store);
+    // The request's own slot went to a's lease, not to the shared bucket (whose slot just before
+    // its arrival time is one a's lease holds): nothing written, 100 - 1 - 8 left for the others.
+    assert_eq!(writes(&store, &rl), before);
+    assert_eq!(left(&rl, &k, T0, &mut store), 91);
+    // A leased token, refunded, goes back to the lease too.
+    let (o, receipt) = take(&rl, &k, T0, &mut store, &a);
+    assert!(allowed(&o));
+    rl.refund(receipt, &mut store);
+    let rest = (0..20).filter(|_| ok(&rl, &k, T0, &mut store, &a)).count();
+    assert_eq!(rest, 8, "a's 8 tokens: 91 + 8 = burst - reserve");
+}
+
+#[test]
+fn a_refund_never_lets_a_slot_be_used_twice() {
+    // The review's case: 1 per second, burst 8, lease 4, one worker. The first request takes
+    // slot 0 and leases slots 1-3 (arrival time 4 s); it is refunded; at 2 s the lease has slots 2
+    // and 3 and the shared bucket 6 more: 8, the burst, and not one more.
+    let rl = leasing("client_ip", 1, 1, 8, 4);
+    let k = from_ip("192.0.2.1");
+    let a = worker();
+    let mut store = MemoryStore::new();
+    let (o, receipt) = take(&rl, &k, T0, &mut store, &a);
+    assert!(allowed(&o));
+    rl.refund(receipt, &mut store);
+    let at = T0 + 2 * S;
+    let mut got = 0;
+    for w in [&a, &worker(), &Rc::new(Leases::disabled())] {
+        got += (0..20).filter(|_| ok(&rl, &k, at, &mut store, w)).count();
+    }
+    assert_eq!(got, 8);
+}
+
+#[test]
+fn a_refund_of_a_plain_token_on_a_leasing_limit_frees_only_its_own_slot() {
+    let k = from_ip("192.0.2.1");
+    let exact = Rc::new(Leases::disabled());
+    // Worker b leases when 4 are left (its own and 1 more), worker a then takes plainly (too few
+    // to lease); b's request is refunded: its own slot goes back to b's lease, not to the bucket,
+    // whose slot just before its arrival time a holds.
+    let rl = leasing("client_ip", 1, 3600, 10, 8);
+    let (a, b) = (worker(), worker());
+    let mut store = MemoryStore::new();
+    for _ in 0..6 {
+        assert!(ok(&rl, &k, T0, &mut store, &exact));
+    }
+    let (o, receipt_b) = take(&rl, &k, T0, &mut store, &b);
+    assert!(allowed(&o));
+    assert!(ok(&rl, &k, T0, &mut store, &exact));
+    assert!(ok(&rl, &k, T0, &mut store, &a));
+    rl.refund(receipt_b, &mut store);
+    let mut got = 0;
+    for w in [&a, &b, &exact] {
+        got += (0..20).filter(|_| ok(&rl, &k, T0, &mut store, w)).count();
+    }
+    assert_eq!(
+        got, 2,
+        "10 in all: 6 + 1 + 1 + b's lease (its leased token and its own back)"
+    );
+    // On a leasing limit, a plain token refunded after someone took another is dropped.
+    let rl = leasing("route", 1, 3600, 3, 8);
+    let mut store = MemoryStore::new();
+    let (_, first) = take(&rl, &k, T0, &mut store, &exact);
+    assert!(ok(&rl, &k, T0, &mut store, &exact));
+    assert!(ok(&rl, &k, T0, &mut store, &exact));
+    rl.refund(first, &mut store);
+    assert!(
+        !ok(&rl, &k, T0, &mut store, &exact),
+        "dropped, not given back"
+    );
+    // Without a lease on the limit, as before: the token goes back whatever came after.
+    let plain = leasing("route", 1, 3600, 3, 1);
+    let mut store = MemoryStore::new();
+    let (_, first) = take(&plain, &k, T0, &mut store, &exact);
+    assert!(ok(&plain, &k, T0, &mut store, &exact));
+    assert!(ok(&plain, &k, T0, &mut store, &exact));
+    plain.refund(first, &mut store);
+    assert!(ok(&plain, &k, T0, &mut store, &exact));
+}
+
+#[test]
+fn two_leasing_limits_on_one_entry_lease_for_the_first_only() {
+    // Two route limits whose tables map to the same entry of a worker's table.
+    let json = |name: &str, lease: u64| {
+        format!(
+            r#"{{"name": "{name}", "key": "route", "limit": 100, "window_s": 60, "lease": {lease}}}"#
+        )
+    };
+    let route = Place {
+        set: 0,
+        fp: 0,
+        fallback: 0,
+    };
+    let mut seen = std::collections::HashMap::new();
+    let (first, second) = (0..10_000)
+        .find_map(|i| {
+            let name = format!("r{i}");
+            let uid = limits(&format!("[{}]", json(&name, 8))).limits()[0]
+                .table
+                .uid();
+            let entry = Leases::index(LEASE_ENTRIES, uid, route);
+            seen.insert(entry, name.clone()).map(|other| (other, name))
+        })
+        .unwrap();
+    let rl = limits(&format!("[{}, {}]", json(&first, 8), json(&second, 8)));
+    let k = from_ip("192.0.2.1");
+    let w = worker();
+    let mut store = MemoryStore::new();
+    assert!(ok(&rl, &k, T0, &mut store, &w));
+    // The first holds its lease (7 tokens); the second took only its own token, none for a lease
+    // nobody could hold: 99 left (its table is the same with or without "lease").
+    let uid = rl.limits()[0].table.uid();
+    assert_eq!(w.get(uid, route).map(|l| l.bits.count_ones()), Some(7));
+    assert_eq!(
+        left(
+            &limits(&format!("[{}]", json(&second, 1))),
+            &k,
+            T0,
+            &mut store
+        ),
+        99
+    );
 }
 
 // ---------------------------------------------------------------- the arithmetic
@@ -454,14 +626,17 @@ fn take_leasing_gives_the_request_the_first_slot_and_the_lease_the_next() {
     // Full bucket, burst 10 < 64: no reserve; half of 10 is 5: the request's slot, then 4 leased.
     let (step, lease) = g.take_leasing(0, now, 8);
     let lease = lease.unwrap();
-    assert_eq!((lease.next, lease.end), (now + i, now + 5 * i));
+    assert_eq!(
+        (lease.base, lease.end, lease.bits),
+        (now, now + 5 * i, 0b11110)
+    );
     assert_eq!(step.tat, now + 5 * i);
     assert_eq!(
         step.state.remaining, 9,
         "the leased tokens count as still there"
     );
-    assert_eq!(g.leased_state(now + i, now).remaining, 8);
-    assert_eq!(g.leased_state(now + 4 * i, now).remaining, 5);
+    assert_eq!(g.leased_state(lease, 3, now).remaining, 8, "after slot 1");
+    assert_eq!(g.leased_state(lease, 0, now).remaining, 5, "after slot 4");
     // max 1, burst 1, a nearly empty bucket: exactly a plain take.
     for (g, tat, max) in [
         (g, 0, 1),
@@ -472,17 +647,27 @@ fn take_leasing_gives_the_request_the_first_slot_and_the_lease_the_next() {
         assert_eq!(g.take_leasing(tat, now, max), (g.take(tat, now), None));
     }
     // A leased slot is usable until the moment it passes, then the next.
-    assert_eq!(g.lease_slot(lease, now + 4), Some(now + i));
-    assert_eq!(g.lease_slot(lease, now + i + 1), Some(now + 2 * i));
-    assert_eq!(g.lease_slot(lease, now + 4 * i), Some(now + 4 * i));
+    assert_eq!(g.lease_slot(lease, now + 4), Some((1, now + i)));
+    assert_eq!(g.lease_slot(lease, now + i + 1), Some((2, now + 2 * i)));
+    assert_eq!(g.lease_slot(lease, now + 4 * i), Some((4, now + 4 * i)));
     assert_eq!(g.lease_slot(lease, now + 4 * i + 1), None);
+    // Only the tokens left: slot 2 used, slot 1 refunded (its bit back).
+    let holes = LeaseSlots {
+        bits: 0b11010,
+        ..lease
+    };
+    assert_eq!(g.lease_slot(holes, now), Some((1, now + i)));
+    assert_eq!(g.lease_slot(holes, now + i + 1), Some((3, now + 3 * i)));
+    // A clock that steps back by more than the tolerance does not reach a slot.
+    assert_eq!(g.lease_slot(lease, now - 6 * i), Some((1, now + i)));
+    assert_eq!(g.lease_slot(lease, now - 9 * i), None);
     // A burst of 64 or more: the lease starts burst/64 tokens ahead.
     let g = Gcra::new(100, 1, 640);
     let i = g.interval();
     let (step, lease) = g.take_leasing(0, now, 8);
     assert_eq!(
-        lease.map(|l| (l.next, l.end)),
-        Some((now + 11 * i, now + 18 * i))
+        lease.map(|l| (l.base, l.end, l.bits)),
+        Some((now + 10 * i, now + 18 * i, 0b1111_1110))
     );
     assert_eq!(step.state.remaining, 640 - 11);
 }
