@@ -16,10 +16,12 @@
 //!   tokens' refill ahead ([`super::gcra::Gcra::lease_reserve`]), so that it lasts: that idle
 //!   credit is given up. A leased token that expires is dropped.
 //! - **Refunds.** Every token keeps its own slot (a bit of the lease), so a refund gives the token
-//!   back to the lease it came from (the request's own token too, when it took the lease), never to
-//!   the shared bucket, whose slot before its arrival time may be one a worker holds.
-//! - **Headers.** `RateLimit` reports this worker's view: the bucket as its lease found it, with
-//!   the lease's unused tokens counted as still there.
+//!   back to the lease it came from (the request's own token too, when it took the lease). A token
+//!   this limit took without a lease goes back to the shared bucket only if nobody took one after
+//!   it (`local::refund`): the slot before the bucket's arrival time may be one a worker holds. A
+//!   limit without `lease` never shares a table with one that leases (the lease is in its name).
+//! - **Headers.** `RateLimit` reports this worker's view: the bucket as its lease left it, with the
+//!   lease's unused tokens counted as still there and the reserve as taken.
 //!
 //! The table is a fixed number of entries per worker (no allocation per request). An entry that
 //! holds a usable lease is never taken over: another key that maps to it takes its tokens one at a
@@ -31,7 +33,7 @@ use super::local::Place;
 use std::cell::RefCell;
 use std::fmt;
 
-/// Entries per worker (and configuration): 256 × 64 bytes.
+/// Entries per worker (and configuration): 256 × 80 bytes.
 pub const LEASE_ENTRIES: usize = 256;
 
 /// Largest accepted `lease`.

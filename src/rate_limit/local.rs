@@ -153,6 +153,7 @@ fn stable_hash(parts: &[&[u8]]) -> u64 {
 }
 
 impl Table {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         policy: &str,
         name: &str,
@@ -161,13 +162,24 @@ impl Table {
         window_s: u64,
         burst: u64,
         slots: u32,
+        leasing: bool,
     ) -> Table {
         let params = [
             limit.to_le_bytes(),
             window_s.to_le_bytes(),
             burst.to_le_bytes(),
         ];
+        // A limit that leases never shares a table with one that does not: a plain refund frees
+        // the slot before the bucket's arrival time, which may be one a worker's lease holds. The
+        // marker is added only for limits that lease, so the others keep the names they had.
         let [l, w, b] = &params;
+        let hash = |parts: &[&[u8]]| {
+            if leasing {
+                stable_hash(&[parts, &[b"lease".as_slice()]].concat())
+            } else {
+                stable_hash(parts)
+            }
+        };
         // Every table's name includes its parameters (and a keyed table's shape), so that limits of
         // different sizes never share a table: two configurations loaded into one VM (one shared data)
         // with a same-named policy and limit keep separate buckets instead of resetting each other's
@@ -178,11 +190,11 @@ impl Table {
         // old one keeps its memory until Envoy restarts (shared data cannot be deleted).
         let (uid, sets, ways) = match key {
             KeySpec::Route => (
-                stable_hash(&[b"route", policy.as_bytes(), name.as_bytes(), l, w, b]),
+                hash(&[b"route", policy.as_bytes(), name.as_bytes(), l, w, b]),
                 1,
                 1,
             ),
-            KeySpec::Global => (stable_hash(&[b"global", name.as_bytes(), l, w, b]), 1, 1),
+            KeySpec::Global => (hash(&[b"global", name.as_bytes(), l, w, b]), 1, 1),
             _ => {
                 let sets = slots.div_ceil(WAYS as u32).max(1);
                 let shape = [(WAYS as u64).to_le_bytes(), u64::from(sets).to_le_bytes()];
@@ -197,7 +209,7 @@ impl Table {
                     ways_b,
                     sets_b,
                 ];
-                (stable_hash(&parts), sets, WAYS)
+                (hash(&parts), sets, WAYS)
             }
         };
         Table {
@@ -421,9 +433,11 @@ pub(crate) fn peek(
 }
 
 /// Gives back the token a committed plan took (one slot), if its slot in the set still belongs to
-/// the key the plan wrote. `exact`: only if nobody took a token from that bucket since (its arrival
-/// time is still what the plan wrote), so that exactly this request's slot is freed; limits that
-/// lease ask for this, since the slot before the bucket's arrival time may be one a worker holds.
+/// the key the plan wrote. `exact` (tables of limits that lease): only if nobody took a token from
+/// that bucket since (its arrival time is still what the plan wrote), so that exactly this
+/// request's slot is freed, since the slot before the bucket's arrival time may be one a worker's
+/// lease holds. A table is never shared by a limit that leases and one that does not (the lease is
+/// part of its name), so a plain refund can never free a leased slot.
 fn refund(limit: &Limit, plan: &Plan, exact: bool, store: &mut dyn SharedStore) {
     let Some(written) = plan.image.slots.get(plan.way) else {
         return;
@@ -500,7 +514,7 @@ impl Receipt {
 
 /// Gives back one request's token of `limit`. A token that came from a lease, or whose request took
 /// one, goes back to that lease as its own slot (if the worker still holds it); any other goes
-/// back to the shared bucket.
+/// back to the shared bucket ([`refund`]).
 fn give_back(limit: &Limit, source: &Source, leases: Option<&Leases>, store: &mut dyn SharedStore) {
     match (source, leases) {
         (
@@ -511,6 +525,8 @@ fn give_back(limit: &Limit, source: &Source, leases: Option<&Leases>, store: &mu
             }),
             Some(leases),
         ) => leases.give_back(limit.table.uid, *place, lease.base, 0),
+        // A lease with no table to return it to: dropped (freeing a slot would free a leased one).
+        (Source::Shared(Plan { lease: Some(_), .. }), None) => {}
         (Source::Shared(plan), _) => refund(limit, plan, limit.lease > 1, store),
         (
             Source::Leased {

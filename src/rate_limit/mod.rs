@@ -419,6 +419,7 @@ fn compile_one(
         input.window_s,
         burst,
         slots,
+        lease > 1,
     );
     Some(Limit {
         name: input.name.clone(),
@@ -482,7 +483,8 @@ fn parse_key(key: &str) -> Result<KeySpec, KeyError> {
     }
 }
 
-/// Document-wide check: `global` limits with one name are one bucket, so they must agree on its size.
+/// Document-wide check: `global` limits with one name are one bucket, so they must agree on its size
+/// and on `lease` (a bucket that leases refunds differently: see `local::refund`).
 pub fn check_globals(sections: &[&RateLimits], errs: &mut Errors) {
     let globals: Vec<&Limit> = sections
         .iter()
@@ -491,11 +493,13 @@ pub fn check_globals(sections: &[&RateLimits], errs: &mut Errors) {
         .collect();
     for (i, l) in globals.iter().enumerate() {
         if let Some(first) = globals.iter().take(i).find(|o| o.name == l.name) {
-            if (first.limit, first.window_s, first.burst) != (l.limit, l.window_s, l.burst) {
+            if (first.limit, first.window_s, first.burst, first.lease)
+                != (l.limit, l.window_s, l.burst, l.lease)
+            {
                 errs.push(
                     &l.path,
                     format!(
-                        "global limit {:?} is one bucket for the whole document; its limit, window_s and burst must match {}",
+                        "global limit {:?} is one bucket for the whole document; its limit, window_s, burst and lease must match {}",
                         l.name, first.path
                     ),
                 );

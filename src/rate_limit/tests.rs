@@ -339,6 +339,21 @@ fn same_named_globals_must_agree() {
     assert!(errs.is_empty());
     check_globals(&[&a, &b, &c], &mut errs);
     assert_eq!(errs.into_vec().len(), 1);
+    // One leasing, one not: refused (a plain refund would free a slot a lease holds).
+    let d = compile_with(
+        r#"[{"name": "all", "key": "global", "limit": 10, "window_s": 1, "lease": 4}]"#,
+        "s",
+        DEFAULT_SLOTS,
+    );
+    let mut errs = Errors::default();
+    check_globals(&[&a, &d], &mut errs);
+    let errs = errs.into_vec();
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].to_string().contains("lease must match"),
+        "{}",
+        errs[0]
+    );
 }
 
 // ---------------------------------------------------------------- buckets

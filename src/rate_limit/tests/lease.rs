@@ -57,9 +57,15 @@ fn left(rl: &RateLimits, keys: &KeyInputs, now: u64, store: &mut MemoryStore) ->
         .count()
 }
 
-/// The CAS token of a set: one more for every write since it was created.
-fn writes(store: &MemoryStore, rl: &RateLimits) -> Option<Cas> {
-    store.get(&rl.limits()[0].table.store_key(0)).unwrap().1
+/// The CAS token of the set of `keys` in the first limit's table: one more for every write since it
+/// was created (`None`: never written).
+fn writes(store: &MemoryStore, rl: &RateLimits, keys: &KeyInputs) -> Option<Cas> {
+    let limit = &rl.limits()[0];
+    let set = match (&limit.key, keys.client_ip) {
+        (KeySpec::ClientIp { .. }, Some(ip)) => limit.table.place(&KeyValue::Ip(ip), &HK).set,
+        _ => 0,
+    };
+    store.get(&limit.table.store_key(set)).unwrap().1
 }
 
 /// The first of the admission times `times` (sorted) that beats a plain GCRA: in every interval,
@@ -478,7 +484,8 @@ fn a_failed_commit_leaves_the_lease_and_its_own_token_with_the_worker() {
     let route = rl.limits()[0].table.place(&KeyValue::Constant, &HK);
     assert_eq!(w.get(uid, route).map(|l| l.bits), Some(0xFF));
     let mut mem = store.inner;
-    let first_only = limits(r#"[{"name": "first", "key": "route", "limit": 100, "window_s": 60}]"#);
+    let first_only =
+        limits(r#"[{"name": "first", "key": "route", "limit": 100, "window_s": 60, "lease": 8}]"#);
     assert_eq!(left(&first_only, &k, T0, &mut mem), 91);
 }
 
@@ -491,11 +498,11 @@ fn a_refunded_token_goes_back_to_the_lease_as_its_own_slot() {
     let mut store = MemoryStore::new();
     let (o, receipt) = take(&rl, &k, T0, &mut store, &a);
     assert_eq!(remaining(&o), 98, "the reserve and its own token");
-    let before = writes(&store, &rl);
+    let before = writes(&store, &rl, &k);
     rl.refund(receipt, &mut store);
     // The request's own slot went to a's lease, not to the shared bucket (whose slot just before
     // its arrival time is one a's lease holds): nothing written, 100 - 1 - 8 left for the others.
-    assert_eq!(writes(&store, &rl), before);
+    assert_eq!(writes(&store, &rl, &k), before);
     assert_eq!(left(&rl, &k, T0, &mut store), 91);
     // A leased token, refunded, goes back to the lease too.
     let (o, receipt) = take(&rl, &k, T0, &mut store, &a);
@@ -503,6 +510,65 @@ fn a_refunded_token_goes_back_to_the_lease_as_its_own_slot() {
     rl.refund(receipt, &mut store);
     let rest = (0..20).filter(|_| ok(&rl, &k, T0, &mut store, &a)).count();
     assert_eq!(rest, 8, "a's 8 tokens: 91 + 8 = burst - reserve");
+}
+
+#[test]
+fn a_refunded_leased_token_goes_back_to_its_own_slot() {
+    // 1 per second, burst 16, lease 8 from a full bucket: the request's own slot T0 (bit 0), the
+    // lease's slots T0 + 1 s … T0 + 7 s (bits 1-7).
+    let rl = leasing("client_ip", 1, 1, 16, 8);
+    let k = from_ip("192.0.2.1");
+    let a = worker();
+    let mut store = MemoryStore::new();
+    assert!(ok(&rl, &k, T0, &mut store, &a));
+    // The next request uses bit 1 and is refunded: bit 1 (slot T0 + 1 s) is a's again, not bit 0
+    // (slot T0, passed by T0 + 0.5 s).
+    let (o, receipt) = take(&rl, &k, T0, &mut store, &a);
+    assert!(allowed(&o));
+    rl.refund(receipt, &mut store);
+    let at = T0 + S / 2;
+    let mut from_lease = 0;
+    loop {
+        let before = writes(&store, &rl, &k);
+        assert!(before.is_some(), "the key's set");
+        assert!(ok(&rl, &k, at, &mut store, &a), "after {from_lease}");
+        if writes(&store, &rl, &k) != before {
+            break;
+        }
+        from_lease += 1;
+    }
+    assert_eq!(from_lease, 7, "bits 1-7, with no write");
+}
+
+#[test]
+fn a_plain_limit_never_shares_a_table_with_a_leasing_one() {
+    // The review's case: a global limit of two policies (or of two configurations in one VM), one
+    // leasing, one not. A plain refund arriving after a lease was taken from the same bucket would
+    // free a leased slot (used twice); so the two are different buckets.
+    let leasing_g = leasing("global", 10, 1, 10, 8);
+    let plain_g = leasing("global", 10, 1, 10, 1);
+    assert_ne!(
+        leasing_g.limits()[0].table.uid(),
+        plain_g.limits()[0].table.uid()
+    );
+    let k = from_ip("192.0.2.1");
+    let (w1, plain) = (worker(), Rc::new(Leases::disabled()));
+    let mut store = MemoryStore::new();
+    let (o, receipt) = take(&plain_g, &k, T0, &mut store, &plain);
+    assert!(allowed(&o));
+    assert!(ok(&leasing_g, &k, T0, &mut store, &w1));
+    let at = T0 + 3 * S / 10;
+    let before = writes(&store, &leasing_g, &k);
+    plain_g.refund(receipt, &mut store);
+    assert_eq!(writes(&store, &leasing_g, &k), before);
+    // At 0.3 s: the lease's 2 slots not yet passed (0.3 s, 0.4 s) and the bucket's 8: the burst.
+    let mut got = (0..20)
+        .filter(|_| ok(&leasing_g, &k, at, &mut store, &w1))
+        .count();
+    got += left(&leasing_g, &k, at, &mut store);
+    assert_eq!(got, 10);
+    // Without a lease, as before: a refunded token goes back to its bucket.
+    assert_eq!(left(&plain_g, &k, T0, &mut store), 10);
 }
 
 #[test]
@@ -542,7 +608,10 @@ fn a_refund_of_a_plain_token_on_a_leasing_limit_frees_only_its_own_slot() {
     assert!(allowed(&o));
     assert!(ok(&rl, &k, T0, &mut store, &exact));
     assert!(ok(&rl, &k, T0, &mut store, &a));
+    let before = writes(&store, &rl, &k);
+    assert!(before.is_some(), "the key's set");
     rl.refund(receipt_b, &mut store);
+    assert_eq!(writes(&store, &rl, &k), before, "b's lease, not the bucket");
     let mut got = 0;
     for w in [&a, &b, &exact] {
         got += (0..20).filter(|_| ok(&rl, &k, T0, &mut store, w)).count();
@@ -602,12 +671,12 @@ fn two_leasing_limits_on_one_entry_lease_for_the_first_only() {
     let mut store = MemoryStore::new();
     assert!(ok(&rl, &k, T0, &mut store, &w));
     // The first holds its lease (7 tokens); the second took only its own token, none for a lease
-    // nobody could hold: 99 left (its table is the same with or without "lease").
+    // nobody could hold: 99 left (counted by a worker without leases).
     let uid = rl.limits()[0].table.uid();
     assert_eq!(w.get(uid, route).map(|l| l.bits.count_ones()), Some(7));
     assert_eq!(
         left(
-            &limits(&format!("[{}]", json(&second, 1))),
+            &limits(&format!("[{}]", json(&second, 8))),
             &k,
             T0,
             &mut store
