@@ -407,14 +407,22 @@ fn main() {
         black_box(ev.record(&doc_hmac, black_box(&h), 200, NOW * 1_000_000_000));
     });
 
-    // Policy D's whole allow path as the plugin runs it: head, body, then the record.
+    // Policy D's whole allow path as the plugin runs it: head, body, then the record (the worker's
+    // key cache and lease table made once, as the plugin's root context does).
     let mut s3 = MemoryStore::new();
     doc_hmac.prepare(&mut s3).unwrap();
     let mut now_ns = NOW * 1_000_000_000;
+    let no_leases = std::rc::Rc::new(edgeward::rate_limit::Leases::disabled());
     bench(filter, "policy D allow path (head + body + record)", || {
         now_ns += 1_000;
         let h = head(black_box(&req_hmac));
-        let mut ev = doc_hmac.evaluate_head(&h, now_ns, &mut s3);
+        let mut ev = doc_hmac.evaluate_head_with(
+            &h,
+            now_ns,
+            &edgeward::keys::KeyCache::EMPTY,
+            &no_leases,
+            &mut s3,
+        );
         ev.evaluate_body(&doc_hmac, &h, &req_hmac.body, &mut s3);
         assert_eq!(ev.status(), 200);
         black_box(ev.record(&doc_hmac, &h, 200, now_ns));
