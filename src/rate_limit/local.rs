@@ -22,6 +22,7 @@ use super::lease::{Leases, LEASE_ENTRIES};
 use super::{BucketBackend, KeySpec, KeyValue, Limit, LimitState, Verdict};
 use crate::store::{Cas, SharedStore, StoreError};
 use siphasher::sip::SipHasher13;
+use std::fmt;
 use std::hash::Hasher;
 use std::rc::Rc;
 
@@ -34,6 +35,43 @@ const HEADER_BYTES: usize = 8 + 16;
 const SLOT_BYTES: usize = 8 + 16;
 /// The largest set: the header and [`WAYS`] slots.
 const MAX_SET_BYTES: usize = HEADER_BYTES + SLOT_BYTES * WAYS;
+
+/// `edgeward.rl.` + 16 hex digits + `.` + a set number of up to 10 digits.
+const STORE_KEY_BYTES: usize = 12 + 16 + 1 + 10;
+
+/// A set's shared-data key, on the stack (no allocation per request); reads as the `&str` it holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoreKey {
+    buf: [u8; STORE_KEY_BYTES],
+    len: usize,
+}
+
+impl StoreKey {
+    fn push(&mut self, bytes: &[u8]) {
+        let end = (self.len + bytes.len()).min(STORE_KEY_BYTES);
+        if let (Some(dst), Some(src)) =
+            (self.buf.get_mut(self.len..end), bytes.get(..end - self.len))
+        {
+            dst.copy_from_slice(src);
+        }
+        self.len = end;
+    }
+}
+
+impl std::ops::Deref for StoreKey {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Only ASCII is ever pushed (the prefix is `edgeward.rl.` and hex digits).
+        std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
 
 /// An encoded set (at most [`MAX_SET_BYTES`]).
 struct SetBytes {
@@ -97,7 +135,7 @@ pub(crate) struct Place {
 /// A checked, not yet committed, update of one set.
 #[derive(Debug, Clone)]
 struct Plan {
-    key: String,
+    key: StoreKey,
     cas: Option<Cas>,
     image: SetImage,
     way: usize,
@@ -232,10 +270,27 @@ impl Table {
         self.sets
     }
 
-    pub(crate) fn store_key(&self, set: u32) -> String {
-        let mut key = String::with_capacity(self.prefix.len() + 10);
-        key.push_str(&self.prefix);
-        crate::num::push_u64(&mut key, u64::from(set));
+    /// The shared-data key of set `set`: `edgeward.rl.<uid>.<set>`, built on the stack.
+    pub(crate) fn store_key(&self, set: u32) -> StoreKey {
+        let mut key = StoreKey {
+            buf: [0; STORE_KEY_BYTES],
+            len: 0,
+        };
+        key.push(self.prefix.as_bytes());
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        let mut v = set;
+        loop {
+            i -= 1;
+            if let Some(d) = digits.get_mut(i) {
+                *d = b'0' + (v % 10) as u8;
+            }
+            v /= 10;
+            if v == 0 || i == 0 {
+                break;
+            }
+        }
+        key.push(digits.get(i..).unwrap_or_default());
         key
     }
 

@@ -747,6 +747,25 @@ fn changed_parameters_start_a_new_table() {
 }
 
 #[test]
+fn a_store_key_is_the_table_prefix_and_the_set_number() {
+    let rl = compile_with(
+        r#"[{"name": "c", "key": "client_ip", "limit": 3, "window_s": 60}]"#,
+        "p",
+        DEFAULT_SLOTS,
+    );
+    let table = &rl.limits()[0].table;
+    let zero = table.store_key(0);
+    let prefix = zero.strip_suffix('0').unwrap();
+    assert_eq!(prefix.len(), "edgeward.rl.".len() + 16 + 1);
+    assert!(prefix.starts_with("edgeward.rl."));
+    assert!(prefix.ends_with('.'));
+    assert!(prefix[12..28].bytes().all(|b| b.is_ascii_hexdigit()));
+    for set in [0, 7, 10, 65_535, u32::MAX] {
+        assert_eq!(&*table.store_key(set), format!("{prefix}{set}"));
+    }
+}
+
+#[test]
 fn the_table_name_covers_every_parameter() {
     let table = |json: &str, policy: &str, slots: u32| {
         compile_with(json, policy, slots).limits()[0]
@@ -775,6 +794,11 @@ fn the_table_name_covers_every_parameter() {
             ),
             (base.replace(r#""name": "c""#, r#""name": "d""#), "p", 64),
             (base.clone(), "q", 64),
+            (
+                base.replace(r#""limit": 3"#, r#""limit": 3, "lease": 2"#),
+                "p",
+                64,
+            ),
         ];
         for (json, policy, slots) in &others {
             assert_ne!(
@@ -1094,7 +1118,7 @@ fn losing_the_last_token_to_another_worker_refunds_and_denies() {
     let mut store = Racy::new(MemoryStore::new());
     assert!(allowed(&rl.acquire(&other, T0, &mut store, &HK)));
     // Between my check and my write of route-total, another worker takes its last token.
-    let route_key = rl.limits()[1].table.store_key(0);
+    let route_key = rl.limits()[1].table.store_key(0).to_string();
     let rl2 = &rl;
     store.before_write = Some((
         route_key,
