@@ -29,6 +29,7 @@ use edgeward::signature::{
     SigningKey,
 };
 use edgeward::store::MemoryStore;
+use edgeward::testkit::Rng;
 
 const RUNS: usize = 21;
 /// Each timed run lasts about this long.
@@ -123,18 +124,6 @@ fn bench(filter: &str, name: &str, mut f: impl FnMut()) {
     let (lo, mid, hi) = (runs[0], runs[RUNS / 2], runs[RUNS - 1]);
     let (allocs, bytes) = allocations(&mut f);
     println!("{name:<48} {mid:>12.1} {lo:>12.1} {hi:>12.1} {allocs:>10.1} {bytes:>10.0}");
-}
-
-/// Deterministic xorshift64* (as benches/ip.rs): the same lists on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 fn v4_prefixes(n: usize, seed: u64) -> Vec<Net> {

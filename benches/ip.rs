@@ -12,24 +12,7 @@ use std::time::{Duration, Instant};
 
 use edgeward::error::Errors;
 use edgeward::ip::{parse_net, IpLists, IpTable, ListInput, Net};
-
-/// Deterministic xorshift64*: the same lists on every run and machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn u128(&mut self) -> u128 {
-        (u128::from(self.next()) << 64) | u128::from(self.next())
-    }
-}
+use edgeward::testkit::Rng;
 
 #[derive(Clone, Copy)]
 enum Family {

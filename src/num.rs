@@ -4,9 +4,8 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-/// Appends `v` in decimal.
-pub fn push_u64(out: &mut String, v: u64) {
-    let mut buf = [0u8; 20];
+/// `v` in decimal ASCII digits, written at the end of `buf`.
+pub fn decimal(v: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     let mut v = v;
     loop {
@@ -19,7 +18,12 @@ pub fn push_u64(out: &mut String, v: u64) {
             break;
         }
     }
-    for &b in buf.get(i..).unwrap_or(&[]) {
+    buf.get(i..).unwrap_or(&[])
+}
+
+/// Appends `v` in decimal.
+pub fn push_u64(out: &mut String, v: u64) {
+    for &b in decimal(v, &mut [0u8; 20]) {
         out.push(char::from(b));
     }
 }

@@ -166,3 +166,27 @@ pub const PARTNER_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 /// What `partner` in [`partner_and_public`] requires signed.
 pub const PARTNER_COMPONENTS: [&str; 5] =
     ["@method", "@authority", "@path", "@query", "content-digest"];
+
+/// A small deterministic generator (xorshift64*): the same sequence on every run and machine, for
+/// randomized tests and the benchmarks' generated lists.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform enough below `n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn u128(&mut self) -> u128 {
+        (u128::from(self.next()) << 64) | u128::from(self.next())
+    }
+}

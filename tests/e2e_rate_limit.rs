@@ -340,11 +340,7 @@ fn concurrent_burst_of_three_times_the_limit_lets_exactly_the_limit_through() {
     })
     .to_string();
     let (envoy, echo) = start_with(doc, &[], |o| o.edit(exact_balance));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
 
     // One round per client address: each is its own budget, so each gets exactly its limit.
     let rounds = [
@@ -410,11 +406,7 @@ fn leases_are_per_worker_and_never_admit_more_than_the_limit() {
     })
     .to_string();
     let (envoy, echo) = start_with(doc, &[], |o| o.edit(exact_balance));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
 
     // Two connections held open at once: exact balance puts them on different workers.
     let client = ip("127.0.0.6");
@@ -884,4 +876,13 @@ fn memory_stays_flat(keys: usize) {
 fn hundred_thousand_distinct_header_keys_leave_memory_flat() {
     // About 20 s on the shared 2-core machine under heavy load (110,000 requests).
     memory_stays_flat(100_000);
+}
+
+/// A runtime for sending requests from several connections at once.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
 }

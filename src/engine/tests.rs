@@ -1418,6 +1418,17 @@ fn agent_key() -> ed25519_dalek::SigningKey {
 }
 
 /// This worker's copy of the agent's directory (source 0, the sources sorted by name).
+/// The head evaluated with a worker's key source sets (no leases, a fresh store).
+fn with_keys(d: &Document, head: &RequestHead, keys: &crate::keys::KeyCache) -> Evaluation {
+    d.evaluate_head_with(
+        head,
+        NOW_NS,
+        keys,
+        &std::rc::Rc::new(crate::rate_limit::Leases::disabled()),
+        &mut MemoryStore::new(),
+    )
+}
+
 fn agent_cache() -> crate::keys::KeyCache {
     let key = agent_key().verifying_key();
     let mut cache = crate::keys::KeyCache::new(2);
@@ -1462,13 +1473,7 @@ fn bot_request() -> TestRequest {
 fn a_verified_agent_is_passed_upstream_and_logged() {
     let d = key_source_doc();
     let r = bot_request();
-    let ev = d.evaluate_head_with(
-        &r.head(),
-        NOW_NS,
-        &agent_cache(),
-        &std::rc::Rc::new(crate::rate_limit::Leases::disabled()),
-        &mut MemoryStore::new(),
-    );
+    let ev = with_keys(&d, &r.head(), &agent_cache());
     assert_eq!(ev.reply, None, "{ev:?}");
     assert_eq!(ev.agent.as_deref(), Some("https://agent.example"));
     assert_eq!(
@@ -1509,13 +1514,7 @@ fn a_verified_agent_is_passed_upstream_and_logged() {
             *v = r#"sig1="https://evil.example""#.into();
         }
     }
-    let ev = d.evaluate_head_with(
-        &other.head(),
-        NOW_NS,
-        &agent_cache(),
-        &std::rc::Rc::new(crate::rate_limit::Leases::disabled()),
-        &mut MemoryStore::new(),
-    );
+    let ev = with_keys(&d, &other.head(), &agent_cache());
     assert_eq!(
         (ev.status(), ev.reason()),
         (401, Some(Reason::SignatureAgentUnknown))
@@ -1559,13 +1558,7 @@ fn an_unloaded_key_source_is_503_not_401() {
     // Loaded, and the key is not there: the usual 401.
     let mut cache = crate::keys::KeyCache::new(2);
     cache.install(1, 1, crate::keys::KeySet::default());
-    let ev = d.evaluate_head_with(
-        &r.head(),
-        NOW_NS,
-        &cache,
-        &std::rc::Rc::new(crate::rate_limit::Leases::disabled()),
-        &mut MemoryStore::new(),
-    );
+    let ev = with_keys(&d, &r.head(), &cache);
     assert_eq!(
         (ev.status(), ev.reason()),
         (401, Some(Reason::SignatureInvalid))

@@ -39,51 +39,24 @@ const MAX_SET_BYTES: usize = HEADER_BYTES + SLOT_BYTES * WAYS;
 /// `edgeward.rl.` + 16 hex digits + `.` + a set number of up to 10 digits.
 const STORE_KEY_BYTES: usize = 12 + 16 + 1 + 10;
 
-/// A set's shared-data key, on the stack (no allocation per request); reads as the `&str` it holds.
+/// Up to `N` bytes on the stack (no allocation per request).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct StoreKey {
-    buf: [u8; STORE_KEY_BYTES],
+struct Fixed<const N: usize> {
+    buf: [u8; N],
     len: usize,
 }
 
-impl StoreKey {
-    fn push(&mut self, bytes: &[u8]) {
-        let end = (self.len + bytes.len()).min(STORE_KEY_BYTES);
-        if let (Some(dst), Some(src)) =
-            (self.buf.get_mut(self.len..end), bytes.get(..end - self.len))
-        {
-            dst.copy_from_slice(src);
+impl<const N: usize> Fixed<N> {
+    fn new() -> Self {
+        Fixed {
+            buf: [0; N],
+            len: 0,
         }
-        self.len = end;
     }
-}
 
-impl std::ops::Deref for StoreKey {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        // Only ASCII is ever pushed (the prefix is `edgeward.rl.` and hex digits).
-        std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
-    }
-}
-
-impl fmt::Debug for StoreKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-/// An encoded set (at most [`MAX_SET_BYTES`]).
-struct SetBytes {
-    buf: [u8; MAX_SET_BYTES],
-    len: usize,
-}
-
-impl SetBytes {
-    /// Appends `bytes`; what would pass the end is dropped (cannot happen: a table has at most
-    /// [`WAYS`] ways, and the store refuses a set of the wrong length when it is read back).
+    /// Appends `bytes`; what would pass `N` is dropped (the callers size `N` for what they push).
     fn push(&mut self, bytes: &[u8]) {
-        let end = (self.len + bytes.len()).min(MAX_SET_BYTES);
+        let end = (self.len + bytes.len()).min(N);
         if let (Some(dst), Some(src)) =
             (self.buf.get_mut(self.len..end), bytes.get(..end - self.len))
         {
@@ -96,6 +69,29 @@ impl SetBytes {
         self.buf.get(..self.len).unwrap_or_default()
     }
 }
+
+/// A set's shared-data key; reads as the `&str` it holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoreKey(Fixed<STORE_KEY_BYTES>);
+
+impl std::ops::Deref for StoreKey {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Only ASCII is ever pushed (the prefix is `edgeward.rl.` and hex digits).
+        std::str::from_utf8(self.0.as_slice()).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// An encoded set (at most [`MAX_SET_BYTES`]: a table has at most [`WAYS`] ways, and the store
+/// refuses a set of the wrong length when it is read back).
+type SetBytes = Fixed<MAX_SET_BYTES>;
 
 /// One limit's table: where its sets live and how they are laid out.
 #[derive(Debug, Clone)]
@@ -272,26 +268,10 @@ impl Table {
 
     /// The shared-data key of set `set`: `edgeward.rl.<uid>.<set>`, built on the stack.
     pub(crate) fn store_key(&self, set: u32) -> StoreKey {
-        let mut key = StoreKey {
-            buf: [0; STORE_KEY_BYTES],
-            len: 0,
-        };
+        let mut key = Fixed::new();
         key.push(self.prefix.as_bytes());
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        let mut v = set;
-        loop {
-            i -= 1;
-            if let Some(d) = digits.get_mut(i) {
-                *d = b'0' + (v % 10) as u8;
-            }
-            v /= 10;
-            if v == 0 || i == 0 {
-                break;
-            }
-        }
-        key.push(digits.get(i..).unwrap_or_default());
-        key
+        key.push(crate::num::decimal(u64::from(set), &mut [0u8; 20]));
+        StoreKey(key)
     }
 
     fn bytes(&self) -> usize {
@@ -337,10 +317,7 @@ impl Table {
 
     /// The set's bytes as stored, written on the stack (a write per limit and request: no allocation).
     fn encode(&self, img: &SetImage) -> SetBytes {
-        let mut out = SetBytes {
-            buf: [0; MAX_SET_BYTES],
-            len: 0,
-        };
+        let mut out = SetBytes::new();
         out.push(&self.tag.to_le_bytes());
         out.push(&img.share_tat.to_le_bytes());
         for s in img.slots.iter().take(self.ways) {

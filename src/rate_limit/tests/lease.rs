@@ -7,6 +7,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use crate::rate_limit::gcra::LeaseSlots;
 use crate::rate_limit::local::Place;
+use crate::testkit::Rng;
 use std::rc::Rc;
 
 /// A worker's lease table.
@@ -220,18 +221,6 @@ fn by_headers(h: &[(String, String)]) -> KeyInputs<'_> {
         client_ip: None,
         key_id: None,
         headers: Headers::new(h),
-    }
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }
 
