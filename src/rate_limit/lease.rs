@@ -180,11 +180,4 @@ impl Leases {
             }
         }
     }
-
-    /// Drops every lease (their tokens are given up: stricter).
-    pub fn clear(&self) {
-        for e in self.entries.borrow_mut().iter_mut() {
-            *e = Entry::default();
-        }
-    }
 }
