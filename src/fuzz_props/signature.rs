@@ -49,7 +49,8 @@ pub fn signature(data: &[u8]) {
 /// them, and their base, which has one line per component and the parameters last.
 fn bases(head: &RequestHead) {
     let inputs: Vec<&str> = head.headers.get_all("signature-input").collect();
-    let Ok(dict) = parse_dictionary(&inputs.join(", ")) else {
+    let joined = inputs.join(", ");
+    let Ok(dict) = parse_dictionary(&joined) else {
         return;
     };
     for (_, member) in dict.iter().take(8) {

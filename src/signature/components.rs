@@ -1,5 +1,7 @@
 //! RFC 9421 §2: component identifiers, component values from a request, and the signature base (§2.5).
 
+use std::borrow::Cow;
+
 use super::sfv::{self, BareItem, Item, Member, Params};
 use crate::request::{split_host_port, Headers, RequestHead};
 use base64::engine::general_purpose::STANDARD;
@@ -48,10 +50,12 @@ pub enum Kind {
 }
 
 /// A validated component identifier: its name, parameters as given (serialized back verbatim), and kind.
+/// A request's identifiers borrow their text from its `Signature-Input`; a document's own
+/// (`ComponentId<'static>`) own theirs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ComponentId {
-    pub name: String,
-    pub params: Params,
+pub struct ComponentId<'a> {
+    pub name: Cow<'a, str>,
+    pub params: Params<'a>,
     pub kind: Kind,
 }
 
@@ -131,15 +135,15 @@ impl fmt::Display for ComponentError {
 
 impl std::error::Error for ComponentError {}
 
-impl ComponentId {
+impl<'a> ComponentId<'a> {
     /// Validates an identifier taken from a covered-components inner list (an sf-string with parameters).
-    pub fn from_item(item: &Item) -> Result<ComponentId, ComponentError> {
+    pub fn from_item(item: &Item<'a>) -> Result<ComponentId<'a>, ComponentError> {
         ComponentId::from_owned_item(item.clone())
     }
 
     /// [`ComponentId::from_item`], taking the item: its name and parameters are moved, not copied
     /// (the request path, once per covered component).
-    pub fn from_owned_item(item: Item) -> Result<ComponentId, ComponentError> {
+    pub fn from_owned_item(item: Item<'a>) -> Result<ComponentId<'a>, ComponentError> {
         match item.bare {
             BareItem::String(name) => ComponentId::new(name, item.params),
             _ => Err(ComponentError::NotAString),
@@ -148,10 +152,10 @@ impl ComponentId {
 
     /// Parses the document form: `@method`, `content-digest`, `@query-param;name="id"`, `example-dict;key="a"`
     /// (the quoted form `"@method"` is accepted too).
-    pub fn parse_config(s: &str) -> Result<ComponentId, ComponentError> {
+    pub fn parse_config(s: &str) -> Result<ComponentId<'static>, ComponentError> {
         if s.starts_with('"') {
             let item = sfv::parse_item(s).map_err(|_| ComponentError::Invalid(s.to_string()))?;
-            return ComponentId::from_owned_item(item);
+            return ComponentId::from_owned_item(item.into_owned());
         }
         let (name, params) = match s.find(';') {
             Some(i) => (
@@ -162,10 +166,10 @@ impl ComponentId {
         };
         let params = sfv::parse_params(params)
             .map_err(|_| ComponentError::MalformedParams(s.to_string()))?;
-        ComponentId::new(name.to_string(), params)
+        ComponentId::new(Cow::Owned(name.to_string()), sfv::params_into_owned(params))
     }
 
-    fn new(name: String, params: Params) -> Result<ComponentId, ComponentError> {
+    fn new(name: Cow<'a, str>, params: Params<'a>) -> Result<ComponentId<'a>, ComponentError> {
         let bool_param = |p: &'static str| -> Result<bool, ComponentError> {
             match params.iter().find(|(k, _)| k == p) {
                 None => Ok(false),
@@ -178,19 +182,19 @@ impl ComponentId {
                 if rest == "status" {
                     ComponentError::Status
                 } else {
-                    ComponentError::UnknownDerived(name.clone())
+                    ComponentError::UnknownDerived(name.to_string())
                 }
             })?;
             for (k, v) in &params {
-                match (derived, k.as_str(), v) {
+                match (derived, k.as_ref(), v) {
                     (Derived::QueryParam, "name", BareItem::String(_)) => {}
                     (Derived::QueryParam, "name", _) => {
                         return Err(ComponentError::QueryParamNameNotAString)
                     }
                     _ => {
                         return Err(ComponentError::ParamNotAllowed {
-                            param: k.clone(),
-                            component: name.clone(),
+                            param: k.to_string(),
+                            component: name.to_string(),
                         })
                     }
                 }
@@ -209,17 +213,17 @@ impl ComponentId {
                 .bytes()
                 .all(|c| sfv::is_tchar(c) && !c.is_ascii_uppercase());
         if !valid_name {
-            return Err(ComponentError::InvalidName(name));
+            return Err(ComponentError::InvalidName(name.into_owned()));
         }
         let mut key = None;
         for (k, v) in &params {
-            match (k.as_str(), v) {
+            match (k.as_ref(), v) {
                 ("sf" | "bs", _) => {}
-                ("key", BareItem::String(s)) => key = Some(s.clone()),
+                ("key", BareItem::String(s)) => key = Some(s.to_string()),
                 ("key", _) => return Err(ComponentError::KeyNotAString),
                 ("req", _) => return Err(ComponentError::Req),
                 ("tr", _) => return Err(ComponentError::Trailer),
-                _ => return Err(ComponentError::UnknownParam(k.clone())),
+                _ => return Err(ComponentError::UnknownParam(k.to_string())),
             }
         }
         let sf = bool_param("sf")?;
@@ -326,16 +330,28 @@ pub fn scheme(head: &RequestHead) -> &'static str {
 
 /// `@authority`: host lowercased, the scheme's default port dropped (RFC 9110 §4.2.3).
 pub fn normalized_authority(head: &RequestHead) -> Option<String> {
+    let mut out = String::new();
+    push_authority(head, &mut out)?;
+    Some(out)
+}
+
+/// Appends [`normalized_authority`] to `out` (nothing when the authority has no host).
+fn push_authority(head: &RequestHead, out: &mut String) -> Option<()> {
     let (host, port) = split_host_port(head.authority.trim());
     if host.is_empty() {
         return None;
     }
-    let host = host.to_ascii_lowercase();
+    let start = out.len();
+    out.push_str(host);
+    if let Some(h) = out.get_mut(start..) {
+        h.make_ascii_lowercase();
+    }
     let default = if head.tls.is_some() { "443" } else { "80" };
-    Some(match port {
-        Some(p) if p != default && !p.is_empty() => format!("{host}:{p}"),
-        _ => host,
-    })
+    if let Some(p) = port.filter(|p| *p != default && !p.is_empty()) {
+        out.push(':');
+        out.push_str(p);
+    }
+    Some(())
 }
 
 /// The origin-form path and query of the request target (absolute-form reduced to its path).
@@ -369,7 +385,7 @@ fn push_derived(d: Derived, params: &Params, head: &RequestHead, out: &mut Strin
     let (path, query) = split_query(pq);
     match d {
         Derived::Method => out.push_str(head.method),
-        Derived::Authority => out.push_str(&normalized_authority(head)?),
+        Derived::Authority => push_authority(head, out)?,
         Derived::Scheme => out.push_str(scheme(head)),
         Derived::TargetUri => {
             // Absolute-form only when the target is not origin-form or `*` (the test of
@@ -402,8 +418,8 @@ fn push_derived(d: Derived, params: &Params, head: &RequestHead, out: &mut Strin
             out.push_str(query.unwrap_or_default());
         }
         Derived::QueryParam => {
-            let wanted = params.iter().find_map(|(k, v)| match (k.as_str(), v) {
-                ("name", BareItem::String(s)) => Some(s.as_str()),
+            let wanted = params.iter().find_map(|(k, v)| match (k.as_ref(), v) {
+                ("name", BareItem::String(s)) => Some(s.as_ref()),
                 _ => None,
             })?;
             out.push_str(&query_param(query.unwrap_or_default(), wanted)?);
@@ -612,15 +628,26 @@ pub fn signature_base_sized(
     capacity: usize,
 ) -> Option<String> {
     let mut base = String::with_capacity(capacity);
+    push_base_lines(head, covered, &mut base)?;
+    base.push_str(params_value);
+    Some(base)
+}
+
+/// Appends the signature base up to its last line's value: a line per covered component, then
+/// `"@signature-params": ` (the caller writes the parameters' value after it).
+pub fn push_base_lines(
+    head: &RequestHead,
+    covered: &[ComponentId],
+    base: &mut String,
+) -> Option<()> {
     for c in covered {
-        c.write(&mut base);
+        c.write(base);
         base.push_str(": ");
-        c.push_value(head, &mut base)?;
+        c.push_value(head, base)?;
         base.push('\n');
     }
     base.push_str("\"@signature-params\": ");
-    base.push_str(params_value);
-    Some(base)
+    Some(())
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac as _};
 use sfv::{BareItem, Item, Member};
 use sha2::Sha256;
+use std::borrow::Cow;
 use std::fmt;
 
 /// Minimum HMAC secret length after decoding: 32 bytes, SHA-256's output length (RFC 2104 §3).
@@ -266,7 +267,7 @@ pub struct SignaturePolicy {
     /// Web Bot Auth: the agent's directory holds the key.
     pub web_bot_auth: Option<WebBotAuth>,
     /// Components every accepted signature must cover.
-    pub components: Vec<ComponentId>,
+    pub components: Vec<ComponentId<'static>>,
     pub max_age_s: u64,
     pub clock_skew_s: u64,
     pub nonce_required: bool,
@@ -558,11 +559,15 @@ fn ed25519_verifier(k: &KeyInput, kp: &str, errs: &mut Errors) -> Option<Verifie
 }
 
 /// `components`: the components every signature must cover, at least one, each once.
-fn compile_components(inputs: &[String], comp_path: &str, errs: &mut Errors) -> Vec<ComponentId> {
+fn compile_components(
+    inputs: &[String],
+    comp_path: &str,
+    errs: &mut Errors,
+) -> Vec<ComponentId<'static>> {
     if inputs.is_empty() {
         errs.push(comp_path, "at least one component must be required");
     }
-    let mut components: Vec<ComponentId> = Vec::new();
+    let mut components: Vec<ComponentId<'static>> = Vec::new();
     for (i, c) in inputs.iter().enumerate() {
         match ComponentId::parse_config(c) {
             Ok(id) if components.iter().any(|x| x.same_as(&id)) => {
@@ -626,17 +631,21 @@ fn accept_signature(input: &SignatureInput, components: &[ComponentId]) -> Strin
     accept
 }
 
+/// Room kept in a signature base for `@signature-params`' own parameters (`created`, `keyid`, …): a
+/// longer value grows the base once.
+const SIG_PARAMS_ROOM: usize = 128;
+
 /// The signature parameters RFC 9421 §2.3 defines, typed.
-struct SigParams {
+struct SigParams<'a> {
     created: Option<u64>,
     expires: Option<u64>,
-    nonce: Option<String>,
+    nonce: Option<Cow<'a, str>>,
     alg: Option<Alg>,
-    keyid: Option<String>,
-    tag: Option<String>,
+    keyid: Option<Cow<'a, str>>,
+    tag: Option<Cow<'a, str>>,
 }
 
-fn sig_params(params: sfv::Params) -> Option<SigParams> {
+fn sig_params<'a>(params: &sfv::Params<'a>) -> Option<SigParams<'a>> {
     let mut p = SigParams {
         created: None,
         expires: None,
@@ -646,15 +655,15 @@ fn sig_params(params: sfv::Params) -> Option<SigParams> {
         tag: None,
     };
     for (k, v) in params {
-        match (k.as_str(), v) {
-            ("created", BareItem::Integer(i)) => p.created = Some(u64::try_from(i).ok()?),
-            ("expires", BareItem::Integer(i)) => p.expires = Some(u64::try_from(i).ok()?),
+        match (k.as_ref(), v) {
+            ("created", BareItem::Integer(i)) => p.created = Some(u64::try_from(*i).ok()?),
+            ("expires", BareItem::Integer(i)) => p.expires = Some(u64::try_from(*i).ok()?),
             ("nonce", BareItem::String(s)) if !s.is_empty() && s.len() <= MAX_NONCE_LEN => {
-                p.nonce = Some(s)
+                p.nonce = Some(s.clone())
             }
-            ("alg", BareItem::String(s)) => p.alg = Some(Alg::parse(&s)?),
-            ("keyid", BareItem::String(s)) => p.keyid = Some(s),
-            ("tag", BareItem::String(s)) => p.tag = Some(s),
+            ("alg", BareItem::String(s)) => p.alg = Some(Alg::parse(s)?),
+            ("keyid", BareItem::String(s)) => p.keyid = Some(s.clone()),
+            ("tag", BareItem::String(s)) => p.tag = Some(s.clone()),
             ("created" | "expires" | "nonce" | "alg" | "keyid" | "tag", _) => return None,
             // Unknown parameters are signed (they are in @signature-params) and otherwise ignored.
             _ => {}
@@ -756,17 +765,15 @@ impl SignaturePolicy {
         let mut worst = Reason::SignatureInvalid;
         let mut tried = 0usize;
         let mut budget = MAX_BASE_INPUT_BYTES;
-        // Taken by value: the covered components' names and the parameters move out of the parsed
-        // field instead of being copied.
-        for (label, input) in inputs {
-            if self.label.as_ref().is_some_and(|l| *l != label) {
+        for (label, input) in &inputs {
+            if self.label.as_ref().is_some_and(|l| l != label) {
                 continue;
             }
             tried += 1;
-            let Some((_, sig)) = sigs.iter().find(|(l, _)| *l == label) else {
+            let Some((_, sig)) = sigs.iter().find(|(l, _)| l == label) else {
                 continue;
             };
-            match self.verify_one(head, now, ring, &label, input, sig, &mut budget) {
+            match self.verify_one(head, now, ring, label, input, sig, &mut budget) {
                 Ok(v) => return Ok(v),
                 Err(r) if rank(r) > rank(worst) => worst = r,
                 Err(_) => {}
@@ -785,14 +792,11 @@ impl SignaturePolicy {
         now: u64,
         ring: KeyRing,
         label: &str,
-        input: Member,
+        input: &Member,
         sig: &Member,
         budget: &mut usize,
     ) -> Result<Verified, Reason> {
         const INVALID: Reason = Reason::SignatureInvalid;
-        // `@signature-params`: the inner list serialized canonically, before it is taken apart.
-        let mut params_value = String::with_capacity(128);
-        sfv::write_member(&mut params_value, &input);
         let Member::InnerList(items, params) = input else {
             return Err(INVALID);
         };
@@ -808,7 +812,8 @@ impl SignaturePolicy {
         }
         let mut covered: Vec<ComponentId> = Vec::with_capacity(items.len());
         for item in items {
-            let id = ComponentId::from_owned_item(item).map_err(|_| INVALID)?;
+            // The names and parameters borrow from the field: cloning the item copies no text.
+            let id = ComponentId::from_item(item).map_err(|_| INVALID)?;
             if covered.iter().any(|c| c.same_as(&id)) {
                 return Err(INVALID);
             }
@@ -855,15 +860,19 @@ impl SignaturePolicy {
             .fold(0usize, |n, c| n.saturating_add(c.input_len(head)));
         *budget = budget.checked_sub(cost).ok_or(INVALID)?;
 
-        // Sized for the whole base: the values (`cost`), each line's name and punctuation, the
-        // parameters.
+        // Sized for the whole base: the values (`cost`), each line's name and punctuation, and
+        // `@signature-params` (each name again, and room for the usual signature parameters).
         let capacity = covered
             .iter()
-            .fold(cost.saturating_add(params_value.len() + 24), |n, c| {
-                n.saturating_add(c.name.len() + 16)
+            .fold(cost.saturating_add(24 + SIG_PARAMS_ROOM), |n, c| {
+                n.saturating_add(2 * c.name.len() + 20)
             });
-        let base = components::signature_base_sized(head, &covered, &params_value, capacity)
-            .ok_or(INVALID)?;
+        let mut base = String::with_capacity(capacity);
+        components::push_base_lines(head, &covered, &mut base).ok_or(INVALID)?;
+        // `@signature-params`: the inner list serialized canonically, written once, in place.
+        let params_at = base.len();
+        sfv::write_member(&mut base, input);
+        let params_value = base.get(params_at..).unwrap_or_default();
 
         let verifies = |base: &str| {
             candidates
@@ -885,7 +894,7 @@ impl SignaturePolicy {
                 };
                 *budget = budget.checked_sub(cost).ok_or(INVALID)?;
                 let base =
-                    components::signature_base(&alt, &covered, &params_value).ok_or(INVALID)?;
+                    components::signature_base(&alt, &covered, params_value).ok_or(INVALID)?;
                 if verifies(&base) {
                     authentic = true;
                     break;
@@ -904,8 +913,8 @@ impl SignaturePolicy {
             return Err(Reason::SignatureExpired);
         }
         Ok(Verified {
-            key_id,
-            nonce: p.nonce,
+            key_id: key_id.into_owned(),
+            nonce: p.nonce.map(Cow::into_owned),
             created,
             expires_at: created.saturating_add(self.max_age_s),
             needs_digest: covered.iter().any(ComponentId::is_content_digest),

@@ -5,8 +5,14 @@
 //! Dictionaries keep repeated keys in order so that callers can reject them (`has_duplicate_keys`); the
 //! RFC's "last value wins, first position kept" rule (`dedup`) is kept for the tests only.
 //!
+//! The parsed values borrow from the field's text: keys, and strings without escapes, and tokens are
+//! slices of it (no allocation per value on the request path); [`Item::into_owned`] and friends
+//! detach them where a value must outlive the text (configuration).
+//!
 //! `sfv/differential.rs` holds the parser to the `sfv` crate: the same verdicts and canonical text on
 //! every input, this one difference named.
+
+use std::borrow::Cow;
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
@@ -20,37 +26,69 @@ const LENIENT_B64: GeneralPurpose = GeneralPurpose::new(
         .with_decode_allow_trailing_bits(true),
 );
 
-/// A bare item.
+/// A bare item (text borrowed from the parsed field where it can be).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BareItem {
+pub enum BareItem<'a> {
     Integer(i64),
     /// A decimal, in thousandths (RFC 8941 decimals have at most three fractional digits).
     Decimal(i64),
-    String(String),
-    Token(String),
+    String(Cow<'a, str>),
+    Token(Cow<'a, str>),
     ByteSeq(Vec<u8>),
     Boolean(bool),
 }
 
 /// Parameters, in order, keys unique.
-pub type Params = Vec<(String, BareItem)>;
+pub type Params<'a> = Vec<(Cow<'a, str>, BareItem<'a>)>;
 
 /// An item with its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    pub bare: BareItem,
-    pub params: Params,
+pub struct Item<'a> {
+    pub bare: BareItem<'a>,
+    pub params: Params<'a>,
 }
 
 /// A list or dictionary member: an item or an inner list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Member {
-    Item(Item),
-    InnerList(Vec<Item>, Params),
+pub enum Member<'a> {
+    Item(Item<'a>),
+    InnerList(Vec<Item<'a>>, Params<'a>),
 }
 
 /// A dictionary as parsed: members in order, repeated keys kept (components refuse them).
-pub type Dictionary = Vec<(String, Member)>;
+pub type Dictionary<'a> = Vec<(Cow<'a, str>, Member<'a>)>;
+
+impl BareItem<'_> {
+    /// The same value, owning its text.
+    pub fn into_owned(self) -> BareItem<'static> {
+        match self {
+            BareItem::Integer(i) => BareItem::Integer(i),
+            BareItem::Decimal(d) => BareItem::Decimal(d),
+            BareItem::String(s) => BareItem::String(Cow::Owned(s.into_owned())),
+            BareItem::Token(t) => BareItem::Token(Cow::Owned(t.into_owned())),
+            BareItem::ByteSeq(b) => BareItem::ByteSeq(b),
+            BareItem::Boolean(b) => BareItem::Boolean(b),
+        }
+    }
+}
+
+/// Parameters owning their text.
+pub fn params_into_owned(params: Params<'_>) -> Params<'static> {
+    params
+        .into_iter()
+        .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
+        .collect()
+}
+
+impl Item<'_> {
+    /// The same item, owning its text.
+    pub fn into_owned(self) -> Item<'static> {
+        Item {
+            bare: self.bare.into_owned(),
+            params: params_into_owned(self.params),
+        }
+    }
+}
 
 /// A parse failure; deliberately without detail (callers map it to a deny or a config error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +156,7 @@ impl<'a> Parser<'a> {
         std::str::from_utf8(b).map_err(|_| ParseError)
     }
 
-    fn key(&mut self) -> PResult<String> {
+    fn key(&mut self) -> PResult<Cow<'a, str>> {
         let start = self.pos;
         match self.peek() {
             Some(c) if c.is_ascii_lowercase() || c == b'*' => self.pos += 1,
@@ -134,11 +172,11 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        Ok(self.slice_from(start)?.to_string())
+        Ok(Cow::Borrowed(self.slice_from(start)?))
     }
 
-    fn params(&mut self) -> PResult<Params> {
-        let mut params: Params = Vec::new();
+    fn params(&mut self) -> PResult<Params<'a>> {
+        let mut params: Params<'a> = Vec::new();
         while self.eat(b';') {
             self.skip_sp();
             let key = self.key()?;
@@ -159,13 +197,13 @@ impl<'a> Parser<'a> {
         Ok(params)
     }
 
-    fn item(&mut self) -> PResult<Item> {
+    fn item(&mut self) -> PResult<Item<'a>> {
         let bare = self.bare_item()?;
         let params = self.params()?;
         Ok(Item { bare, params })
     }
 
-    fn member(&mut self) -> PResult<Member> {
+    fn member(&mut self) -> PResult<Member<'a>> {
         if self.peek() == Some(b'(') {
             self.inner_list()
         } else {
@@ -173,11 +211,12 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn inner_list(&mut self) -> PResult<Member> {
+    fn inner_list(&mut self) -> PResult<Member<'a>> {
         if !self.eat(b'(') {
             return Err(ParseError);
         }
-        let mut items = Vec::new();
+        // Room for a usual covered-components list at once (it would otherwise grow 4 → 8).
+        let mut items = Vec::with_capacity(8);
         loop {
             self.skip_sp();
             if self.eat(b')') {
@@ -192,7 +231,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn bare_item(&mut self) -> PResult<BareItem> {
+    fn bare_item(&mut self) -> PResult<BareItem<'a>> {
         match self.peek() {
             Some(b'-') => self.number(),
             Some(c) if c.is_ascii_digit() => self.number(),
@@ -205,7 +244,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn number(&mut self) -> PResult<BareItem> {
+    fn number(&mut self) -> PResult<BareItem<'a>> {
         let negative = self.eat(b'-');
         let mut int: i64 = 0;
         let mut int_digits = 0usize;
@@ -255,17 +294,17 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn string(&mut self) -> PResult<BareItem> {
+    fn string(&mut self) -> PResult<BareItem<'a>> {
         if !self.eat(b'"') {
             return Err(ParseError);
         }
-        // Most strings have no escapes: taken in one slice.
+        // Most strings have no escapes: borrowed as one slice.
         let start = self.pos;
         while let Some(c) = self.peek() {
             if c == b'"' {
-                let s = self.slice_from(start)?.to_string();
+                let s = self.slice_from(start)?;
                 self.pos += 1;
-                return Ok(BareItem::String(s));
+                return Ok(BareItem::String(Cow::Borrowed(s)));
             }
             if c == b'\\' || !(0x20..=0x7e).contains(&c) {
                 break;
@@ -280,14 +319,14 @@ impl<'a> Parser<'a> {
                     Some(c @ (b'"' | b'\\')) => out.push(char::from(c)),
                     _ => return Err(ParseError),
                 },
-                Some(b'"') => return Ok(BareItem::String(out)),
+                Some(b'"') => return Ok(BareItem::String(Cow::Owned(out))),
                 Some(c) if (0x20..=0x7e).contains(&c) => out.push(char::from(c)),
                 Some(_) => return Err(ParseError),
             }
         }
     }
 
-    fn token(&mut self) -> PResult<BareItem> {
+    fn token(&mut self) -> PResult<BareItem<'a>> {
         let start = self.pos;
         match self.peek() {
             Some(c) if c.is_ascii_alphabetic() || c == b'*' => self.pos += 1,
@@ -300,10 +339,10 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        Ok(BareItem::Token(self.slice_from(start)?.to_string()))
+        Ok(BareItem::Token(Cow::Borrowed(self.slice_from(start)?)))
     }
 
-    fn byte_seq(&mut self) -> PResult<BareItem> {
+    fn byte_seq(&mut self) -> PResult<BareItem<'a>> {
         if !self.eat(b':') {
             return Err(ParseError);
         }
@@ -326,7 +365,7 @@ impl<'a> Parser<'a> {
             .map_err(|_| ParseError)
     }
 
-    fn boolean(&mut self) -> PResult<BareItem> {
+    fn boolean(&mut self) -> PResult<BareItem<'a>> {
         if !self.eat(b'?') {
             return Err(ParseError);
         }
@@ -366,11 +405,11 @@ fn trim_sp(input: &str) -> &str {
 }
 
 /// Parses a dictionary field value. Repeated keys are kept (callers decide).
-pub fn parse_dictionary(input: &str) -> Result<Dictionary, ParseError> {
+pub fn parse_dictionary(input: &str) -> Result<Dictionary<'_>, ParseError> {
     dictionary(&mut Parser::new(trim_sp(input)))
 }
 
-fn dictionary(p: &mut Parser) -> PResult<Dictionary> {
+fn dictionary<'a>(p: &mut Parser<'a>) -> PResult<Dictionary<'a>> {
     p.members(|p| {
         let key = p.key()?;
         let member = if p.eat(b'=') {
@@ -387,16 +426,16 @@ fn dictionary(p: &mut Parser) -> PResult<Dictionary> {
 }
 
 /// Parses a list field value.
-pub fn parse_list(input: &str) -> Result<Vec<Member>, ParseError> {
+pub fn parse_list(input: &str) -> Result<Vec<Member<'_>>, ParseError> {
     Parser::new(trim_sp(input)).members(|p| p.member())
 }
 
 /// Parses an item field value.
-pub fn parse_item(input: &str) -> Result<Item, ParseError> {
+pub fn parse_item(input: &str) -> Result<Item<'_>, ParseError> {
     whole_item(&mut Parser::new(trim_sp(input)))
 }
 
-fn whole_item(p: &mut Parser) -> PResult<Item> {
+fn whole_item<'a>(p: &mut Parser<'a>) -> PResult<Item<'a>> {
     let item = p.item()?;
     p.skip_sp();
     if p.at_end() {
@@ -407,7 +446,7 @@ fn whole_item(p: &mut Parser) -> PResult<Item> {
 }
 
 /// Parses a parameter list (`;a=1;b`) that must make up all of `input`.
-pub fn parse_params(input: &str) -> Result<Params, ParseError> {
+pub fn parse_params(input: &str) -> Result<Params<'_>, ParseError> {
     let mut p = Parser::new(input);
     let params = p.params()?;
     if p.at_end() {
@@ -444,8 +483,8 @@ pub fn has_duplicate_keys(dict: &Dictionary) -> bool {
 /// RFC 8941 semantics for repeated keys: the last value wins, at the first key's position. Only the
 /// tests use it: a covered field that repeats a key is refused instead (see `components::field_value`).
 #[cfg(any(test, not(target_arch = "wasm32")))]
-pub fn dedup(dict: Dictionary) -> Dictionary {
-    let mut out: Dictionary = Vec::with_capacity(dict.len());
+pub fn dedup(dict: Dictionary<'_>) -> Dictionary<'_> {
+    let mut out: Dictionary<'_> = Vec::with_capacity(dict.len());
     for (k, v) in dict {
         match out.iter_mut().find(|(k2, _)| *k2 == k) {
             Some(slot) => slot.1 = v,
@@ -663,10 +702,10 @@ mod tests {
         assert!(!has_duplicate_keys(&parse_dictionary("a=1, b=2").unwrap()));
         // Many keys (a client chooses how many): distinct, then one repeat at the very end.
         let many: Vec<String> = (0..20_000).map(|i| format!("k{i}")).collect();
-        let d = parse_dictionary(&many.join(", ")).unwrap();
-        assert!(!has_duplicate_keys(&d));
-        let d = parse_dictionary(&format!("{}, k7", many.join(", "))).unwrap();
-        assert!(has_duplicate_keys(&d));
+        let distinct = many.join(", ");
+        assert!(!has_duplicate_keys(&parse_dictionary(&distinct).unwrap()));
+        let repeat = format!("{distinct}, k7");
+        assert!(has_duplicate_keys(&parse_dictionary(&repeat).unwrap()));
     }
 
     #[test]
@@ -675,14 +714,20 @@ mod tests {
         // across the bound, with the repeat at each position against the first, middle and last key.
         for n in 1..=20usize {
             let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
-            let d = parse_dictionary(&keys.join(", ")).unwrap();
-            assert!(!has_duplicate_keys(&d), "{n} distinct keys");
+            let text = keys.join(", ");
+            assert!(
+                !has_duplicate_keys(&parse_dictionary(&text).unwrap()),
+                "{n} distinct keys"
+            );
             for target in [0, n / 2, n - 1] {
                 for at in 0..=n {
                     let mut repeated = keys.clone();
                     repeated.insert(at, keys[target].clone());
-                    let d = parse_dictionary(&repeated.join(", ")).unwrap();
-                    assert!(has_duplicate_keys(&d), "{repeated:?}");
+                    let text = repeated.join(", ");
+                    assert!(
+                        has_duplicate_keys(&parse_dictionary(&text).unwrap()),
+                        "{repeated:?}"
+                    );
                 }
             }
         }

@@ -299,20 +299,23 @@ pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHe
         sig_params.push(("expires".into(), int(e)?));
     }
     if let Some(n) = &params.nonce {
-        sig_params.push(("nonce".into(), BareItem::String(n.clone())));
+        sig_params.push(("nonce".into(), BareItem::String(n.as_str().into())));
     }
     if let Some(a) = params.alg {
         sig_params.push(("alg".into(), BareItem::String(a.as_str().into())));
     }
-    sig_params.push(("keyid".into(), BareItem::String(params.key_id.clone())));
+    sig_params.push((
+        "keyid".into(),
+        BareItem::String(params.key_id.as_str().into()),
+    ));
     // Last, in the order RFC 9421 §2.3 lists the parameters.
     if let Some(t) = &params.tag {
-        sig_params.push(("tag".into(), BareItem::String(t.clone())));
+        sig_params.push(("tag".into(), BareItem::String(t.as_str().into())));
     }
     let items = covered
         .iter()
         .map(|c| Item {
-            bare: BareItem::String(c.name.clone()),
+            bare: BareItem::String(c.name.as_ref().into()),
             params: c.params.clone(),
         })
         .collect();
@@ -323,7 +326,7 @@ pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHe
         let missing = covered
             .iter()
             .filter(|c| c.value(&head).is_none())
-            .map(|c| c.name.clone())
+            .map(|c| c.name.to_string())
             .collect();
         SignError::MissingComponents(missing)
     })?;
@@ -335,7 +338,7 @@ pub fn sign_request(req: &ParsedRequest, params: &SignParams) -> Result<SignedHe
     })
 }
 
-fn int(v: u64) -> Result<BareItem, SignError> {
+fn int(v: u64) -> Result<BareItem<'static>, SignError> {
     // RFC 8941 integers have at most 15 digits.
     match i64::try_from(v) {
         Ok(i) if i <= 999_999_999_999_999 => Ok(BareItem::Integer(i)),

@@ -49,7 +49,7 @@ fn edgeward_rfc8941(kind: Kind, input: &str) -> (Option<String>, bool) {
     let mut repeated_key = false;
     let ok = match kind {
         Kind::Dictionary => super::dictionary(&mut p).map(|d| {
-            let mut keys: Vec<&str> = d.iter().map(|(k, _)| k.as_str()).collect();
+            let mut keys: Vec<&str> = d.iter().map(|(k, _)| k.as_ref()).collect();
             keys.sort_unstable();
             keys.dedup();
             repeated_key = keys.len() != d.len();
