@@ -581,7 +581,7 @@ impl SharedStore for HostStore {
     }
 }
 
-fn property_string(path: &[&str]) -> Option<String> {
+fn property_string(path: &str) -> Option<String> {
     host::get_property(path)
         .filter(|b| !b.is_empty())
         .and_then(|b| String::from_utf8(b).ok())
@@ -591,15 +591,14 @@ impl EdgewardHttp {
     fn read_request(&self) -> RequestData {
         // Our own decoder: the SDK's panics on a header value that is not UTF-8 (see crate::pairs).
         let headers = host::get_header_map(host::REQUEST_HEADERS)
-            .and_then(|b| crate::pairs::decode_text(&b))
+            .and_then(crate::pairs::decode_text_owned)
             .unwrap_or_default();
         let find = |name: &str| headers.position(name).unwrap_or(usize::MAX);
         let (method, authority, path) = (find(":method"), find(":authority"), find(":path"));
         // Read always: the log record names the route.
-        let route_name = property_string(&["xds", "route_name"]);
-        let tls =
-            property_string(&["connection", "tls_version"]).and_then(|v| TlsVersion::parse(&v));
-        let peer = property_string(&["source", "address"])
+        let route_name = property_string("xds\0route_name");
+        let tls = property_string("connection\0tls_version").and_then(|v| TlsVersion::parse(&v));
+        let peer = property_string("source\0address")
             .map_or(Peer::Invalid, |a| crate::ip::peer_from_socket_addr(&a));
         let now_ns = host::now_ns().unwrap_or(0);
         RequestData {
@@ -850,7 +849,7 @@ impl EdgewardHttp {
         // buffer is not readable outside a body callback; `request.total_size` (body bytes received plus
         // the head's byteSize) is.
         let head_bytes = self.req.as_ref().map_or(0, |r| r.headers.byte_len());
-        let buffered = host::get_property(&["request", "total_size"])
+        let buffered = host::get_property("request\0total_size")
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map_or(0, |b| {
                 usize::try_from(u64::from_le_bytes(b))
@@ -888,7 +887,7 @@ impl EdgewardHttp {
         if self.stream.phase() != crate::stream::Phase::Logged {
             // No response headers passed through this filter (e.g. the client went away): the status
             // comes from the stream info.
-            let status = host::get_property(&["response", "code"])
+            let status = host::get_property("response\0code")
                 .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
                 .map_or(0, |b| u16::try_from(u64::from_le_bytes(b)).unwrap_or(0));
             self.emit_log(status);

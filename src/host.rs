@@ -290,16 +290,16 @@ fn increment_metric_uncounted(id: u32, n: i64) {
     let _ = unsafe { proxy_increment_metric(id, n) };
 }
 
-/// A property (`["xds", "route_name"]`), or `None` when absent, empty or unreadable.
-pub fn get_property(path: &[&str]) -> Option<Vec<u8>> {
-    let serialized = path.join("\0");
+/// A property, its path given serialized as the ABI takes it (segments separated by NUL:
+/// `"xds\0route_name"`, written as literals, nothing joined per call), or `None` when absent, empty or
+/// unreadable.
+pub fn get_property(path: &str) -> Option<Vec<u8>> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     count(GET_PROPERTY);
     // SAFETY: as in `get_shared_data`: the host hands over a buffer allocated through
     // `proxy_on_memory_allocate`, which we then own.
-    let s =
-        unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) };
+    let s = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
     if s != OK || data.is_null() {
         return None;
     }

@@ -32,7 +32,19 @@ pub fn decode(bytes: &[u8]) -> Option<RawPairs<'_>> {
 
 /// Calls `f` with each (name, value) of a serialized map, in order; the number of pairs, or `None` (after
 /// some calls, perhaps) when the buffer is malformed.
+#[cfg(test)]
 fn for_each_pair<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> Option<usize> {
+    for_each_span(bytes, |[k0, k1, v0, v1]| {
+        if let (Some(k), Some(v)) = (bytes.get(k0..k1), bytes.get(v0..v1)) {
+            f(k, v);
+        }
+    })
+}
+
+/// Calls `f` with the byte ranges of each name and value of a serialized map (`[name start, name
+/// end, value start, value end]`, each range inside `bytes` and followed by a NUL), in order; the
+/// number of pairs, or `None` (after some calls, perhaps) when the buffer is malformed.
+fn for_each_span(bytes: &[u8], mut f: impl FnMut([usize; 4])) -> Option<usize> {
     if bytes.is_empty() {
         return Some(0);
     }
@@ -48,12 +60,11 @@ fn for_each_pair<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> 
         let vlen = read_u32(bytes, s + 4)?;
         // Each name and value is followed by a NUL: a buffer without them is not the host's.
         let key_end = p.checked_add(klen)?;
-        let key = bytes.get(p..key_end)?;
         let value_start = nul_after(bytes, key_end)?;
         let value_end = value_start.checked_add(vlen)?;
-        let value = bytes.get(value_start..value_end)?;
-        p = nul_after(bytes, value_end)?;
-        f(key, value);
+        let next = nul_after(bytes, value_end)?;
+        f([p, key_end, value_start, value_end]);
+        p = next;
     }
     Some(count)
 }
@@ -63,23 +74,55 @@ fn nul_after(bytes: &[u8], at: usize) -> Option<usize> {
     (bytes.get(at) == Some(&0)).then_some(at + 1)
 }
 
-/// Decodes a serialized map into one [`HeaderText`] (two allocations, whatever the number of headers,
-/// when the map is valid UTF-8), invalid UTF-8 replaced by U+FFFD.
+/// Decodes a serialized map into a [`HeaderText`], invalid UTF-8 replaced by U+FFFD. (The tests'
+/// and fuzz targets' form of [`decode_text_owned`].)
 pub fn decode_text(bytes: &[u8]) -> Option<HeaderText> {
-    let count = read_u32(bytes, 0).unwrap_or(0).min(bytes.len() / 10);
-    let mut out = HeaderText::with_capacity(bytes.len(), count);
+    decode_text_owned(bytes.to_vec())
+}
+
+/// Decodes a serialized map into a [`HeaderText`], taking the host's buffer. When the buffer is valid
+/// UTF-8 once its binary header (count and lengths) is zeroed (the usual case), it becomes the text
+/// itself: one pass of UTF-8 validation and one allocation (the ranges), no copy. Otherwise every
+/// name and value is copied, invalid UTF-8 replaced by U+FFFD; a value that is not UTF-8 keeps its
+/// bytes too (`;bs` signs them, RFC 9421 §2.1.3).
+pub fn decode_text_owned(mut bytes: Vec<u8>) -> Option<HeaderText> {
+    let count = read_u32(&bytes, 0).unwrap_or(0).min(bytes.len() / 10);
+    let mut spans: Vec<[u32; 4]> = Vec::with_capacity(count);
     let mut fits = true;
-    for_each_pair(bytes, |k, v| {
-        // Valid UTF-8 (the usual case) is checked the quicker way; the rest converted lossily.
-        // A value that is not UTF-8 keeps its bytes too (`;bs` signs them, RFC 9421 §2.1.3).
-        let pushed = match (std::str::from_utf8(k), std::str::from_utf8(v)) {
+    for_each_span(&bytes, |span| match span.map(u32::try_from) {
+        [Ok(k0), Ok(k1), Ok(v0), Ok(v1)] => spans.push([k0, k1, v0, v1]),
+        _ => fits = false,
+    })?;
+    if !fits {
+        return None;
+    }
+    // Names and values start after the header: zeroed, it is text too (NUL is ASCII), and the text
+    // is the whole buffer. Every range then starts and ends beside a NUL: on character boundaries.
+    let header = 4usize
+        .saturating_add(count.saturating_mul(8))
+        .min(bytes.len());
+    if let Some(h) = bytes.get_mut(..header) {
+        h.fill(0);
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Some(HeaderText::over(text, spans)),
+        Err(e) => lossy(&e.into_bytes(), &spans),
+    }
+}
+
+/// The copying decode of a map that is not all UTF-8 (its ranges already found).
+fn lossy(bytes: &[u8], spans: &[[u32; 4]]) -> Option<HeaderText> {
+    let mut out = HeaderText::with_capacity(bytes.len(), spans.len());
+    for span in spans {
+        let [k0, k1, v0, v1] = span.map(|x| x as usize);
+        let (k, v) = (bytes.get(k0..k1)?, bytes.get(v0..v1)?);
+        match (std::str::from_utf8(k), std::str::from_utf8(v)) {
             (Ok(k), Ok(v)) => out.push(k, v),
             (Ok(k), Err(_)) => out.push_bytes(k, v),
             _ => out.push(&String::from_utf8_lossy(k), &String::from_utf8_lossy(v)),
-        };
-        fits &= pushed.is_some();
-    })?;
-    fits.then_some(out)
+        }?;
+    }
+    Some(out)
 }
 
 /// How a plugin writes `adds` onto a header map one call at a time, so that the map ends as "every
@@ -188,6 +231,37 @@ mod tests {
         assert_eq!(decode_text(&[]).map(|t| t.slices().len()), Some(0));
     }
 
+    /// A map that is UTF-8 becomes text in place (the host's buffer, header zeroed), and reads exactly
+    /// as the copying decode of the same ranges; one that is not takes the copying decode.
+    #[test]
+    fn the_hosts_buffer_becomes_the_text_and_reads_like_a_copy() {
+        let pairs = [(":method", "POST"), ("é", "ü"), ("x-empty", ""), ("", "v")];
+        let bytes = encode(&pairs);
+        let names_and_values: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let mut spans = Vec::new();
+        for_each_span(&bytes, |s| spans.push(s.map(|x| x as u32))).unwrap();
+        let in_place = decode_text_owned(bytes.clone()).unwrap();
+        let copied = lossy(&bytes, &spans).unwrap();
+        assert_eq!(in_place.slices(), copied.slices());
+        assert_eq!(in_place.text_len(), bytes.len(), "decoded in place");
+        assert_eq!(copied.text_len(), names_and_values);
+        assert_eq!(in_place.slices(), pairs.to_vec());
+        assert_eq!(in_place.byte_len(), names_and_values);
+        assert_eq!(copied.byte_len(), names_and_values);
+        // A buffer whose lengths are not UTF-8 (a 200-byte value: 0xc8) still decodes in place.
+        let long = "v".repeat(200);
+        let long_map = encode(&[("x-long", long.as_str())]);
+        let text = decode_text_owned(long_map.clone()).unwrap();
+        assert_eq!(text.slices(), [("x-long", long.as_str())]);
+        assert_eq!(text.text_len(), long_map.len(), "decoded in place");
+        // Bytes after the last pair that are not UTF-8 take the copying decode, same pairs.
+        let mut trailing = encode(&pairs);
+        trailing.extend_from_slice(b"\xff");
+        let copied = decode_text_owned(trailing).unwrap();
+        assert_eq!(copied.slices(), in_place.slices());
+        assert_eq!(copied.text_len(), names_and_values, "copied");
+    }
+
     /// The one-string form answers every lookup as the pairs it was decoded from.
     #[test]
     fn header_text_reads_like_the_pairs() {
@@ -204,16 +278,17 @@ mod tests {
         .collect();
         let text = decode_text(&encode(&pairs)).unwrap();
         let slices = text.slices();
-        let (a, b) = (
-            crate::request::Headers::from_slices(&slices),
-            crate::request::Headers::new(&pairs),
-        );
+        let b = crate::request::Headers::new(&pairs);
+        let a = crate::request::Headers::from_slices(&slices);
         assert_eq!(a.len(), b.len());
         assert_eq!(a.iter().collect::<Vec<_>>(), b.iter().collect::<Vec<_>>());
         assert_eq!(
             a.iter().rev().collect::<Vec<_>>(),
             b.iter().rev().collect::<Vec<_>>()
         );
+        for i in 0..=pairs.len() {
+            assert_eq!(a.pair(i), b.pair(i), "{i}");
+        }
         for name in ["x-forwarded-for", "accept", ":method", "", "é", "absent"] {
             assert_eq!(a.get(name), b.get(name), "{name}");
             assert_eq!(a.count(name), b.count(name), "{name}");

@@ -76,12 +76,13 @@ enum Repr<'a> {
 }
 
 /// A header map held as one string with the byte ranges of each name and value: the plugin decodes
-/// Envoy's map into this, two allocations per request instead of two per header.
+/// Envoy's map into this (`crate::pairs::decode_text_owned`), the host's buffer itself when it is
+/// UTF-8.
 #[derive(Default)]
 pub struct HeaderText {
     text: String,
-    /// Per header: name start, name end (= value start), value end (byte offsets into `text`).
-    spans: Vec<[u32; 3]>,
+    /// Per header: name start, name end, value start, value end (byte offsets into `text`).
+    spans: Vec<[u32; 4]>,
     /// The bytes of values that are not UTF-8 (by header index): `text` holds them converted lossily,
     /// and `;bs` signature components read these.
     raw: Vec<(u32, Vec<u8>)>,
@@ -96,6 +97,16 @@ impl HeaderText {
         }
     }
 
+    /// Over `text` with the (name, value) ranges `spans` (`[name start, name end, value start, value
+    /// end]`); a range that is not inside `text` on character boundaries reads as empty.
+    pub fn over(text: String, spans: Vec<[u32; 4]>) -> Self {
+        HeaderText {
+            text,
+            spans,
+            raw: Vec::new(),
+        }
+    }
+
     /// Appends a header. `None`, and nothing appended, when the text would pass 4 GiB.
     pub fn push(&mut self, name: &str, value: &str) -> Option<()> {
         let n0 = u32::try_from(self.text.len()).ok()?;
@@ -103,7 +114,7 @@ impl HeaderText {
         let v1 = n1.checked_add(u32::try_from(value.len()).ok()?)?;
         self.text.push_str(name);
         self.text.push_str(value);
-        self.spans.push([n0, n1, v1]);
+        self.spans.push([n0, n1, n1, v1]);
         Some(())
     }
 
@@ -122,6 +133,17 @@ impl HeaderText {
 
     /// The bytes of every name and value together (Envoy's `byteSize()` of the same map).
     pub fn byte_len(&self) -> usize {
+        self.spans
+            .iter()
+            .map(|&[n0, n1, v0, v1]| {
+                (n1.saturating_sub(n0) as usize) + (v1.saturating_sub(v0) as usize)
+            })
+            .sum()
+    }
+
+    /// The length of the text behind the ranges (the host's whole buffer when decoded in place).
+    #[cfg(test)]
+    pub(crate) fn text_len(&self) -> usize {
         self.text.len()
     }
 
@@ -129,22 +151,22 @@ impl HeaderText {
     pub fn position(&self, name: &str) -> Option<usize> {
         self.spans
             .iter()
-            .position(|&[n0, n1, _]| self.text.get(n0 as usize..n1 as usize) == Some(name))
+            .position(|&[n0, n1, _, _]| self.text.get(n0 as usize..n1 as usize) == Some(name))
     }
 
     /// The (name, value) slices, for [`Headers::from_slices`]: one allocation per callback that reads
-    /// headers, and lookups as quick as over owned pairs.
+    /// headers, and lookups (a scan of the headers each) as quick as over owned pairs.
     pub fn slices(&self) -> Vec<(&str, &str)> {
-        self.spans
-            .iter()
-            .map(|s| {
-                let [n0, n1, v1] = s.map(|x| x as usize);
-                (
-                    self.text.get(n0..n1).unwrap_or_default(),
-                    self.text.get(n1..v1).unwrap_or_default(),
-                )
-            })
-            .collect()
+        self.spans.iter().map(|s| self.span_pair(s)).collect()
+    }
+
+    /// The header a span marks.
+    fn span_pair(&self, span: &[u32; 4]) -> (&str, &str) {
+        let [n0, n1, v0, v1] = span.map(|x| x as usize);
+        (
+            self.text.get(n0..n1).unwrap_or_default(),
+            self.text.get(v0..v1).unwrap_or_default(),
+        )
     }
 }
 
