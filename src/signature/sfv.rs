@@ -529,7 +529,7 @@ pub fn write_bare(out: &mut String, b: &BareItem) {
 /// Serializes a string item (quotes and escapes).
 pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
-    if !s.contains(['"', '\\']) {
+    if !s.bytes().any(|b| b == b'"' || b == b'\\') {
         out.push_str(s);
         out.push('"');
         return;
