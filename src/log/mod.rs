@@ -2,6 +2,7 @@
 //! anonymized `X-Forwarded-For` sent upstream. Built once per request, after the status is known.
 
 mod anon;
+mod memo;
 mod redact;
 mod text;
 
@@ -174,6 +175,8 @@ pub struct LogPolicy {
     /// `key_id` pseudonyms computed at configure for the ids of the policy's own keys (id,
     /// pseudonym): a signed request's record then computes no MAC for its key id.
     known_key_ids: Vec<(String, String)>,
+    /// The `client` pseudonyms of the addresses this worker logged last.
+    client_memo: memo::ClientMemo,
 }
 
 /// At most this many key ids get a pseudonym computed at configure (the lookup is linear); the ids
@@ -196,6 +199,7 @@ impl Default for LogPolicy {
             upstream_xff: UpstreamXff::Keep,
             fields: false,
             known_key_ids: Vec::new(),
+            client_memo: memo::ClientMemo::default(),
         }
     }
 }
@@ -266,6 +270,7 @@ pub fn compile(
         upstream_xff,
         fields: input.fields.unwrap_or(false),
         known_key_ids: Vec::new(),
+        client_memo: memo::ClientMemo::default(),
     })
 }
 
@@ -533,9 +538,11 @@ impl LogPolicy {
     }
 
     fn client_pseudonym(&self, ip: IpAddr) -> Option<String> {
-        self.key
-            .as_ref()
-            .map(|k| k.pseudonym_ip(LABEL_CLIENT_IP, ip))
+        self.key.as_ref().map(|k| {
+            let mut out = String::with_capacity(22);
+            self.client_memo.push(k, LABEL_CLIENT_IP, ip, &mut out);
+            out
+        })
     }
 
     /// Computes, once, the `key_id` pseudonyms of `ids` (the ids of the policy's own keys; the first
@@ -670,7 +677,7 @@ impl LogPolicy {
             out.push_str(",\"client\":");
             match r.client_ip {
                 Some(ip) => quoted(&mut out, &|k, o| {
-                    k.push_pseudonym_ip(o, LABEL_CLIENT_IP, ip)
+                    self.client_memo.push(k, LABEL_CLIENT_IP, ip, o)
                 }),
                 None => out.push_str("null"),
             }
