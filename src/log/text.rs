@@ -41,15 +41,31 @@ fn neutral_len(c: char) -> usize {
 /// Appends `s` with control characters spelled out as visible `\u{1b}` text and capped at [`VALUE_CAP`]
 /// bytes (cut at a character boundary and marked), optionally JSON-escaped.
 pub fn push_value(out: &mut String, s: &str, json: bool) {
-    // The common case, in one copy: short printable ASCII with nothing to escape.
+    // The common case, in one copy: short printable ASCII with nothing to escape (one table lookup
+    // per byte).
+    let plain = if json { &PLAIN_JSON } else { &PLAIN_TEXT };
     if s.len() <= VALUE_CAP
         && s.bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && !(json && (b == b'"' || b == b'\\')))
+            .all(|b| plain.get(usize::from(b)).copied().unwrap_or(false))
     {
         out.push_str(s);
         return;
     }
     push_value_general(out, s, json);
+}
+
+/// The bytes [`push_value`] copies as they are: printable ASCII; in JSON, but `"` and `\`.
+const PLAIN_TEXT: [bool; 256] = plain_bytes(false);
+const PLAIN_JSON: [bool; 256] = plain_bytes(true);
+
+const fn plain_bytes(json: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7f {
+        t[b] = !(json && (b == b'"' as usize || b == b'\\' as usize));
+        b += 1;
+    }
+    t
 }
 
 /// [`push_value`] character by character: every case, also the ones its fast path takes.
