@@ -129,6 +129,8 @@ pub struct Limit {
     pub lease: u64,
     pub(crate) gcra: Gcra,
     pub(crate) table: local::Table,
+    /// Its `RateLimit-Policy` value (`"name";q=LIMIT;w=WINDOW`), written once, at configure.
+    policy_header: String,
 }
 
 /// A policy's compiled `rate_limits`, in document order, local and remote apart.
@@ -421,7 +423,17 @@ fn compile_one(
         slots,
         lease > 1,
     );
+    let mut policy_header = String::new();
+    push_header_value(
+        &mut policy_header,
+        &input.name,
+        "\";q=",
+        input.limit,
+        ";w=",
+        input.window_s,
+    );
     Some(Limit {
+        policy_header,
         name: input.name.clone(),
         key,
         limit: input.limit,
@@ -755,30 +767,26 @@ fn headers<'a>(pairs: impl Iterator<Item = (&'a Limit, &'a LimitState)>) -> Vec<
     }
     match pick {
         None => Vec::new(),
-        // `"name";q=LIMIT;w=WINDOW` and `"name";r=REMAINING;t=RESET`, without `format!`.
+        // `"name";q=LIMIT;w=WINDOW` (written at configure) and `"name";r=REMAINING;t=RESET`.
         Some((l, s)) => {
-            let field = |a: &str, x: u64, b: &str, y: u64| {
-                let mut v = String::with_capacity(l.name.len() + 32);
-                v.push('"');
-                v.push_str(&l.name);
-                v.push_str(a);
-                crate::num::push_u64(&mut v, x);
-                v.push_str(b);
-                crate::num::push_u64(&mut v, y);
-                v
-            };
+            let mut now = String::with_capacity(l.name.len() + 32);
+            push_header_value(&mut now, &l.name, "\";r=", s.remaining, ";t=", s.reset_s);
             vec![
-                (
-                    "RateLimit-Policy".to_string(),
-                    field("\";q=", l.limit, ";w=", l.window_s),
-                ),
-                (
-                    "RateLimit".to_string(),
-                    field("\";r=", s.remaining, ";t=", s.reset_s),
-                ),
+                ("RateLimit-Policy".to_string(), l.policy_header.clone()),
+                ("RateLimit".to_string(), now),
             ]
         }
     }
+}
+
+/// Appends `"name"A X B Y` (a `RateLimit` or `RateLimit-Policy` value), without `format!`.
+fn push_header_value(out: &mut String, name: &str, a: &str, x: u64, b: &str, y: u64) {
+    out.push('"');
+    out.push_str(name);
+    out.push_str(a);
+    crate::num::push_u64(out, x);
+    out.push_str(b);
+    crate::num::push_u64(out, y);
 }
 
 impl Limit {
