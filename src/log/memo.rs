@@ -4,12 +4,14 @@
 //! log policy, i.e. per worker VM: a document is never shared between threads). A hit copies the 22
 //! characters; a miss computes the pseudonym as before and takes the address's entry. The table holds
 //! addresses in the worker's memory only, next to the request that carried them: nothing reads it but
-//! the record it speeds up, and a new document (a new pseudonym key) starts empty.
+//! the record it speeds up, and a new document (a new pseudonym key) starts empty. One memo serves one
+//! key (its log policy's) and one label (`client_ip`): an entry does not say which key made it.
 
 use std::cell::RefCell;
 use std::net::IpAddr;
 
 use super::anon::{PseudonymKey, PSEUDONYM_BYTES};
+use super::LABEL_CLIENT_IP;
 
 /// Entries (a power of two).
 pub const ENTRIES: usize = 256;
@@ -47,9 +49,10 @@ fn slot(ip: IpAddr) -> usize {
 }
 
 impl ClientMemo {
-    /// Appends the pseudonym of `ip` under `key` and `label` to `out`: remembered, or computed and
-    /// remembered.
-    pub fn push(&self, key: &PseudonymKey, label: &str, ip: IpAddr, out: &mut String) {
+    /// Appends the `client_ip` pseudonym of `ip` under `key` (always its log policy's) to `out`:
+    /// remembered, or computed and remembered.
+    pub fn push(&self, key: &PseudonymKey, ip: IpAddr, out: &mut String) {
+        let label = LABEL_CLIENT_IP;
         let Ok(mut table) = self.0.try_borrow_mut() else {
             key.push_pseudonym_ip(out, label, ip);
             return;
@@ -91,9 +94,9 @@ mod tests {
         PseudonymKey::new(&[k; 32]).unwrap()
     }
 
-    fn via(memo: &ClientMemo, k: &PseudonymKey, label: &str, ip: IpAddr) -> String {
+    fn via(memo: &ClientMemo, k: &PseudonymKey, ip: IpAddr) -> String {
         let mut out = String::from("prefix:");
-        memo.push(k, label, ip, &mut out);
+        memo.push(k, ip, &mut out);
         out.strip_prefix("prefix:").unwrap().to_string()
     }
 
@@ -120,7 +123,7 @@ mod tests {
         for round in 0..3 {
             for &ip in &ips {
                 assert_eq!(
-                    via(&memo, &k, "client_ip", ip),
+                    via(&memo, &k, ip),
                     k.pseudonym_ip("client_ip", ip),
                     "round {round}"
                 );
@@ -139,9 +142,9 @@ mod tests {
     fn a_repeat_client_is_served_from_the_table() {
         let memo = ClientMemo::default();
         let ip: IpAddr = "192.0.2.10".parse().unwrap();
-        let first = via(&memo, &key(1), "client_ip", ip);
+        let first = via(&memo, &key(1), ip);
         assert_eq!(memo.len(), 1);
-        assert_eq!(via(&memo, &key(2), "client_ip", ip), first);
+        assert_eq!(via(&memo, &key(2), ip), first);
         assert_ne!(key(2).pseudonym_ip("client_ip", ip), first);
         // A copy (a cloned policy) starts empty.
         assert_eq!(memo.clone().len(), 0);

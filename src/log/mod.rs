@@ -540,7 +540,7 @@ impl LogPolicy {
     fn client_pseudonym(&self, ip: IpAddr) -> Option<String> {
         self.key.as_ref().map(|k| {
             let mut out = String::with_capacity(22);
-            self.client_memo.push(k, LABEL_CLIENT_IP, ip, &mut out);
+            self.client_memo.push(k, ip, &mut out);
             out
         })
     }
@@ -676,9 +676,7 @@ impl LogPolicy {
         if self.pseudo_client_ip {
             out.push_str(",\"client\":");
             match r.client_ip {
-                Some(ip) => quoted(&mut out, &|k, o| {
-                    self.client_memo.push(k, LABEL_CLIENT_IP, ip, o)
-                }),
+                Some(ip) => quoted(&mut out, &|k, o| self.client_memo.push(k, ip, o)),
                 None => out.push_str("null"),
             }
         }

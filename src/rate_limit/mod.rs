@@ -129,7 +129,8 @@ pub struct Limit {
     pub lease: u64,
     pub(crate) gcra: Gcra,
     pub(crate) table: local::Table,
-    /// Its `RateLimit-Policy` value (`"name";q=LIMIT;w=WINDOW`), written once, at configure.
+    /// Its `RateLimit-Policy` value (`"name";q=LIMIT;w=WINDOW`), written once, at configure, from
+    /// `name`, `limit` and `window_s` (which nothing changes after).
     policy_header: String,
 }
 
