@@ -465,12 +465,14 @@ pub(crate) fn peek(
 }
 
 /// Gives back the token a committed plan took (one slot), if its slot in the set still belongs to
-/// the key the plan wrote. `exact` (tables of limits that lease): only if nobody took a token from
-/// that bucket since (its arrival time is still what the plan wrote), so that exactly this
-/// request's slot is freed, since the slot before the bucket's arrival time may be one a worker's
-/// lease holds. A table is never shared by a limit that leases and one that does not (the lease is
-/// part of its name), so a plain refund can never free a leased slot.
-fn refund(limit: &Limit, plan: &Plan, exact: bool, store: &mut dyn SharedStore) {
+/// the key the plan wrote, and only if nobody took a token from that bucket since (its arrival time
+/// is still what the plan wrote): then exactly this request's interval is freed. Otherwise the token
+/// is dropped, which only makes limiting stricter. Moving a bucket's arrival time back after others
+/// took from it would free the newest interval, not this one: after the bucket went idle and was
+/// taken from again, or after an earlier held request's refund, that is a token another request
+/// holds, and one request more than `burst` could pass. (Of a limit that leases, the interval
+/// before the arrival time may also be a slot a worker's lease holds.)
+fn refund(limit: &Limit, plan: &Plan, store: &mut dyn SharedStore) {
     let Some(written) = plan.image.slots.get(plan.way) else {
         return;
     };
@@ -485,8 +487,8 @@ fn refund(limit: &Limit, plan: &Plan, exact: bool, store: &mut dyn SharedStore) 
         if slot.fp != written.fp {
             return; // taken over since: the token went back to the refill already
         }
-        if exact && slot.tat != written.tat {
-            return; // another token was taken after it: dropped (stricter)
+        if slot.tat != written.tat {
+            return; // another token was taken or given back since: dropped (stricter)
         }
         slot.tat = slot.tat.saturating_sub(limit.gcra.interval());
         match store.set(&plan.key, limit.table.encode(&image).as_slice(), cas) {
@@ -559,7 +561,7 @@ fn give_back(limit: &Limit, source: &Source, leases: Option<&Leases>, store: &mu
         ) => leases.give_back(limit.table.uid, *place, lease.base, 0),
         // A lease with no table to return it to: dropped (freeing a slot would free a leased one).
         (Source::Shared(Plan { lease: Some(_), .. }), None) => {}
-        (Source::Shared(plan), _) => refund(limit, plan, limit.lease > 1, store),
+        (Source::Shared(plan), _) => refund(limit, plan, store),
         (
             Source::Leased {
                 place, base, bit, ..
@@ -683,7 +685,7 @@ impl BucketBackend for LocalBackend<'_> {
                         if plan.lease.is_some() {
                             hold(lim, plan, true, leases, now_ns);
                         } else {
-                            refund(lim, plan, lim.lease > 1, &mut *self.store);
+                            refund(lim, plan, &mut *self.store);
                         }
                     }
                 }

@@ -1107,6 +1107,53 @@ fn partial_commit_is_refunded() {
     assert_eq!(passes(&rl, &k, T0, &mut store, 9), 3);
 }
 
+/// A token goes back only while nobody took from (or gave back to) its bucket since. Moving the
+/// arrival time back later would free the newest interval, which by then is another request's: each
+/// case below let one request more than `burst` through when refunds went back whatever came after.
+#[test]
+fn a_refund_never_frees_a_token_another_request_holds() {
+    let leases = std::rc::Rc::new(Leases::disabled());
+    let k = from_ip("192.0.2.1");
+    let held = |rl: &RateLimits, now: u64, store: &mut MemoryStore| {
+        let (o, receipt) = rl.acquire_held(&k, now, store, &leases, &HK);
+        assert!(allowed(&o));
+        receipt
+    };
+    // The latest token, given back at once: it comes back.
+    let rl = limits(r#"[{"name": "c", "key": "client_ip", "limit": 10, "window_s": 1}]"#);
+    let mut store = MemoryStore::new();
+    assert_eq!(passes(&rl, &k, T0, &mut store, 9), 9);
+    let last = held(&rl, T0, &mut store);
+    rl.refund(last, &mut store);
+    assert_eq!(passes(&rl, &k, T0, &mut store, 20), 1);
+    // Held, the bucket refills (idle), another burst empties it, then the late refund.
+    let t1 = T0 + 5 * S;
+    let late = held(&rl, t1, &mut store);
+    let t2 = t1 + 2 * S;
+    assert_eq!(passes(&rl, &k, t2, &mut store, 20), 10, "full again");
+    rl.refund(late, &mut store);
+    assert_eq!(
+        passes(&rl, &k, t2, &mut store, 20),
+        0,
+        "at most burst at t2"
+    );
+    // Two held at once (1 per second, burst 2): the first given back early, the bucket taken from,
+    // then the second given back: only the exact one comes back.
+    let rl =
+        limits(r#"[{"name": "c", "key": "client_ip", "limit": 1, "window_s": 1, "burst": 2}]"#);
+    let mut store = MemoryStore::new();
+    let (a, b) = (held(&rl, T0, &mut store), held(&rl, T0, &mut store));
+    rl.refund(b, &mut store);
+    let t = T0 + 990_000_000;
+    assert_eq!(passes(&rl, &k, t, &mut store, 1), 1);
+    rl.refund(a, &mut store);
+    assert_eq!(
+        passes(&rl, &k, t, &mut store, 5) + passes(&rl, &k, T0 + S, &mut store, 5),
+        1,
+        "2 in 10 ms from a bucket of 2"
+    );
+}
+
 #[test]
 fn losing_the_last_token_to_another_worker_refunds_and_denies() {
     let rl = limits(
