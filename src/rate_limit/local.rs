@@ -203,8 +203,8 @@ impl Table {
             window_s.to_le_bytes(),
             burst.to_le_bytes(),
         ];
-        // A limit that leases never shares a table with one that does not: a plain refund frees
-        // the slot before the bucket's arrival time, which may be one a worker's lease holds. The
+        // A limit that leases never shares a table with one that does not (one bucket, one kind of
+        // token accounting; a lenient refund, as plain limits had, could free a leased slot). The
         // marker is added only for limits that lease, so the others keep the names they had.
         let [l, w, b] = &params;
         let hash = |parts: &[&[u8]]| {
@@ -465,8 +465,8 @@ pub(crate) fn peek(
 }
 
 /// Gives back the token a committed plan took (one slot), if its slot in the set still belongs to
-/// the key the plan wrote, and only if nobody took a token from that bucket since (its arrival time
-/// is still what the plan wrote): then exactly this request's interval is freed. Otherwise the token
+/// the key the plan wrote, and only if its arrival time is still what the plan wrote (every token
+/// taken after it has been given back): then exactly this request's interval is freed. Otherwise the token
 /// is dropped, which only makes limiting stricter. Moving a bucket's arrival time back after others
 /// took from it would free the newest interval, not this one: after the bucket went idle and was
 /// taken from again, or after an earlier held request's refund, that is a token another request
@@ -488,7 +488,7 @@ fn refund(limit: &Limit, plan: &Plan, store: &mut dyn SharedStore) {
             return; // taken over since: the token went back to the refill already
         }
         if slot.tat != written.tat {
-            return; // another token was taken or given back since: dropped (stricter)
+            return; // a later token is still held: dropped (stricter)
         }
         slot.tat = slot.tat.saturating_sub(limit.gcra.interval());
         match store.set(&plan.key, limit.table.encode(&image).as_slice(), cas) {

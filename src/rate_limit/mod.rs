@@ -497,7 +497,7 @@ fn parse_key(key: &str) -> Result<KeySpec, KeyError> {
 }
 
 /// Document-wide check: `global` limits with one name are one bucket, so they must agree on its size
-/// and on `lease` (a bucket that leases refunds differently: see `local::refund`).
+/// and on `lease` (a bucket that leases hands out tokens by slots a worker holds: see `local::Table`).
 pub fn check_globals(sections: &[&RateLimits], errs: &mut Errors) {
     let globals: Vec<&Limit> = sections
         .iter()

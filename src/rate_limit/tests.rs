@@ -339,7 +339,7 @@ fn same_named_globals_must_agree() {
     assert!(errs.is_empty());
     check_globals(&[&a, &b, &c], &mut errs);
     assert_eq!(errs.into_vec().len(), 1);
-    // One leasing, one not: refused (a plain refund would free a slot a lease holds).
+    // One leasing, one not: refused (one bucket, one kind of token accounting).
     let d = compile_with(
         r#"[{"name": "all", "key": "global", "limit": 10, "window_s": 1, "lease": 4}]"#,
         "s",
@@ -1107,7 +1107,7 @@ fn partial_commit_is_refunded() {
     assert_eq!(passes(&rl, &k, T0, &mut store, 9), 3);
 }
 
-/// A token goes back only while nobody took from (or gave back to) its bucket since. Moving the
+/// A token goes back only while its bucket's arrival time is what its take wrote. Moving the
 /// arrival time back later would free the newest interval, which by then is another request's: each
 /// case below let one request more than `burst` through when refunds went back whatever came after.
 #[test]

@@ -285,6 +285,10 @@ fn refunds_from_leases_and_buckets_never_admit_more_than_a_plain_bucket() {
         (1, 1, 8, 4, 12),
         (10, 1, 64, 64, 13),
         (1_000, 1, 2_000, 16, 14),
+        // Limits that do not lease: their refunds too.
+        (100, 1, 100, 1, 15),
+        (1, 1, 8, 1, 16),
+        (10, 1, 64, 1, 17),
     ] {
         let rl = leasing("client_ip", limit, window_s, burst, lease);
         let k = from_ip("192.0.2.1");
@@ -532,8 +536,8 @@ fn a_refunded_leased_token_goes_back_to_its_own_slot() {
 #[test]
 fn a_plain_limit_never_shares_a_table_with_a_leasing_one() {
     // The review's case: a global limit of two policies (or of two configurations in one VM), one
-    // leasing, one not. A plain refund arriving after a lease was taken from the same bucket would
-    // free a leased slot (used twice); so the two are different buckets.
+    // leasing, one not. A lenient refund (as plain limits had) arriving after a lease was taken from
+    // the same bucket would free a leased slot (used twice); so the two are different buckets.
     let leasing_g = leasing("global", 10, 1, 10, 8);
     let plain_g = leasing("global", 10, 1, 10, 1);
     assert_ne!(
