@@ -812,7 +812,8 @@ impl SignaturePolicy {
         }
         let mut covered: Vec<ComponentId> = Vec::with_capacity(items.len());
         for item in items {
-            // The names and parameters borrow from the field: cloning the item copies no text.
+            // The names and parameters borrow from the field: cloning the item copies no text (an
+            // escaped string aside).
             let id = ComponentId::from_item(item).map_err(|_| INVALID)?;
             if covered.iter().any(|c| c.same_as(&id)) {
                 return Err(INVALID);
