@@ -466,12 +466,12 @@ pub(crate) fn peek(
 
 /// Gives back the token a committed plan took (one slot), if its slot in the set still belongs to
 /// the key the plan wrote, and only if its arrival time is still what the plan wrote (every token
-/// taken after it has been given back): then exactly this request's interval is freed. Otherwise the token
-/// is dropped, which only makes limiting stricter. Moving a bucket's arrival time back after others
-/// took from it would free the newest interval, not this one: after the bucket went idle and was
-/// taken from again, or after an earlier held request's refund, that is a token another request
-/// holds, and one request more than `burst` could pass. (Of a limit that leases, the interval
-/// before the arrival time may also be a slot a worker's lease holds.)
+/// taken after it has been given back): then exactly this request's interval is freed. Otherwise
+/// the token is dropped, which only makes limiting stricter. Moving a bucket's arrival time back
+/// after others took from it would free the newest interval, not this one: after the bucket went
+/// idle and was taken from again, or after an earlier held request's refund, that is a token
+/// another request holds, and one request more than `burst` could pass. (Of a limit that leases,
+/// the interval before the arrival time may also be a slot a worker's lease holds.)
 fn refund(limit: &Limit, plan: &Plan, store: &mut dyn SharedStore) {
     let Some(written) = plan.image.slots.get(plan.way) else {
         return;

@@ -224,6 +224,18 @@ fn by_headers(h: &[(String, String)]) -> KeyInputs<'_> {
     }
 }
 
+/// The randomized runs' next request, from the random word `r`: when it arrives (mostly 0–200 µs
+/// after `now`, far over every limit here; one gap in 500 up to 3 s) and which of three workers
+/// takes it.
+fn arrival(r: u64, now: u64) -> (u64, usize) {
+    let gap = if r.is_multiple_of(500) {
+        (r >> 9) % (3 * S)
+    } else {
+        (r >> 9) % 200_000
+    };
+    (now + gap, ((r >> 40) % 3) as usize)
+}
+
 #[test]
 fn leases_across_workers_never_admit_more_than_a_plain_bucket() {
     // Three workers, one key, rushes far over the limit and lulls long enough to refill: every
@@ -247,13 +259,9 @@ fn leases_across_workers_never_admit_more_than_a_plain_bucket() {
         let (mut admitted, mut exact_admitted) = (Vec::new(), 0usize);
         for _ in 0..20_000 {
             let r = rng.next();
-            // Mostly 0–200 µs apart (far over every limit here), one gap in 500 up to 3 s.
-            now += if r.is_multiple_of(500) {
-                (r >> 9) % (3 * S)
-            } else {
-                (r >> 9) % 200_000
-            };
-            let w = &workers[((r >> 40) % 3) as usize];
+            let (at, worker) = arrival(r, now);
+            now = at;
+            let w = &workers[worker];
             if ok(&rl, &k, now, &mut store, w) {
                 admitted.push(now);
             }
@@ -301,12 +309,9 @@ fn refunds_from_leases_and_buckets_never_admit_more_than_a_plain_bucket() {
         let mut refunds = 0;
         for _ in 0..20_000 {
             let r = rng.next();
-            now += if r.is_multiple_of(500) {
-                (r >> 9) % (3 * S)
-            } else {
-                (r >> 9) % 200_000
-            };
-            let w = &workers[((r >> 40) % 3) as usize];
+            let (at, worker) = arrival(r, now);
+            now = at;
+            let w = &workers[worker];
             let (o, receipt) = take(&rl, &k, now, &mut store, w);
             if allowed(&o) {
                 admitted.push((now, true));
