@@ -879,17 +879,33 @@ impl EdgewardHttp {
                 host::add_header(host::RESPONSE_HEADERS, k, v)
             };
         }
-        let status = host::get_header(host::RESPONSE_HEADERS, ":status").and_then(|b| parse(&b));
+        let status = if self.logs_status() {
+            host::get_header(host::RESPONSE_HEADERS, ":status").and_then(|b| parse(&b))
+        } else {
+            None
+        };
         self.emit_log(status.unwrap_or(0));
+    }
+
+    /// Whether the record will carry the response status (`log.status`, default true): without it,
+    /// the status is not read (one host call fewer).
+    fn logs_status(&self) -> bool {
+        self.stream
+            .evaluation()
+            .is_some_and(|ev| ev.logs_status(&self.doc))
     }
 
     fn on_log(&mut self) {
         if self.stream.phase() != crate::stream::Phase::Logged {
             // No response headers passed through this filter (e.g. the client went away): the status
             // comes from the stream info.
-            let status = host::get_property("response\0code")
-                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-                .map_or(0, |b| u16::try_from(u64::from_le_bytes(b)).unwrap_or(0));
+            let status = if self.logs_status() {
+                host::get_property("response\0code")
+                    .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                    .map_or(0, |b| u16::try_from(u64::from_le_bytes(b)).unwrap_or(0))
+            } else {
+                0
+            };
             self.emit_log(status);
         }
         host::flush_call_count();

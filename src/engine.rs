@@ -384,6 +384,12 @@ impl Evaluation {
         self.policy(doc).map_or(&doc.default_log, |p| &p.log)
     }
 
+    /// Whether this request's record carries the response status (`log.status`): the adapter reads
+    /// the status only then.
+    pub fn logs_status(&self, doc: &Document) -> bool {
+        self.log_policy(doc).logs_status()
+    }
+
     /// The anonymized log record, once the response status is known (`status`: what the client got).
     pub fn record(&self, doc: &Document, head: &RequestHead, status: u16, now_ns: u64) -> String {
         self.log_policy(doc)

@@ -9,7 +9,8 @@
 //
 // case.json (benches/node-host/case.py writes D's): {"configuration": "<policy document>",
 // "headers": [[name, value], ...], "body": "<text>", "response_headers": [[name, value], ...],
-// "properties": {"xds\u0000route_name": "api", ...}, "expect_status": 200}
+// "properties": {"xds\u0000route_name": "api", ...}, "expect_status": 200}; with "no_response_headers": true
+// the stream ends without response headers (as when the client goes away), straight to the log callback.
 // Not Envoy: the host's side costs almost nothing here, so this measures the module alone; Envoy's own
 // work per host call is what the end-to-end benchmark's Phost configuration prices.
 
@@ -189,7 +190,7 @@ function request() {
   callback = "request_body";
   if (a !== 0 && localReply === null && body.length) a = x.proxy_on_request_body(id, body.length, 1);
   callback = "response_headers";
-  if (localReply === null) x.proxy_on_response_headers(id, responseHeaders.length, 1);
+  if (localReply === null && !kase.no_response_headers) x.proxy_on_response_headers(id, responseHeaders.length, 1);
   callback = "log";
   x.proxy_on_log(id);
   callback = "delete";
@@ -227,5 +228,6 @@ console.log(JSON.stringify({
   memory_grew_during_run: x.memory.buffer.byteLength - pages0,
   upstream: Object.fromEntries([...filterState].filter(([k]) => k.startsWith("edgeward.upstream"))),
   record_bytes: (filterState.get("edgeward.log") || "").length,
+  record: filterState.get("edgeward.log") ?? null,
   shared_data: { keys: shared.size, value_bytes: [...new Set([...shared.values()].map((v) => v.value.length))] },
 }, null, 1));

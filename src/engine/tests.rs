@@ -195,6 +195,28 @@ fn forwarding_headers_follow_upstream_xff() {
     }
 }
 
+/// Whether the record carries the status (and so whether the adapter reads it) follows the log section
+/// of the request's policy, or the document's for requests outside any policy.
+#[test]
+fn the_status_is_logged_as_the_requests_log_section_says() {
+    let doc = Document::from_json(
+        r#"{"log": {"status": false},
+            "policies": {"quiet": {}, "loud": {"log": {"status": true}}},
+            "routes": [{"path_prefix": "/loud/", "policy": "loud"},
+                       {"path_prefix": "/none/", "policy": null},
+                       {"path_prefix": "/quiet/", "policy": "quiet"}]}"#,
+        &NoEnv,
+    )
+    .unwrap();
+    for (path, logged) in [("/loud/x", true), ("/quiet/x", false), ("/none/x", false)] {
+        let r = req("a.test", path);
+        let ev = r.eval(&doc);
+        assert_eq!(ev.logs_status(&doc), logged, "{path}");
+        let record = ev.record(&doc, &r.head(), 503, 1_700_000_000_000_000_000);
+        assert_eq!(record.contains(r#""status":503"#), logged, "{record}");
+    }
+}
+
 #[test]
 fn client_sent_internal_headers_are_refused() {
     let d = doc();

@@ -101,6 +101,8 @@ pub struct LogInput {
     pub upstream_xff: Option<UpstreamXff>,
     /// Also set each record field as its own filter-state property.
     pub fields: Option<bool>,
+    /// The response status in the record (default true); false saves reading it, one host call.
+    pub status: Option<bool>,
 }
 
 impl LogInput {
@@ -116,6 +118,7 @@ impl LogInput {
             redact_query: self.redact_query.clone().or(base.redact_query.clone()),
             upstream_xff: self.upstream_xff.or(base.upstream_xff),
             fields: self.fields.or(base.fields),
+            status: self.status.or(base.status),
         }
     }
 }
@@ -138,6 +141,7 @@ crate::json::json_object!(LogInput {
     redact_query: "redact_query" => some,
     upstream_xff: "upstream_xff" => some,
     fields: "fields" => some,
+    status: "status" => some,
 });
 
 /// A pseudonymized header: its lowercase name, the MAC label / record key (`header:NAME`) and the
@@ -172,6 +176,8 @@ pub struct LogPolicy {
     query: QueryRule,
     upstream_xff: UpstreamXff,
     fields: bool,
+    /// The record carries the response status (which the adapter then reads from the response).
+    status: bool,
     /// `key_id` pseudonyms computed at configure for the ids of the policy's own keys (id,
     /// pseudonym): a signed request's record then computes no MAC for its key id.
     known_key_ids: Vec<(String, String)>,
@@ -198,6 +204,7 @@ impl Default for LogPolicy {
             query: QueryRule::redact_all(),
             upstream_xff: UpstreamXff::Keep,
             fields: false,
+            status: true,
             known_key_ids: Vec::new(),
             client_memo: memo::ClientMemo::default(),
         }
@@ -269,6 +276,7 @@ pub fn compile(
         query,
         upstream_xff,
         fields: input.fields.unwrap_or(false),
+        status: input.status.unwrap_or(true),
         known_key_ids: Vec::new(),
         client_memo: memo::ClientMemo::default(),
     })
@@ -522,6 +530,12 @@ impl LogPolicy {
         self.fields
     }
 
+    /// Whether the record carries the response status (`"status"`, default true). When it does not,
+    /// the status passed to [`LogPolicy::record`] is ignored, and the adapter does not read it.
+    pub fn logs_status(&self) -> bool {
+        self.status
+    }
+
     /// The `upstream_xff` mode.
     pub fn upstream_xff(&self) -> UpstreamXff {
         self.upstream_xff
@@ -644,8 +658,10 @@ impl LogPolicy {
             out.push_str(",\"shadow_reason\":");
             push_json_opt(&mut out, r.shadow_reason);
         }
-        out.push_str(",\"status\":");
-        crate::num::push_u64(&mut out, u64::from(r.status));
+        if self.status {
+            out.push_str(",\"status\":");
+            crate::num::push_u64(&mut out, u64::from(r.status));
+        }
         out.push_str(",\"method\":");
         push_json_str(&mut out, r.method);
         out.push_str(",\"host\":");
@@ -747,7 +763,9 @@ impl LogPolicy {
         opt(&mut f, "edgeward.reason", r.reason);
         opt(&mut f, "edgeward.shadow_decision", r.shadow_decision);
         opt(&mut f, "edgeward.shadow_reason", r.shadow_reason);
-        f.push(("edgeward.status", r.status.to_string()));
+        if self.status {
+            f.push(("edgeward.status", r.status.to_string()));
+        }
         f.push(("edgeward.method", plain(r.method)));
         f.push(("edgeward.host", plain(r.host)));
         f.push(("edgeward.path", plain(&redact_query(r.path, &self.query))));

@@ -385,6 +385,49 @@ fn default_policy_record() {
     assert!(LogPolicy::default().fields(&input(&h)).is_empty());
 }
 
+/// `"status": false` leaves the status out of the record and of `fields` (the adapter then does not read
+/// it); the default and `true` keep it.
+#[test]
+fn the_status_can_be_left_out_of_the_record() {
+    let h = request_headers();
+    let r = input(&h);
+    for (section, logged) in [
+        (json!({"fields": true}), true),
+        (json!({"fields": true, "status": true}), true),
+        (json!({"fields": true, "status": false}), false),
+    ] {
+        let p = policy(section.clone());
+        assert_eq!(p.logs_status(), logged, "{section}");
+        let (s, v) = record_json(&p, &r);
+        assert_eq!(
+            v.get("status").cloned(),
+            logged.then(|| json!(200)),
+            "{section}"
+        );
+        assert_eq!(s.contains("status"), logged, "{s}");
+        let f = p.fields(&r);
+        assert_eq!(
+            f.iter().any(|(n, _)| *n == "edgeward.status"),
+            logged,
+            "{section}"
+        );
+        // Everything else is as before.
+        assert_eq!(v["method"], "GET", "{section}");
+        assert_eq!(v["decision"], "allow", "{section}");
+        assert!(f.iter().any(|(n, _)| *n == "edgeward.method"), "{section}");
+    }
+    assert!(LogPolicy::default().logs_status());
+    assert!(parse(json!({"status": "no"})).is_err());
+    assert!(parse(json!({"status": null})).is_err());
+    // A policy's section over the document's: given wins, absent inherits.
+    let off = parse(json!({"status": false})).unwrap();
+    let on = parse(json!({"status": true})).unwrap();
+    let unset = parse(json!({})).unwrap();
+    assert_eq!(unset.over(&off).status, Some(false));
+    assert_eq!(on.over(&off).status, Some(true));
+    assert_eq!(off.over(&on).status, Some(false));
+}
+
 #[test]
 fn no_route_and_missing_values_are_null() {
     let r = RecordInput {
