@@ -865,11 +865,11 @@ impl EdgewardHttp {
 
     fn on_http_response_headers(&mut self) {
         // A local reply already carries edgeward's response headers (send_reply): only the status is
-        // read, for the record (Envoy's local reply mapping may have changed it).
+        // read, for the record, when it logs it (Envoy's local reply mapping may have changed it).
         let adds = self.stream.response_headers();
         let parse = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u16>().ok();
         // One call per header (replace, or add for a name's later values: see pairs::header_writes),
-        // then `:status` (for the record). Reading the whole map and writing it back is two host calls
+        // then `:status` (for the record, unless `log.status` is false). Reading the whole map and writing it back is two host calls
         // instead of four for three headers, but Envoy rebuilds the map on the write, which costs more
         // CPU per request (~4 µs, benches/host-calls-filter) than the single calls.
         for (k, v, first) in crate::pairs::header_writes(adds) {

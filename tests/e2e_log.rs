@@ -243,3 +243,37 @@ fn records_are_anonymized_and_the_upstream_gets_the_rewritten_xff() {
         "the plugin's own log lines are in the checked log:\n{envoy_log}"
     );
 }
+
+/// `log.status: false` (the status is then not read from the response: one host call fewer) through
+/// Envoy: records of that policy have no `status`, allowed or denied; the default keeps it.
+#[test]
+fn the_status_is_left_out_only_where_the_log_section_says() {
+    let upstream = echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+    let doc = r#"{
+      "policies": {
+        "with": {},
+        "without": {"log": {"status": false}},
+        "denied": {"ip": {"allow": ["10.0.0.0/8"]}, "log": {"status": false}}
+      },
+      "routes": [
+        {"path_prefix": "/without/", "policy": "without"},
+        {"path_prefix": "/denied/", "policy": "denied"},
+        {"policy": "with"}
+      ]
+    }"#;
+    let envoy = Envoy::start(&EnvoyOpts::new(upstream.addr()).policy(doc))
+        .unwrap_or_else(|log| panic!("{log}"));
+    for (prefix, status) in [("/with/", 200), ("/without/", 200), ("/denied/", 403)] {
+        let req = Req::get(&format!("{prefix}x")).authority("api.example.com");
+        let res = envoy.send_from(CLIENT.parse().unwrap(), &req);
+        assert_eq!(res.status, status, "{prefix}: {}", res.text());
+    }
+    let with = record_for(&envoy, "/with/");
+    assert_eq!(with["status"], 200, "{with}");
+    let without = record_for(&envoy, "/without/");
+    assert_eq!(without["decision"], "allow", "{without}");
+    assert!(without.get("status").is_none(), "{without}");
+    let denied = record_for(&envoy, "/denied/");
+    assert_eq!(denied["reason"], "ip_denied", "{denied}");
+    assert!(denied.get("status").is_none(), "{denied}");
+}

@@ -182,6 +182,10 @@ fn schema_accepts_what_the_core_accepts() {
             ], "components": ["@query-param;name=\"id\"", "content-type", "\"@method\""], "label": "sig-1.*" }})),
         ),
         (
+            "record without the status",
+            json!({ "log": { "status": false }, "policies": { "p": { "log": { "status": true } } }, "routes": [{ "policy": "p" }] }),
+        ),
+        (
             "signature without the key id for the upstream",
             with_policy(
                 json!({ "signature": { "keys": [{ "id": "k", "alg": "hmac-sha256", "secret": secret }], "upstream_key_id": false } }),
@@ -498,6 +502,11 @@ fn schema_and_core_reject_the_same_bad_documents() {
             "nonce",
             with_policy(json!({ "signature": { "keys": [hmac_key], "nonce": "always" } })),
             "policies.p.signature.nonce",
+        ),
+        (
+            "log status not a boolean",
+            with_policy(json!({ "log": { "status": "no" } })),
+            "policies.p.log.status",
         ),
         (
             "upstream_key_id not a boolean",

@@ -11,7 +11,7 @@ use crate::secret::NoEnv;
 use std::net::IpAddr;
 
 /// The `log` sections the records are written under.
-const SECTIONS: [&str; 4] = [
+const SECTIONS: [&str; 5] = [
     "{}",
     r#"{"ipv4_prefix": 24, "ipv6_prefix": 48,
         "pseudonym_key": {"base64": "S0tLS0tLS0tLS0tLS0tLS0tLS0tLS0tLS0tLS0tLS0s="},
@@ -25,6 +25,7 @@ const SECTIONS: [&str; 4] = [
         "pseudonym_key": {"base64": "S0tLS0tLS0tLS0tLS0tLS0tLS0tLS0tLS0tLS0tLS0s="},
         "pseudonymize": ["client_ip"], "upstream_xff": "pseudonymize", "headers": ["referer"],
         "fields": true}"#,
+    r#"{"status": false, "headers": ["user-agent", "referer"], "fields": true}"#,
 ];
 
 thread_local! {

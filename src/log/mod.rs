@@ -455,7 +455,7 @@ pub struct RecordInput<'a> {
     pub shadow_decision: Option<&'a str>,
     /// In shadow mode, the reason enforce mode would have denied or redirected.
     pub shadow_reason: Option<&'a str>,
-    /// Response status (also when it came from the upstream).
+    /// Response status (also when it came from the upstream); not written with `log.status: false`.
     pub status: u16,
     pub method: &'a str,
     /// `:authority` without port.
