@@ -13,7 +13,8 @@
 # BENCH_WARMUP_SECONDS (2), BENCH_ONLY=A,D,... (a subset of the configurations), BENCH_PARTS=1 (also the P
 # configurations: where D's cost goes, check by check, and D's host calls alone), BENCH_EXPERIMENTS=1 (also
 # issue 25's document experiments, e.g. Dnohdr), BENCH_ALT_WASM=path (another edgeward build, measured as Dalt
-# beside D; A2, bare Envoy again, gives the A/A noise beside it).
+# beside D; A2, bare Envoy again, gives the A/A noise beside it), BENCH_FIXED_RATE (1000: the fixed low rate of
+# the latency that users would measure).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 START=$(date +%s)

@@ -352,8 +352,9 @@ RLS_CONFIGS = {"D-rls", "D-rls-nonce"}
 # the record as filter state, the counter). Each part minus P0 is that check's own cost.
 # Measured again for latency at half of D's throughput (below every one's knee).
 LOW_RATE_CONFIGS = ["A", "A2", "C", "D"]
-# Latency users would measure: A, C and D at this fixed low rate, where nothing queues.
-FIXED_RATE = 1000
+# Latency users would measure: A, C and D at this fixed low rate, where nothing queues (BENCH_FIXED_RATE
+# measures at another: how the added latency changes with the idle time between requests).
+FIXED_RATE = int(os.environ.get("BENCH_FIXED_RATE", "1000"))
 
 PARTS = [
     ("P0", "edgeward, a policy with no checks", ()),
