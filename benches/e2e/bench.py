@@ -740,14 +740,22 @@ def run_oha(a, envoy, headers, body, rate, seconds, work):
         else:
             cmd += ["-H", f"{k}: {v}"]
     cmd.append(f"http://127.0.0.1:{envoy.port}{PATH}")
+    # Envoy's CPU per request at this rate too: below saturation a worker sleeps between requests, and what a
+    # request then costs (cold caches) is what its latency pays.
+    s0 = envoy.stats()
+    c0 = envoy.cpu_ticks()
     out = subprocess.run(cmd, capture_output=True, text=True)
+    c1 = envoy.cpu_ticks()
+    s1 = envoy.stats()
     if out.returncode != 0:
         raise SystemExit(f"oha failed: {out.stderr[-2000:]}")
+    n = envoy.requests(s1) - envoy.requests(s0)
     j = json.loads(out.stdout)
     pct = j.get("latencyPercentiles", {})
     summary = j.get("summary", {})
     return {"p50_us": (pct.get("p50") or float("nan")) * 1e6, "p99_us": (pct.get("p99") or float("nan")) * 1e6,
-            "achieved": summary.get("requestsPerSec", float("nan"))}
+            "achieved": summary.get("requestsPerSec", float("nan")),
+            "cpu_us": (c1 - c0) / os.sysconf("SC_CLK_TCK") * 1e6 / n if n else float("nan")}
 
 
 def med(values):
@@ -882,7 +890,7 @@ def main():
                 res = run_oha(a, envoys[n], headers, body, at, a.latency_seconds, work)
                 results[n][key].append(res)
                 print(f"    {n:6} p50 {res['p50_us']:8.0f} µs  p99 {res['p99_us']:8.0f} µs  "
-                      f"({res['achieved']:.0f} req/s achieved)", file=sys.stderr)
+                      f"({res['achieved']:.0f} req/s achieved, {res['cpu_us']:.1f} CPU-µs/req)", file=sys.stderr)
         def in_round(seq, r):
             # Every other round in reverse order, so that no configuration always runs right after the same
             # neighbour: order cannot bias a side-by-side difference (Dalt − D) one way.
@@ -1090,7 +1098,8 @@ def render(a, configs, results, rate, low_rate, rss, statuses, host_calls, clien
         for n in [n for n in LOW_RATE_CONFIGS if results.get(n, {}).get(key)]:
             achieved = med(col(n, key, "achieved"))
             sat = "" if achieved >= 0.95 * at else " (sat.)"
-            cells.append(f"{n} p50 {spread(col(n, key, 'p50_us'), f0)}, p99 {spread(col(n, key, 'p99_us'), f0)} µs{sat}")
+            cells.append(f"{n} p50 {spread(col(n, key, 'p50_us'), f0)}, p99 {spread(col(n, key, 'p99_us'), f0)} µs{sat}, "
+                         f"{spread(col(n, key, 'cpu_us'), f1)} CPU-µs/req")
         if cells:
             lines.append(f"Latency at {at:,} req/s ({what}; oha, {a.latency_seconds:g} s per round): "
                          + "; ".join(cells) + ".\n")
@@ -1150,6 +1159,11 @@ def render(a, configs, results, rate, low_rate, rss, statuses, host_calls, clien
                     target = f"≤ (D − A CPU) + 10 = {d_a[0] + 10:.0f}"
                     verdict = ok(t, lambda v: v <= d_a[0] + 10)
                 rows.append((f"{x} − {y} {q} latency µs at {at:,} req/s{what}", fmt(t, f0), target, verdict))
+            # Envoy's CPU per request at that rate, beside its latency: what a request costs when the worker
+            # sleeps between requests (at saturation, the throughput runs' CPU-µs/req).
+            t = diff(x, y, f"{key}:cpu_us")
+            if t is not None:
+                rows.append((f"{x} − {y} CPU-µs/req at {at:,} req/s{what}", fmt(t, f1), "", ""))
     t = diff("D", "A", "p50_us"); rows.append((f"D − A p50 latency µs at {rate:,} req/s (half of A's throughput)", fmt(t, f0), "", ""))
     t = diff("D", "A", "p99_us"); rows.append((f"D − A p99 latency µs at {rate:,} req/s (half of A's throughput)", fmt(t, f0), "", ""))
     if "D100k" in rss and "C" in rss:
