@@ -350,8 +350,9 @@ RLS_CONFIGS = {"D-rls", "D-rls-nonce"}
 # Where D's cost goes (not run by default: BENCH_PARTS=1, or name them in BENCH_ONLY): edgeward with one
 # kind of check at a time, and with none (the plugin's fixed cost: read the request, select the route,
 # the record as filter state, the counter). Each part minus P0 is that check's own cost.
-# Measured again for latency at half of D's throughput (below every one's knee).
-LOW_RATE_CONFIGS = ["A", "A2", "C", "D"]
+# Measured again for latency at half of D's throughput (below every one's knee); Dalt too when there is one
+# (BENCH_ALT_WASM), so that a build's cold per-request cost is priced beside D's.
+LOW_RATE_CONFIGS = ["A", "A2", "C", "D", "Dalt"]
 # Latency users would measure: A, C and D at this fixed low rate, where nothing queues (BENCH_FIXED_RATE
 # measures at another: how the added latency changes with the idle time between requests).
 FIXED_RATE = int(os.environ.get("BENCH_FIXED_RATE", "1000"))
@@ -1148,7 +1149,7 @@ def render(a, configs, results, rate, low_rate, rss, statuses, host_calls, clien
     for key, at, what in (("oha_fixed", FIXED_RATE, ""), ("oha_low", low_rate, " (half of D's throughput)")):
         if at is None:
             continue
-        for x, y in (("D", "A"), ("D", "C"), ("C", "A"), ("A2", "A")):
+        for x, y in (("D", "A"), ("D", "C"), ("C", "A"), ("A2", "A"), ("Dalt", "D")):
             for q in ("p50", "p99"):
                 t = diff(x, y, f"{key}:{q}_us")
                 if t is None:
