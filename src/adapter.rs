@@ -587,6 +587,13 @@ fn property_string(path: &str) -> Option<String> {
         .and_then(|b| String::from_utf8(b).ok())
 }
 
+/// A numeric property (`response.code`, `request.total_size`): Envoy hands over 8 bytes, little-endian.
+fn property_u64(path: &str) -> Option<u64> {
+    host::get_property(path)
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(u64::from_le_bytes)
+}
+
 impl EdgewardHttp {
     fn read_request(&self) -> RequestData {
         // Our own decoder: the SDK's panics on a header value that is not UTF-8 (see crate::pairs).
@@ -849,13 +856,11 @@ impl EdgewardHttp {
         // buffer is not readable outside a body callback; `request.total_size` (body bytes received plus
         // the head's byteSize) is.
         let head_bytes = self.req.as_ref().map_or(0, |r| r.headers.byte_len());
-        let buffered = host::get_property("request\0total_size")
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map_or(0, |b| {
-                usize::try_from(u64::from_le_bytes(b))
-                    .unwrap_or(usize::MAX)
-                    .saturating_sub(head_bytes)
-            });
+        let buffered = property_u64("request\0total_size").map_or(0, |n| {
+            usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(head_bytes)
+        });
         let doc = Rc::clone(&self.doc);
         let actions = self
             .stream
@@ -869,9 +874,10 @@ impl EdgewardHttp {
         let adds = self.stream.response_headers();
         let parse = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u16>().ok();
         // One call per header (replace, or add for a name's later values: see pairs::header_writes),
-        // then `:status` (for the record, unless `log.status` is false). Reading the whole map and writing it back is two host calls
-        // instead of four for three headers, but Envoy rebuilds the map on the write, which costs more
-        // CPU per request (~4 µs, benches/host-calls-filter) than the single calls.
+        // then `:status` (for the record, unless `log.status` is false). Reading the whole map and
+        // writing it back is two host calls instead of four for three headers, but Envoy rebuilds the
+        // map on the write, which costs more CPU per request (~4 µs, benches/host-calls-filter) than
+        // the single calls.
         for (k, v, first) in crate::pairs::header_writes(adds) {
             let _ = if first {
                 host::set_header(host::RESPONSE_HEADERS, k, Some(v))
@@ -900,9 +906,7 @@ impl EdgewardHttp {
             // No response headers passed through this filter (e.g. the client went away): the status
             // comes from the stream info.
             let status = if self.logs_status() {
-                host::get_property("response\0code")
-                    .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-                    .map_or(0, |b| u16::try_from(u64::from_le_bytes(b)).unwrap_or(0))
+                property_u64("response\0code").map_or(0, |n| u16::try_from(n).unwrap_or(0))
             } else {
                 0
             };

@@ -118,6 +118,8 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn ct_eq_finds_every_difference_and_length() {
@@ -136,8 +138,6 @@ mod tests {
             assert!(!ct_eq(&a, &longer) && !ct_eq(&longer, &a), "{len}");
         }
     }
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const VECTORS: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
