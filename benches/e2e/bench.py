@@ -351,8 +351,10 @@ RLS_CONFIGS = {"D-rls", "D-rls-nonce"}
 # kind of check at a time, and with none (the plugin's fixed cost: read the request, select the route,
 # the record as filter state, the counter). Each part minus P0 is that check's own cost.
 # Measured again for latency at half of D's throughput (below every one's knee); Dalt too when there is one
-# (BENCH_ALT_WASM), so that a build's cold per-request cost is priced beside D's.
-LOW_RATE_CONFIGS = ["A", "A2", "C", "D", "Dalt"]
+# (BENCH_ALT_WASM), so that a build's cold per-request cost is priced beside D's; Phost and Dlean when they
+# run (BENCH_PARTS, BENCH_EXPERIMENTS), so that D's cold cost splits into its host calls (Phost − C) and its
+# own work (D − Phost), and the options' saving is priced where nothing queues too.
+LOW_RATE_CONFIGS = ["A", "A2", "C", "Phost", "D", "Dlean", "Dalt"]
 # Latency users would measure: A, C and D at this fixed low rate, where nothing queues (BENCH_FIXED_RATE
 # measures at another: how the added latency changes with the idle time between requests).
 FIXED_RATE = int(os.environ.get("BENCH_FIXED_RATE", "1000"))
@@ -1149,7 +1151,8 @@ def render(a, configs, results, rate, low_rate, rss, statuses, host_calls, clien
     for key, at, what in (("oha_fixed", FIXED_RATE, ""), ("oha_low", low_rate, " (half of D's throughput)")):
         if at is None:
             continue
-        for x, y in (("D", "A"), ("D", "C"), ("C", "A"), ("A2", "A"), ("Dalt", "D")):
+        for x, y in (("D", "A"), ("D", "C"), ("C", "A"), ("A2", "A"), ("Phost", "C"), ("D", "Phost"), ("Dlean", "D"),
+                     ("Dalt", "D")):
             for q in ("p50", "p99"):
                 t = diff(x, y, f"{key}:{q}_us")
                 if t is None:
