@@ -304,39 +304,44 @@ def configurations(a, rls_port):
 EXPERIMENTS = [
     # The host calls a user may not need: `"headers": false` on both limits (an option that exists) drops
     # RateLimit-Policy and RateLimit from allowed responses: two header writes fewer per request.
-    ("Dnohdr", "D without RateLimit headers (\"headers\": false on both limits)"),
+    ("Dnohdr", "D without RateLimit headers (\"headers\": false on both limits)", ("no_headers",)),
     # `"upstream_key_id": false` on the signature: the verified key id is not published for the upstream
     # (x-edgeward-key-id): one filter-state write fewer per request.
-    ("Dnokid", "D without the key id for the upstream (\"upstream_key_id\": false)"),
+    ("Dnokid", "D without the key id for the upstream (\"upstream_key_id\": false)", ("no_key_id",)),
     # `"lease": 64` on both limits: the worker takes 64 tokens per compare-and-swap and serves the key's next
     # requests from them, so 63 of 64 requests make no rate-limit host call (4 fewer than D).
-    ("Dlease", "D with token leases (\"lease\": 64 on both limits)"),
+    ("Dlease", "D with token leases (\"lease\": 64 on both limits)", ("lease",)),
     # `"status": false` in the log section: the record leaves the response status out (Envoy's access log has
     # %RESPONSE_CODE%), and the plugin does not read `:status`: one host call fewer per request.
-    ("Dnostatus", "D without the status in the record (log \"status\": false)"),
+    ("Dnostatus", "D without the status in the record (log \"status\": false)", ("no_status",)),
     # Every option above at once: what D's checks cost with the fewest host calls edgeward can make (9.06).
-    ("Dlean", "Dlease with every optional host call off (no RateLimit headers, key id, status)"),
+    ("Dlean", "Dlease with every optional host call off (no RateLimit headers, key id, status)",
+     ("lease", "no_headers", "no_key_id", "no_status")),
 ]
+
+
+def set_option(api, option):
+    """Sets one of the experiments' document options on D's policy `api`."""
+    if option == "no_headers":
+        for limit in api["rate_limits"]:
+            limit["headers"] = False
+    elif option == "lease":
+        for limit in api["rate_limits"]:
+            limit["lease"] = 64
+    elif option == "no_key_id":
+        api["signature"]["upstream_key_id"] = False
+    elif option == "no_status":
+        api["log"]["status"] = False
+    else:
+        raise ValueError(option)
 
 
 def experiments(d, ew):
     out = []
-    for name, what in EXPERIMENTS:
+    for name, what, options in EXPERIMENTS:
         doc = json.loads(json.dumps(d))
-        if name == "Dnohdr":
-            for limit in doc["policies"]["api"]["rate_limits"]:
-                limit["headers"] = False
-        if name == "Dnokid":
-            doc["policies"]["api"]["signature"]["upstream_key_id"] = False
-        if name in ("Dlease", "Dlean"):
-            for limit in doc["policies"]["api"]["rate_limits"]:
-                limit["lease"] = 64
-        if name == "Dlean":
-            for limit in doc["policies"]["api"]["rate_limits"]:
-                limit["headers"] = False
-            doc["policies"]["api"]["signature"]["upstream_key_id"] = False
-        if name in ("Dnostatus", "Dlean"):
-            doc["policies"]["api"]["log"]["status"] = False
+        for option in options:
+            set_option(doc["policies"]["api"], option)
         out.append((name, what, ew(doc), EDGEWARD_LOG, [], (200, 200)))
     return out
 
@@ -355,7 +360,7 @@ RLS_CONFIGS = {"D-rls", "D-rls-nonce"}
 # run (BENCH_PARTS, BENCH_EXPERIMENTS), so that D's cold cost splits into its host calls (Phost − C) and its
 # own work (D − Phost), and the options' saving is priced where nothing queues too.
 LOW_RATE_CONFIGS = ["A", "A2", "C", "Phost", "D", "Dlean", "Dalt"]
-# Latency users would measure: A, C and D at this fixed low rate, where nothing queues (BENCH_FIXED_RATE
+# Latency users would measure: LOW_RATE_CONFIGS at this fixed low rate, where nothing queues (BENCH_FIXED_RATE
 # measures at another: how the added latency changes with the idle time between requests).
 FIXED_RATE = int(os.environ.get("BENCH_FIXED_RATE", "1000"))
 
